@@ -1,0 +1,40 @@
+//! The one state object every request shares.
+
+use std::sync::Arc;
+
+use crate::auth::JwtVerifier;
+use crate::config::Config;
+use crate::db::{DbConn, DbPool, StatementCounter};
+use crate::error::ApiResult;
+use crate::events::EventHub;
+use crate::payments::links::StateSigner;
+use crate::processor::Processor;
+use crate::processor::sandbox::SandboxProcessor;
+
+pub struct App {
+    /// Postgres connections (bounded; a request that waits too long gets UNAVAILABLE).
+    pub pool: DbPool,
+    /// The payment processor every flow goes through.
+    pub processor: Arc<dyn Processor>,
+    /// The sandbox processor when it is the one in use: it also serves its consent page.
+    pub sandbox: Option<Arc<SandboxProcessor>>,
+    /// Wakes subscribers after commits, across server processes.
+    pub events: EventHub,
+    /// Verifies API tokens.
+    pub jwt: JwtVerifier,
+    /// Signs and checks the `state` of link authorizations.
+    pub state_signer: StateSigner,
+    /// SQL statements sent so far (tests count a request's cost with it).
+    pub statements: StatementCounter,
+    /// The settings the server started with.
+    pub config: Arc<Config>,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    /// A pooled connection; pool exhaustion or a down database is UNAVAILABLE.
+    pub async fn db(&self) -> ApiResult<DbConn> {
+        Ok(self.pool.get().await?)
+    }
+}

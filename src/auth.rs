@@ -1,0 +1,242 @@
+//! API authentication: JWT verification into a `Principal`, and minting tokens for
+//! development (`curbpay token`) and tests. The algorithm is pinned by configuration,
+//! never taken from the token's header.
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::{JwtConfig, JwtKey};
+use crate::error::ApiError;
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    App(Uuid),
+    Operator(Uuid),
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub subject: String,
+    pub role: Role,
+    /// When the token stops being valid (long-lived subscriptions end then).
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+    pub fn app_id(&self) -> Option<Uuid> {
+        match self.role {
+            Role::App(id) => Some(id),
+            _ => None,
+        }
+    }
+    pub fn operator_id(&self) -> Option<Uuid> {
+        match self.role {
+            Role::Operator(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The claims curbpay reads.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_id: Option<Uuid>,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+impl Claims {
+    /// Claims for a role, valid for `ttl`.
+    pub fn new(role: Role, subject: Option<String>, ttl: std::time::Duration) -> Claims {
+        let (role_name, app_id, operator_id) = match role {
+            Role::Admin => ("admin", None, None),
+            Role::App(id) => ("app", Some(id), None),
+            Role::Operator(id) => ("operator", None, Some(id)),
+        };
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
+        Claims {
+            sub: subject.unwrap_or_else(|| format!("dev-{role_name}")),
+            role: role_name.to_owned(),
+            app_id,
+            operator_id,
+            exp: (Utc::now() + ttl).timestamp(),
+            iss: None,
+            aud: None,
+        }
+    }
+}
+
+/// Verifies API tokens.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtVerifier {
+    /// `secret` is used when the configuration asks for a generated key.
+    pub fn new(config: &JwtConfig, generated_secret: Option<&[u8]>) -> anyhow::Result<JwtVerifier> {
+        let (key, algorithm) = match &config.key {
+            JwtKey::Secret(secret) => (DecodingKey::from_secret(secret.expose_secret().as_bytes()), Algorithm::HS256),
+            JwtKey::Generate => {
+                let secret = generated_secret.ok_or_else(|| anyhow::anyhow!("no JWT key configured"))?;
+                (DecodingKey::from_secret(secret), Algorithm::HS256)
+            }
+            JwtKey::PublicKeyPem { pem, path } => public_key(pem)
+                .ok_or_else(|| anyhow::anyhow!("{}: not an RSA, EC (P-256) or Ed25519 public key in PEM", path.display()))?,
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_exp = true;
+        validation.leeway = 30;
+        match &config.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        match &config.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Ok(JwtVerifier { key, validation })
+    }
+
+    /// Verifies a bearer token. The error never contains the token.
+    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
+            use jsonwebtoken::errors::ErrorKind;
+            let why = match err.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+                ErrorKind::InvalidAudience => "the token's audience is not accepted",
+                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => "the token's signature is not valid",
+                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+                _ => "the token is malformed",
+            };
+            ApiError::Unauthenticated(format!("invalid token: {why}"))
+        })?;
+        principal(data.claims)
+    }
+}
+
+fn public_key(pem: &[u8]) -> Option<(DecodingKey, Algorithm)> {
+    if let Ok(key) = DecodingKey::from_ed_pem(pem) {
+        return Some((key, Algorithm::EdDSA));
+    }
+    if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+        return Some((key, Algorithm::ES256));
+    }
+    DecodingKey::from_rsa_pem(pem).ok().map(|key| (key, Algorithm::RS256))
+}
+
+fn principal(claims: Claims) -> Result<Principal, ApiError> {
+    let bad = |msg: &str| ApiError::Unauthenticated(format!("invalid token: {msg}"));
+    let role = match claims.role.as_str() {
+        "admin" => Role::Admin,
+        "app" => Role::App(claims.app_id.ok_or_else(|| bad("role app needs an app_id claim"))?),
+        "operator" => Role::Operator(claims.operator_id.ok_or_else(|| bad("role operator needs an operator_id claim"))?),
+        _ => return Err(bad("role must be admin, app or operator")),
+    };
+    let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or_else(|| bad("exp is out of range"))?;
+    Ok(Principal { subject: claims.sub, role, expires_at })
+}
+
+/// Mints an HS256 token (development and tests).
+pub fn mint(secret: &[u8], claims: &Claims) -> anyhow::Result<String> {
+    Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))?)
+}
+
+/// Reads a bearer token out of an `Authorization` value.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn verifier(issuer: Option<&str>, audience: Option<&str>) -> JwtVerifier {
+        let config = JwtConfig {
+            key: JwtKey::Secret(SECRET.to_owned().into()),
+            issuer: issuer.map(str::to_owned),
+            audience: audience.map(str::to_owned),
+        };
+        JwtVerifier::new(&config, None).unwrap()
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        let app = Uuid::now_v7();
+        let token = mint(SECRET.as_bytes(), &Claims::new(Role::App(app), None, Duration::from_secs(60))).unwrap();
+        let principal = verifier(None, None).verify(&token).unwrap();
+        assert_eq!(principal.role, Role::App(app));
+    }
+
+    #[test]
+    fn expired_forged_and_wrong_claims_are_rejected() {
+        let v = verifier(None, None);
+        let mut claims = Claims::new(Role::Admin, None, Duration::from_secs(60));
+        claims.exp = Utc::now().timestamp() - 3600;
+        let err = v.verify(&mint(SECRET.as_bytes(), &claims).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("expired"));
+
+        let forged = mint(b"another-secret-another-secret-xx", &Claims::new(Role::Admin, None, Duration::from_secs(60)));
+        assert!(v.verify(&forged.unwrap()).is_err());
+
+        let mut claims = Claims::new(Role::Admin, None, Duration::from_secs(60));
+        claims.role = "app".into();
+        let err = v.verify(&mint(SECRET.as_bytes(), &claims).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("app_id"));
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_when_configured() {
+        let v = verifier(Some("https://auth.example"), Some("curbpay"));
+        let mut claims = Claims::new(Role::Admin, None, Duration::from_secs(60));
+        assert!(v.verify(&mint(SECRET.as_bytes(), &claims).unwrap()).is_err());
+        claims.iss = Some("https://auth.example".into());
+        claims.aud = Some("curbpay".into());
+        assert!(v.verify(&mint(SECRET.as_bytes(), &claims).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn the_header_algorithm_is_not_trusted() {
+        // A token signed "none"-style or with another algorithm must not pass.
+        let claims = Claims::new(Role::Admin, None, Duration::from_secs(60));
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert!(verifier(None, None).verify(&token).is_err());
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+}

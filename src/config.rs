@@ -1,0 +1,179 @@
+//! Every setting, read once from the environment. Each one is documented here and in
+//! the README's configuration table; secrets are wrapped so they never print.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+
+/// How API tokens (JWTs) are verified.
+#[derive(Clone)]
+pub enum JwtKey {
+    /// `CURBPAY_JWT_SECRET`: HS256 with a shared secret.
+    Secret(SecretString),
+    /// `CURBPAY_JWT_PUBLIC_KEY_FILE`: RS256, ES256 or EdDSA with a PEM public key.
+    PublicKeyPem { pem: Vec<u8>, path: PathBuf },
+    /// No key configured: the server generates one for development (and prints an
+    /// admin token). Never the case in tests or production.
+    Generate,
+}
+
+/// The JWT settings.
+#[derive(Clone)]
+pub struct JwtConfig {
+    pub key: JwtKey,
+    /// `CURBPAY_JWT_ISSUER`: when set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+    /// `CURBPAY_JWT_AUDIENCE`: when set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+}
+
+/// Which processor serves payments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessorKind {
+    /// The built-in, deterministic sandbox; its state lives in Postgres.
+    Sandbox,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: an existing Postgres. Unset: curbpay starts its own embedded
+    /// Postgres with data under `CURBPAY_DATA_DIR`.
+    pub database_url: Option<SecretString>,
+    /// `CURBPAY_DATA_DIR` (default `.curbpay`): the embedded Postgres cluster and the
+    /// generated development JWT secret live here.
+    pub data_dir: PathBuf,
+    /// `CURBPAY_LISTEN_ADDR` (default `127.0.0.1:8080`).
+    pub listen_addr: SocketAddr,
+    /// `CURBPAY_PUBLIC_URL`: the base URL for links handed out (OAuth redirect URLs).
+    /// Default: `http://` + the listen address.
+    pub public_url: url::Url,
+    pub jwt: JwtConfig,
+    /// `CURBPAY_STATE_SECRET`: signs the OAuth `state` of link authorizations. Default:
+    /// the HS256 JWT secret. Must be the same on every server process.
+    pub state_secret: Option<SecretString>,
+    /// `CURBPAY_PROCESSOR` (default `sandbox`).
+    pub processor: ProcessorKind,
+    /// `CURBPAY_CHARGE_TOKEN_TTL` (default `15m`): how long a sandbox charge token is valid.
+    pub charge_token_ttl: Duration,
+    /// `CURBPAY_DB_POOL_SIZE` (default 8): connections in the pool.
+    pub db_pool_size: usize,
+    /// `CURBPAY_DB_POOL_TIMEOUT` (default `5s`): how long a request waits for a
+    /// connection before it fails with UNAVAILABLE.
+    pub db_pool_timeout: Duration,
+    /// `CURBPAY_DB_STATEMENT_TIMEOUT` (default `10s`): Postgres `statement_timeout`.
+    pub db_statement_timeout: Duration,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn duration_var(name: &str, default: &str) -> anyhow::Result<Duration> {
+    let raw = var(name).unwrap_or_else(|| default.to_owned());
+    humantime::parse_duration(&raw).with_context(|| format!("{name}: not a duration: {raw:?}"))
+}
+
+impl Config {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> anyhow::Result<Config> {
+        let listen_addr: SocketAddr = var("CURBPAY_LISTEN_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned())
+            .parse()
+            .context("CURBPAY_LISTEN_ADDR: expected host:port, e.g. 127.0.0.1:8080")?;
+        let public_url = match var("CURBPAY_PUBLIC_URL") {
+            Some(raw) => url::Url::parse(&raw).context("CURBPAY_PUBLIC_URL: not a URL")?,
+            None => default_public_url(listen_addr),
+        };
+        let key = match (var("CURBPAY_JWT_SECRET"), var("CURBPAY_JWT_PUBLIC_KEY_FILE")) {
+            (Some(_), Some(_)) => {
+                bail!("set either CURBPAY_JWT_SECRET or CURBPAY_JWT_PUBLIC_KEY_FILE, not both")
+            }
+            (Some(secret), None) => {
+                if secret.len() < 32 {
+                    bail!("CURBPAY_JWT_SECRET must be at least 32 bytes long");
+                }
+                JwtKey::Secret(secret.into())
+            }
+            (None, Some(path)) => {
+                let path = PathBuf::from(path);
+                let pem = std::fs::read(&path)
+                    .with_context(|| format!("CURBPAY_JWT_PUBLIC_KEY_FILE: reading {}", path.display()))?;
+                JwtKey::PublicKeyPem { pem, path }
+            }
+            (None, None) => JwtKey::Generate,
+        };
+        let processor = match var("CURBPAY_PROCESSOR").as_deref() {
+            None | Some("sandbox") => ProcessorKind::Sandbox,
+            Some(other) => bail!("CURBPAY_PROCESSOR: unknown processor {other:?} (expected `sandbox`)"),
+        };
+        let db_pool_size = match var("CURBPAY_DB_POOL_SIZE") {
+            Some(raw) => raw.parse().context("CURBPAY_DB_POOL_SIZE: expected a number")?,
+            None => 8,
+        };
+        if db_pool_size == 0 {
+            bail!("CURBPAY_DB_POOL_SIZE must be at least 1");
+        }
+        Ok(Config {
+            database_url: var("DATABASE_URL").map(SecretString::from),
+            data_dir: PathBuf::from(var("CURBPAY_DATA_DIR").unwrap_or_else(|| ".curbpay".to_owned())),
+            listen_addr,
+            public_url,
+            jwt: JwtConfig {
+                key,
+                issuer: var("CURBPAY_JWT_ISSUER"),
+                audience: var("CURBPAY_JWT_AUDIENCE"),
+            },
+            state_secret: var("CURBPAY_STATE_SECRET").map(SecretString::from),
+            processor,
+            charge_token_ttl: duration_var("CURBPAY_CHARGE_TOKEN_TTL", "15m")?,
+            db_pool_size,
+            db_pool_timeout: duration_var("CURBPAY_DB_POOL_TIMEOUT", "5s")?,
+            db_statement_timeout: duration_var("CURBPAY_DB_STATEMENT_TIMEOUT", "10s")?,
+        })
+    }
+
+    /// A configuration for tests and tools: sandbox processor, the given database and
+    /// JWT secret, everything else at its default.
+    pub fn for_database(database_url: &str, jwt_secret: &str) -> Config {
+        let listen_addr: SocketAddr = "127.0.0.1:0".parse().expect("static address");
+        Config {
+            database_url: Some(database_url.to_owned().into()),
+            data_dir: PathBuf::from(".curbpay"),
+            listen_addr,
+            public_url: default_public_url(listen_addr),
+            jwt: JwtConfig {
+                key: JwtKey::Secret(jwt_secret.to_owned().into()),
+                issuer: None,
+                audience: None,
+            },
+            state_secret: None,
+            processor: ProcessorKind::Sandbox,
+            charge_token_ttl: Duration::from_secs(15 * 60),
+            db_pool_size: 8,
+            db_pool_timeout: Duration::from_secs(5),
+            db_statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `http://<listen addr>`, with an unspecified address (0.0.0.0) shown as localhost.
+pub fn default_public_url(addr: SocketAddr) -> url::Url {
+    let host = if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
+    let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
+    url::Url::parse(&format!("http://{host}:{}/", addr.port())).expect("valid URL from a socket address")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_defaults_from_the_listen_address() {
+        assert_eq!(default_public_url("127.0.0.1:8080".parse().unwrap()).as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(default_public_url("0.0.0.0:9000".parse().unwrap()).as_str(), "http://localhost:9000/");
+        assert_eq!(default_public_url("[::1]:80".parse().unwrap()).as_str(), "http://[::1]:80/");
+    }
+}

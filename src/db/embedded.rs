@@ -1,0 +1,407 @@
+//! Embedded PostgreSQL: without `DATABASE_URL`, curbpay runs its own cluster from the server binaries installed
+//! on the machine, so a local run needs no setup and no network.
+//!
+//! This module owns the cluster's whole life. `data_dir` holds `pgdata/` (made by `initdb` in a sibling
+//! directory renamed into place, so a half-made cluster never exists), `postgres.log` and the Unix socket. No TCP
+//! port is opened, so servers and tests can run side by side. As root, postgres runs as the `postgres` user,
+//! since it refuses to run as root. It stops with us: SIGINT on `stop`/drop, and `PR_SET_PDEATHSIG` even when
+//! curbpay is `kill -9`ed; what a crashed run leaves behind is cleared on the next start.
+//!
+//! Auth is `trust`: other local users are kept out by the 0700 data dir and socket. The filesystem calls are
+//! few, small and made once at startup, so they use `std::fs` directly.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, lchown};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use std::{env, fs, io};
+
+use anyhow::{Context, Result, bail};
+use tokio::process::Command;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+/// How long postgres may take to come up, or to go down.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Postgres names its socket after the port; the port itself is never opened.
+const SOCKET: &str = ".s.PGSQL.5432";
+
+/// A running cluster, ours to stop: call [`EmbeddedPostgres::stop`] on shutdown.
+pub struct EmbeddedPostgres {
+    url: String,
+    dir: PathBuf,
+    pid: libc::pid_t,
+    /// Reports the postmaster's exit; `None` once that has been dealt with.
+    exit: Option<ExitReport>,
+}
+
+type ExitReport = oneshot::Receiver<io::Result<ExitStatus>>;
+
+/// The `postgres` system user, which `initdb` and `postgres` run as when we are root.
+#[derive(Clone, Copy)]
+struct Account {
+    uid: u32,
+    gid: u32,
+}
+
+impl EmbeddedPostgres {
+    /// Starts (initialising on first use) a cluster whose data lives in `data_dir` (e.g. `.curbpay/pg`), creates
+    /// database `db_name` if missing, and waits until it accepts connections.
+    pub async fn start(data_dir: &Path, db_name: &str) -> Result<EmbeddedPostgres> {
+        // Keeps the name safe to splice into SQL and the URL.
+        if db_name.is_empty() || !db_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            bail!("embedded postgres: bad database name {db_name:?} (use letters, digits, _)");
+        }
+        let account = postgres_account()?;
+        fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let dir = fs::canonicalize(data_dir)?;
+        let dir_str = dir.to_str().context("embedded postgres: data dir is not UTF-8")?;
+        // 107 = sizeof(sockaddr_un.sun_path) minus its NUL.
+        if dir_str.len() + 1 + SOCKET.len() > 107 {
+            bail!("embedded postgres: {dir_str} is too long for a socket path; use a shorter one or set DATABASE_URL");
+        }
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        if let Some(account) = account {
+            chown(&dir, Some(account.uid), Some(account.gid))?;
+        }
+
+        let pgdata = dir.join("pgdata");
+        let version = fs::read_to_string(pgdata.join("PG_VERSION")).ok();
+        let bin = find_bin_dir(version.as_deref().map(str::trim)).await?;
+        match (&version, account) {
+            (None, _) => init_cluster(&bin, &dir, account).await?,
+            // A cluster made by another user (say, before curbpay ran as root) would be refused by postgres.
+            (Some(_), Some(account)) if fs::metadata(&pgdata)?.uid() != account.uid => {
+                chown_tree(&pgdata, account).context("handing the cluster to the postgres user")?
+            }
+            _ => {}
+        }
+        clear_leftovers(&pgdata, &dir).await?;
+
+        let (pid, exit) = spawn_postgres(&bin, &dir, account).await?;
+        let host: String = (dir_str.bytes())
+            .map(|b| match b {
+                b'/' | b'-' | b'.' | b'_' | b'~' | b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let url = format!("postgres://postgres@/{db_name}?host={host}");
+        // From here on, an early return drops `pg`, which asks postgres to stop.
+        let mut pg = EmbeddedPostgres { url, dir, pid, exit: Some(exit) };
+        pg.wait_ready().await?;
+        pg.create_database(db_name).await?;
+        info!(data_dir = %pg.dir.display(), pid, bin_dir = %bin.display(), "embedded postgres started");
+        Ok(pg)
+    }
+
+    /// URL for diesel-async/tokio-postgres: `postgres://postgres@/<db>?host=<absolute socket dir>`. There is
+    /// deliberately no `localhost`: tokio-postgres would try TCP to it first, and could reach another server.
+    pub fn database_url(&self) -> &str {
+        &self.url
+    }
+
+    /// Fast shutdown (SIGINT) and wait for exit.
+    pub async fn stop(mut self) -> Result<()> {
+        let Some(exit) = self.exit.take() else { return Ok(()) };
+        signal(self.pid, libc::SIGINT);
+        match tokio::time::timeout(TIMEOUT, exit).await {
+            Ok(Ok(Ok(status))) if !status.success() => {
+                warn!(data_dir = %self.dir.display(), %status, "embedded postgres exited abnormally")
+            }
+            Ok(Ok(Err(e))) => return Err(e).context("waiting for embedded postgres to exit"),
+            // Exited cleanly, or the supervisor thread is gone: nothing left to wait for.
+            Ok(_) => {}
+            Err(_) => bail!("embedded postgres (pid {}) did not stop within {TIMEOUT:?}", self.pid),
+        }
+        info!(data_dir = %self.dir.display(), "embedded postgres stopped");
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let pid_file = self.dir.join("pgdata/postmaster.pid");
+        let (pid, deadline) = (self.pid.to_string(), Instant::now() + TIMEOUT);
+        loop {
+            // Line 1 is the postmaster's pid, line 8 its status (PostgreSQL 10+).
+            let text = fs::read_to_string(&pid_file).unwrap_or_default();
+            let mut lines = text.lines();
+            if lines.next() == Some(&pid) && lines.nth(6).map(str::trim) == Some("ready") {
+                return Ok(());
+            }
+            if let Some(exit) = &mut self.exit
+                && let Ok(status) = exit.try_recv()
+            {
+                self.exit = None;
+                let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                bail!("embedded postgres exited while starting ({status}); {}", self.log_tail());
+            }
+            if Instant::now() > deadline {
+                bail!("embedded postgres not ready after {TIMEOUT:?}; {}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Also proves that the server accepts connections, which "ready" alone does not.
+    async fn create_database(&self, db_name: &str) -> Result<()> {
+        let (client, conn) = tokio_postgres::Config::new()
+            .host_path(&self.dir)
+            .user("postgres")
+            .dbname("postgres")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to embedded postgres; {}", self.log_tail()))?;
+        let conn = tokio::spawn(conn);
+        if client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db_name]).await?.is_none() {
+            client.batch_execute(&format!("CREATE DATABASE \"{db_name}\"")).await?;
+            info!(db = db_name, "created database in embedded postgres");
+        }
+        drop(client);
+        let _ = conn.await;
+        Ok(())
+    }
+
+    fn log_tail(&self) -> String {
+        let path = self.dir.join("postgres.log");
+        let log = fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        format!("end of {}:\n{}", path.display(), lines[lines.len().saturating_sub(15)..].join("\n"))
+    }
+}
+
+impl Drop for EmbeddedPostgres {
+    /// Best effort, without waiting: `stop` is the orderly way. Should even this be missed, the death signal
+    /// stops postgres when our process exits.
+    fn drop(&mut self) {
+        if let Some(exit) = &mut self.exit
+            && matches!(exit.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+        {
+            signal(self.pid, libc::SIGINT);
+        }
+    }
+}
+
+fn signal(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill has no memory-safety preconditions; `pid` is our unreaped child or a postmaster we just
+    // identified, never 0 or -1 (which would signal whole groups).
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// `None` when we are not root: then postgres simply runs as us.
+fn postgres_account() -> Result<Option<Account>> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    // SAFETY: passwd is plain data (integers and raw pointers), valid when zeroed.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let (mut buf, mut found) = (vec![0 as libc::c_char; 16 * 1024], std::ptr::null_mut());
+    // SAFETY: all pointers are valid for the call; unlike getpwnam, getpwnam_r writes only into our buffers, so
+    // it is thread-safe.
+    let rc = unsafe { libc::getpwnam_r(c"postgres".as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        bail!(
+            "curbpay runs as root, which PostgreSQL refuses, and there is no `postgres` system user to run it as; \
+             set DATABASE_URL or run curbpay as a non-root user"
+        );
+    }
+    Ok(Some(Account { uid: pw.pw_uid, gid: pw.pw_gid }))
+}
+
+/// Spawning fails with a bare "Permission denied" when the `postgres` user cannot enter the data dir, typically
+/// because it sits in a 0700 home such as /root; say so.
+fn unreachable_hint(what: &str, dir: &Path, account: Option<Account>) -> String {
+    let hint = " (the `postgres` user must be able to enter it and every folder above it)";
+    format!("{what} in {}{}", dir.display(), if account.is_some() { hint } else { "" })
+}
+
+fn chown_tree(path: &Path, account: Account) -> io::Result<()> {
+    lchown(path, Some(account.uid), Some(account.gid))?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), account)?;
+        }
+    }
+    Ok(())
+}
+
+/// Finds the directory holding `initdb` and `postgres`, of major version `want` if a cluster exists already (a
+/// cluster only runs under its own major version).
+async fn find_bin_dir(want: Option<&str>) -> Result<PathBuf> {
+    let mut candidates: Vec<PathBuf> = env::var_os("POSTGRES_BIN_DIR").map(PathBuf::from).into_iter().collect();
+    // Canonicalised: PATH often holds symlinks into the real bin dir (/usr/local/bin does here).
+    let path = env::var_os("PATH").unwrap_or_default();
+    let on_path = env::split_paths(&path).filter_map(|dir| fs::canonicalize(dir.join("initdb")).ok());
+    candidates.extend(on_path.filter_map(|initdb| Some(initdb.parent()?.to_owned())));
+    // libpq-dev ships pg_config too, so its --bindir may lack the server; the loop below checks.
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output().await
+        && out.status.success()
+    {
+        candidates.push(String::from_utf8_lossy(&out.stdout).trim().into());
+    }
+    // Debian/Ubuntu layout, newest major first.
+    let mut versioned: Vec<(u32, PathBuf)> = (fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten())
+        .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path().join("bin"))))
+        .collect();
+    versioned.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
+    candidates.extend(versioned.into_iter().map(|(_, dir)| dir));
+
+    for dir in candidates {
+        if !dir.join("initdb").is_file() || !dir.join("postgres").is_file() {
+            continue;
+        }
+        let Some(want) = want else { return Ok(dir) };
+        // "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
+        let Ok(out) = Command::new(dir.join("postgres")).arg("-V").output().await else { continue };
+        let version = String::from_utf8_lossy(&out.stdout);
+        if version.split_whitespace().nth(2).and_then(|v| v.split('.').next()) == Some(want) {
+            return Ok(dir);
+        }
+    }
+    let which = want.map(|v| format!("{v} ")).unwrap_or_default();
+    bail!(
+        "no PostgreSQL {which}server binaries (initdb, postgres) in $POSTGRES_BIN_DIR, PATH, `pg_config --bindir` \
+         or /usr/lib/postgresql/*/bin; install them (Debian/Ubuntu: package postgresql) or set DATABASE_URL"
+    )
+}
+
+async fn init_cluster(bin: &Path, dir: &Path, account: Option<Account>) -> Result<()> {
+    let tmp = dir.join("pgdata.initdb");
+    // Left by an interrupted initdb; it never became the cluster.
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    info!(data_dir = %dir.display(), "initialising embedded postgres cluster");
+    let mut cmd = Command::new(bin.join("initdb"));
+    cmd.args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-D"]).arg(&tmp);
+    cmd.current_dir(dir).stdin(Stdio::null()).kill_on_drop(true);
+    if let Some(account) = account {
+        cmd.uid(account.uid).gid(account.gid);
+    }
+    let out = cmd.output().await.with_context(|| unreachable_hint("running initdb", dir, account))?;
+    if !out.status.success() {
+        bail!("initdb failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    fs::rename(&tmp, dir.join("pgdata")).context("moving the new cluster into place")
+}
+
+/// Clears what a crashed run may have left. A postmaster still serving `pgdata` is stopped, so that the new one
+/// is a child we supervise. Lock files naming a dead pid are removed, since a recycled pid could make postgres
+/// believe the cluster is in use.
+async fn clear_leftovers(pgdata: &Path, dir: &Path) -> Result<()> {
+    let pid_file = pgdata.join("postmaster.pid");
+    let Ok(text) = fs::read_to_string(&pid_file) else { return Ok(()) };
+    let pid = text.lines().next().and_then(|line| line.trim().parse::<libc::pid_t>().ok());
+    if let Some(pid) = pid.filter(|&pid| pid > 0 && serves(pid, pgdata)) {
+        warn!(data_dir = %dir.display(), pid, "a postgres from an earlier run still serves this data dir; stopping it");
+        signal(pid, libc::SIGINT);
+        let deadline = Instant::now() + TIMEOUT;
+        while serves(pid, pgdata) {
+            if Instant::now() > deadline {
+                bail!("postgres pid {pid}, left by an earlier run, does not stop; stop it by hand");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    } else {
+        info!(data_dir = %dir.display(), "removing the stale postmaster.pid of a crashed run");
+    }
+    for stale in [pid_file, dir.join(format!("{SOCKET}.lock"))] {
+        if let Err(e) = fs::remove_file(&stale)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            return Err(e).with_context(|| format!("removing {}", stale.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `pid` is a live process working in `pgdata` (postgres chdirs into its data dir). A zombie or a
+/// recycled pid does not count.
+fn serves(pid: libc::pid_t, pgdata: &Path) -> bool {
+    fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == pgdata)
+}
+
+/// Spawns the postmaster from a dedicated thread that then waits for it. The thread matters: `PR_SET_PDEATHSIG`
+/// fires when the *thread* that forked the child exits, so forking from a tokio worker or `spawn_blocking` (both
+/// retired when idle) would stop postgres at a random moment. This thread lives exactly as long as postgres.
+async fn spawn_postgres(bin: &Path, dir: &Path, account: Option<Account>) -> Result<(libc::pid_t, ExitReport)> {
+    // Truncated per start, so that the tail quoted in errors is about this run.
+    let log = fs::File::create(dir.join("postgres.log")).context("creating postgres.log")?;
+    // A std Command, as it is spawned and waited for outside tokio.
+    let mut cmd = std::process::Command::new(bin.join("postgres"));
+    cmd.arg("-D").arg(dir.join("pgdata"));
+    // Quoted, as the value is a comma-separated list and a path may hold commas or spaces.
+    let socket_dir = format!("unix_socket_directories=\"{}\"", dir.display());
+    for setting in ["listen_addresses=", &socket_dir, "unix_socket_permissions=0700", "max_connections=50"] {
+        cmd.arg("-c").arg(setting);
+    }
+    cmd.args(["-c", "shared_buffers=32MB", "-c", "max_wal_size=256MB"]);
+    // Own process group: a Ctrl-C in the terminal reaches only curbpay, which then stops postgres in order.
+    cmd.current_dir(dir).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0);
+    if let Some(account) = account {
+        cmd.uid(account.uid).gid(account.gid);
+    }
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: runs between fork and exec, making only async-signal-safe calls and no allocation. std runs it
+    // after setuid, which matters: changing credentials clears the death signal.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Had we died before prctl, the signal would never come.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let (pid_tx, pid_rx) = oneshot::channel();
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let thread = std::thread::Builder::new().name("embedded-postgres".into());
+    thread.spawn(move || match cmd.spawn() {
+        Ok(mut child) => {
+            let _ = pid_tx.send(Ok(child.id()));
+            let _ = exit_tx.send(child.wait());
+        }
+        Err(e) => drop(pid_tx.send(Err(e))),
+    })?;
+    let pid = pid_rx.await.context("embedded postgres thread died")?;
+    let pid = pid.with_context(|| unreachable_hint("starting postgres", dir, account))?;
+    Ok((pid as libc::pid_t, exit_rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn client(pg: &EmbeddedPostgres) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(pg.database_url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    #[tokio::test]
+    async fn restarts_keep_data_and_survive_crashes() {
+        let dir = env::temp_dir().join(format!("curbpay-pg-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let pg = EmbeddedPostgres::start(&dir, "curbpay_test").await.unwrap();
+        assert!(pg.database_url().starts_with("postgres://postgres@/curbpay_test?host=/"));
+        client(&pg).await.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (42)").await.unwrap();
+        pg.stop().await.unwrap();
+
+        // A server that vanished without stopping postgres: the postmaster lives on.
+        std::mem::forget(EmbeddedPostgres::start(&dir, "curbpay_test").await.unwrap());
+        EmbeddedPostgres::start(&dir, "curbpay_test").await.unwrap().stop().await.unwrap();
+
+        // Postgres died too, leaving a postmaster.pid that names a dead process.
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        dead.wait().unwrap();
+        fs::write(dir.join("pgdata/postmaster.pid"), format!("{}\n", dead.id())).unwrap();
+        let pg = EmbeddedPostgres::start(&dir, "curbpay_test").await.unwrap();
+        let v: i32 = client(&pg).await.query_one("SELECT v FROM t", &[]).await.unwrap().get(0);
+        assert_eq!(v, 42);
+        pg.stop().await.unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

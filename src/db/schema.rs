@@ -1,0 +1,215 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    apps (id) {
+        id -> Uuid,
+        name -> Text,
+        processor -> Text,
+        processor_account_id -> Text,
+        publishable_key -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    charge_tokens (id) {
+        id -> Uuid,
+        session_id -> Uuid,
+        operator_id -> Uuid,
+        link_id -> Uuid,
+        status -> Text,
+        token -> Nullable<Text>,
+        cursor -> Nullable<Int8>,
+        issued_at -> Nullable<Timestamptz>,
+        expires_at -> Nullable<Timestamptz>,
+        acknowledged_at -> Nullable<Timestamptz>,
+        consumed_at -> Nullable<Timestamptz>,
+        voided_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    customers (id) {
+        id -> Uuid,
+        app_id -> Uuid,
+        external_ref -> Text,
+        processor_customer_id -> Nullable<Text>,
+        card_brand -> Nullable<Text>,
+        card_last4 -> Nullable<Text>,
+        card_exp_month -> Nullable<Int2>,
+        card_exp_year -> Nullable<Int2>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    link_events (seq) {
+        seq -> Int8,
+        link_id -> Uuid,
+        app_id -> Uuid,
+        operator_id -> Uuid,
+        status -> Text,
+        occurred_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    links (id) {
+        id -> Uuid,
+        app_id -> Uuid,
+        operator_id -> Uuid,
+        status -> Text,
+        connected_account_id -> Nullable<Text>,
+        state_nonce -> Nullable<Uuid>,
+        failure_reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        activated_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    operators (id) {
+        id -> Uuid,
+        name -> Text,
+        token_seq -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    parking_sessions (id) {
+        id -> Uuid,
+        app_id -> Uuid,
+        operator_id -> Uuid,
+        customer_id -> Uuid,
+        link_id -> Uuid,
+        zone -> Text,
+        vehicle_plate -> Text,
+        status -> Text,
+        idempotency_key -> Text,
+        started_at -> Timestamptz,
+        ended_at -> Nullable<Timestamptz>,
+        amount -> Nullable<Int8>,
+        currency -> Nullable<Text>,
+        charged_at -> Nullable<Timestamptz>,
+        processor_charge_id -> Nullable<Text>,
+        failure_code -> Nullable<Text>,
+        failure_decline_code -> Nullable<Text>,
+        failure_message -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sandbox_accounts (id) {
+        id -> Text,
+        kind -> Text,
+        owner_id -> Uuid,
+        publishable_key -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sandbox_authorization_codes (code) {
+        code -> Text,
+        platform_account_id -> Text,
+        connected_account_id -> Text,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    sandbox_charges (id) {
+        id -> Text,
+        connected_account_id -> Text,
+        token_id -> Text,
+        idempotency_key -> Text,
+        amount -> Int8,
+        currency -> Text,
+        status -> Text,
+        failure_code -> Nullable<Text>,
+        decline_code -> Nullable<Text>,
+        failure_message -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sandbox_connections (platform_account_id, connected_account_id) {
+        platform_account_id -> Text,
+        connected_account_id -> Text,
+        connected_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    sandbox_customers (id) {
+        id -> Text,
+        account_id -> Text,
+        idempotency_key -> Text,
+        test_token -> Text,
+        brand -> Text,
+        last4 -> Text,
+        exp_month -> Int2,
+        exp_year -> Int2,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sandbox_tokens (id) {
+        id -> Text,
+        platform_account_id -> Text,
+        connected_account_id -> Text,
+        customer_id -> Text,
+        idempotency_key -> Text,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(charge_tokens -> links (link_id));
+diesel::joinable!(charge_tokens -> operators (operator_id));
+diesel::joinable!(charge_tokens -> parking_sessions (session_id));
+diesel::joinable!(customers -> apps (app_id));
+diesel::joinable!(link_events -> apps (app_id));
+diesel::joinable!(link_events -> links (link_id));
+diesel::joinable!(link_events -> operators (operator_id));
+diesel::joinable!(links -> apps (app_id));
+diesel::joinable!(links -> operators (operator_id));
+diesel::joinable!(parking_sessions -> apps (app_id));
+diesel::joinable!(parking_sessions -> customers (customer_id));
+diesel::joinable!(parking_sessions -> links (link_id));
+diesel::joinable!(parking_sessions -> operators (operator_id));
+diesel::joinable!(sandbox_charges -> sandbox_accounts (connected_account_id));
+diesel::joinable!(sandbox_charges -> sandbox_tokens (token_id));
+diesel::joinable!(sandbox_customers -> sandbox_accounts (account_id));
+diesel::joinable!(sandbox_tokens -> sandbox_customers (customer_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    apps,
+    charge_tokens,
+    customers,
+    link_events,
+    links,
+    operators,
+    parking_sessions,
+    sandbox_accounts,
+    sandbox_authorization_codes,
+    sandbox_charges,
+    sandbox_connections,
+    sandbox_customers,
+    sandbox_tokens,
+);

@@ -1,0 +1,172 @@
+//! The one error type of the service, with the stable codes clients see in
+//! `extensions.code`. It sits at the bottom of the crate: it knows nothing of HTTP or
+//! GraphQL plumbing; the GraphQL layer reads `code()` and `client_message()` from it.
+
+use std::fmt;
+
+/// Stable, documented error codes. Clients switch on these, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    BadUserInput,
+    Conflict,
+    ProcessorError,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::BadUserInput => "BAD_USER_INPUT",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::ProcessorError => "PROCESSOR_ERROR",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error a request can end with. The message of the client-facing variants is safe
+/// to show; `Internal` and `Unavailable` carry detail for the log only.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    BadUserInput(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The processor refused or failed the request; the message is safe to show.
+    #[error("{0}")]
+    Processor(String),
+    /// A dependency (database, processor) is unreachable or overloaded; detail is logged.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected state; detail is logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::BadUserInput(_) => ErrorCode::BadUserInput,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::Processor(_) => ErrorCode::ProcessorError,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The message a client may see. Internal detail stays in the log.
+    pub fn client_message(&self) -> String {
+        match self {
+            ApiError::Unavailable(_) => {
+                "The service is temporarily unavailable; retry the request.".to_owned()
+            }
+            ApiError::Internal(_) => "An internal error occurred.".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn bad_input(msg: impl Into<String>) -> Self {
+        ApiError::BadUserInput(msg.into())
+    }
+
+    pub fn conflict(msg: impl Into<String>) -> Self {
+        ApiError::Conflict(msg.into())
+    }
+
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        ApiError::Forbidden(msg.into())
+    }
+
+    pub fn internal(msg: impl Into<String>) -> Self {
+        ApiError::Internal(msg.into())
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(err: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match &err {
+            Error::NotFound => ApiError::Internal("row unexpectedly missing".into()),
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                ApiError::Unavailable(err.to_string())
+            }
+            Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => {
+                ApiError::Unavailable(err.to_string())
+            }
+            Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
+                ApiError::Unavailable(err.to_string())
+            }
+            _ => ApiError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<crate::db::PoolError> for ApiError {
+    fn from(err: crate::db::PoolError) -> Self {
+        ApiError::Unavailable(format!("database pool: {err}"))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_maps_to_its_code() {
+        let cases = [
+            (ApiError::Unauthenticated("x".into()), "UNAUTHENTICATED"),
+            (ApiError::Forbidden("x".into()), "FORBIDDEN"),
+            (ApiError::NotFound("link"), "NOT_FOUND"),
+            (ApiError::BadUserInput("x".into()), "BAD_USER_INPUT"),
+            (ApiError::Conflict("x".into()), "CONFLICT"),
+            (ApiError::Processor("x".into()), "PROCESSOR_ERROR"),
+            (ApiError::Unavailable("x".into()), "UNAVAILABLE"),
+            (ApiError::Internal("x".into()), "INTERNAL"),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.code().as_str(), code);
+        }
+    }
+
+    #[test]
+    fn internal_detail_never_reaches_the_client() {
+        let err = ApiError::Internal("relation \"apps\" does not exist".into());
+        assert_eq!(err.client_message(), "An internal error occurred.");
+        let err = ApiError::Unavailable("connection refused to 10.0.0.1".into());
+        assert!(!err.client_message().contains("10.0.0.1"));
+        assert_eq!(ApiError::NotFound("link").client_message(), "link not found");
+    }
+
+    #[test]
+    fn database_errors_are_masked() {
+        let err: ApiError = diesel::result::Error::NotFound.into();
+        assert_eq!(err.code(), ErrorCode::Internal);
+        let err: ApiError = diesel::result::Error::BrokenTransactionManager.into();
+        assert_eq!(err.code(), ErrorCode::Internal);
+    }
+}

@@ -1,0 +1,231 @@
+//! Live delivery plumbing. The tables (`charge_tokens`, `link_events`) are the source
+//! of truth; this module only wakes the subscribers an event is for.
+//!
+//! After a transaction commits, the writer calls [`EventHub::publish`]. Local
+//! subscribers of that topic wake at once, and the topic is sent (coalesced, outside any
+//! payment transaction) through Postgres `NOTIFY`, so subscribers connected to other
+//! server processes on the same database wake too. Each process keeps one `LISTEN`
+//! connection; when it has to reconnect, every local subscriber is woken to catch up
+//! from the tables, so nothing missed while it was away is lost.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::db::DbPool;
+
+const CHANNEL: &str = "curbpay_events";
+
+/// What a subscriber waits on. Events are routed by topic, so a delivery only wakes the
+/// subscribers it is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Charge tokens issued to this operator.
+    OperatorTokens(Uuid),
+    /// Link changes seen by this app or operator (one topic per party).
+    PartyLinks(Uuid),
+    /// Every link change (admins).
+    AllLinks,
+}
+
+impl Topic {
+    fn encode(self) -> String {
+        match self {
+            Topic::OperatorTokens(id) => format!("t:{id}"),
+            Topic::PartyLinks(id) => format!("l:{id}"),
+            Topic::AllLinks => "l:*".to_owned(),
+        }
+    }
+
+    fn decode(raw: &str) -> Option<Topic> {
+        match raw.split_once(':')? {
+            ("t", id) => id.parse().ok().map(Topic::OperatorTokens),
+            ("l", "*") => Some(Topic::AllLinks),
+            ("l", id) => id.parse().ok().map(Topic::PartyLinks),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct EventHub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    topics: Mutex<HashMap<Topic, watch::Sender<()>>>,
+    outbox: mpsc::UnboundedSender<Topic>,
+}
+
+/// A subscriber's wake-up handle. Dropping it unregisters the topic when it was the
+/// last one listening.
+pub struct Subscription {
+    topic: Topic,
+    rx: watch::Receiver<()>,
+    hub: EventHub,
+}
+
+impl Subscription {
+    /// Marks everything so far as seen. Call before reading the table, so a wake that
+    /// arrives during the read is not lost.
+    pub fn mark_seen(&mut self) {
+        self.rx.borrow_and_update();
+    }
+
+    /// Waits for the next wake-up.
+    pub async fn changed(&mut self) {
+        if self.rx.changed().await.is_err() {
+            // The hub dropped the sender (cannot happen while we hold the hub); wait forever
+            // rather than spin.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut topics = self.hub.inner.topics.lock().expect("event hub lock");
+        if let Some(tx) = topics.get(&self.topic) {
+            // Our receiver is still alive while this runs, hence `<= 1`.
+            if tx.receiver_count() <= 1 {
+                topics.remove(&self.topic);
+            }
+        }
+    }
+}
+
+impl EventHub {
+    /// Starts the hub: a notifier task that sends `NOTIFY`s, and a listener task that
+    /// receives them (from every server process on the database).
+    pub fn start(pool: DbPool, database_url: String) -> EventHub {
+        let (outbox, rx) = mpsc::unbounded_channel();
+        let hub = EventHub { inner: Arc::new(Inner { topics: Mutex::new(HashMap::new()), outbox }) };
+        tokio::spawn(notifier(pool, rx));
+        tokio::spawn(listener(hub.clone(), database_url));
+        hub
+    }
+
+    pub fn subscribe(&self, topic: Topic) -> Subscription {
+        let mut topics = self.inner.topics.lock().expect("event hub lock");
+        let rx = topics.entry(topic).or_insert_with(|| watch::channel(()).0).subscribe();
+        Subscription { topic, rx, hub: self.clone() }
+    }
+
+    /// Announces a committed change. Never call inside a transaction.
+    pub fn publish(&self, topic: Topic) {
+        self.wake(topic);
+        // The notifier only stops when the runtime does; nothing to do then.
+        let _ = self.inner.outbox.send(topic);
+    }
+
+    fn wake(&self, topic: Topic) {
+        let topics = self.inner.topics.lock().expect("event hub lock");
+        if let Some(tx) = topics.get(&topic) {
+            tx.send_replace(());
+        }
+    }
+
+    fn wake_all(&self) {
+        let topics = self.inner.topics.lock().expect("event hub lock");
+        for tx in topics.values() {
+            tx.send_replace(());
+        }
+    }
+
+    /// Number of topics with live subscribers (for tests and metrics).
+    pub fn active_topics(&self) -> usize {
+        self.inner.topics.lock().expect("event hub lock").len()
+    }
+}
+
+/// Sends queued topics as `NOTIFY`s, one statement per batch with duplicates merged.
+async fn notifier(pool: DbPool, mut rx: mpsc::UnboundedReceiver<Topic>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = HashSet::from([first.encode()]);
+        while let Ok(more) = rx.try_recv() {
+            batch.insert(more.encode());
+        }
+        let payloads: Vec<String> = batch.into_iter().collect();
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=5 {
+            let sent = async {
+                let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                diesel::sql_query(format!("SELECT pg_notify('{CHANNEL}', t) FROM unnest($1::text[]) AS t"))
+                    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&payloads)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            match sent {
+                Ok(_) => break,
+                Err(err) => {
+                    // Subscribers on this process were already woken; others catch up when
+                    // their listener reconnects or the next event for them arrives.
+                    tracing::warn!(attempt, error = %err, "could not send event notifications");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps a `LISTEN` connection and wakes local subscribers for every notification.
+async fn listener(hub: EventHub, database_url: String) {
+    let mut delay = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        match AsyncPgConnection::establish(&database_url).await {
+            Ok(mut conn) => match diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn).await {
+                Ok(_) => {
+                    if !first {
+                        tracing::info!("event listener reconnected; waking subscribers to catch up");
+                        hub.wake_all();
+                    }
+                    delay = Duration::from_millis(100);
+                    let mut notifications = std::pin::pin!(conn.notifications_stream());
+                    while let Some(next) = notifications.next().await {
+                        match next {
+                            Ok(note) => match Topic::decode(&note.payload) {
+                                Some(topic) => hub.wake(topic),
+                                None => tracing::warn!(payload = %note.payload, "ignoring unknown event topic"),
+                            },
+                            Err(err) => {
+                                tracing::warn!(error = %err, "event listener connection failed");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "LISTEN failed"),
+            },
+            Err(err) => tracing::warn!(error = %err, "event listener cannot connect"),
+        }
+        // The stream ended: the connection is gone. Everything committed meanwhile is in
+        // the tables; subscribers are woken once we are back.
+        first = false;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_round_trip() {
+        let id = Uuid::now_v7();
+        for topic in [Topic::OperatorTokens(id), Topic::PartyLinks(id), Topic::AllLinks] {
+            assert_eq!(Topic::decode(&topic.encode()), Some(topic));
+        }
+        assert_eq!(Topic::decode("x:1"), None);
+        assert_eq!(Topic::decode("t:not-a-uuid"), None);
+    }
+}

@@ -1,0 +1,83 @@
+//! curbpay: a payments broker between parking apps and parking operators.
+//!
+//! Data flows one way: HTTP/WebSocket (`http`) → GraphQL resolvers (`graphql`) → domain
+//! services (`payments`) → storage (`models`, `db`) and the processor (`processor`).
+//!
+//! - [`config`]: every setting, read once from the environment.
+//! - [`app`]: the shared state (`App`): pool, processor, event hub, JWT verifier.
+//! - [`auth`]: JWT verification into a `Principal`.
+//! - [`db`]: pool, migrations, embedded Postgres; [`models`]: rows and queries.
+//! - [`payments`]: the flows (links, customers, sessions, charge tokens) and `policy`.
+//! - [`processor`]: the `Processor` trait (Stripe Connect's flows) and the sandbox.
+//! - [`events`]: wakes subscribers after commits, across processes (LISTEN/NOTIFY).
+//! - [`graphql`]: the schema; [`http`]: the axum router.
+//! - [`error`]: the one error type and its stable codes.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod graphql;
+pub mod http;
+pub mod models;
+pub mod payments;
+pub mod processor;
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+pub use app::{App, AppState};
+pub use config::Config;
+
+/// Builds the shared state for a database that is already migrated: the pool, the
+/// processor, the event hub. Shared by `main` and the tests.
+pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> anyhow::Result<AppState> {
+    let database_url = config
+        .database_url
+        .as_ref()
+        .map(|url| url.expose_secret().to_owned())
+        .ok_or_else(|| anyhow::anyhow!("no database URL"))?;
+    let statements = db::StatementCounter::default();
+    let pool = db::pool(
+        &database_url,
+        &db::PoolSettings {
+            max_size: config.db_pool_size,
+            wait_timeout: config.db_pool_timeout,
+            statement_timeout: config.db_statement_timeout,
+        },
+        statements.clone(),
+    )?;
+    let jwt = auth::JwtVerifier::new(&config.jwt, generated_jwt_secret)?;
+    let state_secret: Vec<u8> = match (&config.state_secret, &config.jwt.key) {
+        (Some(secret), _) => secret.expose_secret().as_bytes().to_vec(),
+        (None, config::JwtKey::Secret(secret)) => secret.expose_secret().as_bytes().to_vec(),
+        (None, config::JwtKey::Generate) => generated_jwt_secret
+            .ok_or_else(|| anyhow::anyhow!("no JWT key configured"))?
+            .to_vec(),
+        (None, config::JwtKey::PublicKeyPem { .. }) => anyhow::bail!(
+            "CURBPAY_STATE_SECRET is required when JWTs are verified with a public key \
+             (it signs link authorizations and must be the same on every server)"
+        ),
+    };
+    let sandbox = match config.processor {
+        config::ProcessorKind::Sandbox => Arc::new(processor::sandbox::SandboxProcessor::new(
+            pool.clone(),
+            config.public_url.clone(),
+            config.charge_token_ttl,
+        )),
+    };
+    let events = events::EventHub::start(pool.clone(), database_url);
+    Ok(Arc::new(App {
+        pool,
+        processor: sandbox.clone(),
+        sandbox: Some(sandbox),
+        events,
+        jwt,
+        state_signer: payments::links::StateSigner::new(&state_secret),
+        statements,
+        config: Arc::new(config),
+    }))
+}

@@ -1,0 +1,79 @@
+//! `apps`: the demand side. Each app has a platform account at the processor.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::Page;
+use crate::db::schema::{apps, links};
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = apps)]
+pub struct App {
+    pub id: Uuid,
+    pub name: String,
+    pub processor: String,
+    pub processor_account_id: String,
+    pub publishable_key: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = apps)]
+pub struct NewApp<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub processor: &'a str,
+    pub processor_account_id: &'a str,
+    pub publishable_key: &'a str,
+}
+
+/// Which apps a query may return.
+#[derive(Debug, Clone, Copy)]
+pub enum AppScope {
+    All,
+    Only(Uuid),
+    /// Apps with a link (in any state) to this operator.
+    LinkedTo(Uuid),
+}
+
+impl NewApp<'_> {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<App> {
+        diesel::insert_into(apps::table).values(self).returning(App::as_returning()).get_result(conn).await
+    }
+}
+
+fn scoped(scope: AppScope) -> apps::BoxedQuery<'static, diesel::pg::Pg> {
+    let query = apps::table.into_boxed();
+    match scope {
+        AppScope::All => query,
+        AppScope::Only(id) => query.filter(apps::id.eq(id)),
+        AppScope::LinkedTo(operator_id) => query.filter(
+            apps::id.eq_any(links::table.filter(links::operator_id.eq(operator_id)).select(links::app_id)),
+        ),
+    }
+}
+
+impl App {
+    pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<App>> {
+        apps::table.find(id).select(App::as_select()).first(conn).await.optional()
+    }
+
+    pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<App>> {
+        apps::table.filter(apps::id.eq_any(ids)).select(App::as_select()).load(conn).await
+    }
+
+    pub async fn list(conn: &mut AsyncPgConnection, scope: AppScope, page: Page) -> QueryResult<Vec<App>> {
+        let mut query = scoped(scope).select(App::as_select()).order(apps::id.asc()).limit(page.limit);
+        if let Some(after) = page.after {
+            query = query.filter(apps::id.gt(after));
+        }
+        query.load(conn).await
+    }
+
+    pub async fn count(conn: &mut AsyncPgConnection, scope: AppScope) -> QueryResult<i64> {
+        scoped(scope).count().get_result(conn).await
+    }
+}

@@ -1,0 +1,229 @@
+//! `charge_tokens`: single-use tokens on an operator's connected account, minted from
+//! an app's customer for one parking session. A token row is written PENDING first (its
+//! id names the processor request), then ISSUED with the processor's token and the
+//! operator's next delivery cursor.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::text_enum;
+use crate::db::schema::charge_tokens;
+
+text_enum! {
+    /// The state of a charge token. PENDING is internal: such tokens are never shown.
+    ChargeTokenStatus {
+        Pending = "PENDING",
+        Issued = "ISSUED",
+        Acknowledged = "ACKNOWLEDGED",
+        Consumed = "CONSUMED",
+        Expired = "EXPIRED",
+        Voided = "VOIDED",
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = charge_tokens)]
+pub struct ChargeToken {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub operator_id: Uuid,
+    pub link_id: Uuid,
+    pub status: ChargeTokenStatus,
+    pub token: Option<String>,
+    pub cursor: Option<i64>,
+    pub issued_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub consumed_at: Option<DateTime<Utc>>,
+    pub voided_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+const OUTSTANDING: [ChargeTokenStatus; 3] =
+    [ChargeTokenStatus::Pending, ChargeTokenStatus::Issued, ChargeTokenStatus::Acknowledged];
+
+impl ChargeToken {
+    /// The status as clients see it: an issued token past its expiry is EXPIRED even
+    /// before any write marks it so.
+    pub fn effective_status(&self, now: DateTime<Utc>) -> ChargeTokenStatus {
+        match self.status {
+            ChargeTokenStatus::Issued | ChargeTokenStatus::Acknowledged
+                if self.expires_at.is_some_and(|at| at <= now) =>
+            {
+                ChargeTokenStatus::Expired
+            }
+            status => status,
+        }
+    }
+
+    /// Whether the operator can still charge with it.
+    pub fn is_usable(&self, now: DateTime<Utc>) -> bool {
+        matches!(self.effective_status(now), ChargeTokenStatus::Issued | ChargeTokenStatus::Acknowledged)
+    }
+
+    pub async fn insert_pending(
+        conn: &mut AsyncPgConnection,
+        session_id: Uuid,
+        operator_id: Uuid,
+        link_id: Uuid,
+    ) -> QueryResult<ChargeToken> {
+        diesel::insert_into(charge_tokens::table)
+            .values((
+                charge_tokens::id.eq(Uuid::now_v7()),
+                charge_tokens::session_id.eq(session_id),
+                charge_tokens::operator_id.eq(operator_id),
+                charge_tokens::link_id.eq(link_id),
+                charge_tokens::status.eq(ChargeTokenStatus::Pending),
+            ))
+            .returning(ChargeToken::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ChargeToken>> {
+        charge_tokens::table.find(id).select(ChargeToken::as_select()).first(conn).await.optional()
+    }
+
+    pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ChargeToken>> {
+        charge_tokens::table.find(id).select(ChargeToken::as_select()).for_update().first(conn).await.optional()
+    }
+
+    pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<ChargeToken>> {
+        charge_tokens::table.filter(charge_tokens::id.eq_any(ids)).select(ChargeToken::as_select()).load(conn).await
+    }
+
+    /// Every token of these sessions, oldest first (for `ParkingSession.chargeTokens`).
+    pub async fn for_sessions(conn: &mut AsyncPgConnection, session_ids: &[Uuid]) -> QueryResult<Vec<ChargeToken>> {
+        charge_tokens::table
+            .filter(charge_tokens::session_id.eq_any(session_ids))
+            .filter(charge_tokens::status.ne(ChargeTokenStatus::Pending))
+            .select(ChargeToken::as_select())
+            .order(charge_tokens::id.asc())
+            .load(conn)
+            .await
+    }
+
+    /// The session's token in flight (PENDING, ISSUED or ACKNOWLEDGED), if any.
+    pub async fn outstanding_for_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<Option<ChargeToken>> {
+        charge_tokens::table
+            .filter(charge_tokens::session_id.eq(session_id))
+            .filter(charge_tokens::status.eq_any(OUTSTANDING))
+            .select(ChargeToken::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// The session's consumed token, if a charge was attempted.
+    pub async fn consumed_for_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<Option<ChargeToken>> {
+        charge_tokens::table
+            .filter(charge_tokens::session_id.eq(session_id))
+            .filter(charge_tokens::status.eq(ChargeTokenStatus::Consumed))
+            .select(ChargeToken::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// Tokens delivered to an operator after `cursor`, in cursor order.
+    pub async fn delivered_after(
+        conn: &mut AsyncPgConnection,
+        operator_id: Uuid,
+        cursor: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<ChargeToken>> {
+        charge_tokens::table
+            .filter(charge_tokens::operator_id.eq(operator_id))
+            .filter(charge_tokens::cursor.gt(cursor))
+            .select(ChargeToken::as_select())
+            .order(charge_tokens::cursor.asc())
+            .limit(limit)
+            .load(conn)
+            .await
+    }
+
+    /// PENDING → ISSUED. `None` if the token was no longer pending (a concurrent request
+    /// issued it first).
+    pub async fn mark_issued(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        token: &str,
+        cursor: i64,
+        expires_at: DateTime<Utc>,
+    ) -> QueryResult<Option<ChargeToken>> {
+        diesel::update(charge_tokens::table.find(id).filter(charge_tokens::status.eq(ChargeTokenStatus::Pending)))
+            .set((
+                charge_tokens::status.eq(ChargeTokenStatus::Issued),
+                charge_tokens::token.eq(token),
+                charge_tokens::cursor.eq(cursor),
+                charge_tokens::issued_at.eq(diesel::dsl::now),
+                charge_tokens::expires_at.eq(expires_at),
+            ))
+            .returning(ChargeToken::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    }
+
+    /// ISSUED → ACKNOWLEDGED; a token in any other state only records the first
+    /// acknowledgement time.
+    pub async fn acknowledge(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<ChargeToken> {
+        use diesel::dsl::case_when;
+        diesel::update(charge_tokens::table.find(id))
+            .set((
+                charge_tokens::status.eq(case_when(
+                    charge_tokens::status.eq(ChargeTokenStatus::Issued),
+                    ChargeTokenStatus::Acknowledged.into_sql::<diesel::sql_types::Text>(),
+                )
+                .otherwise(charge_tokens::status)),
+                charge_tokens::acknowledged_at.eq(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+                >("coalesce(acknowledged_at, now())")),
+            ))
+            .returning(ChargeToken::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// ISSUED/ACKNOWLEDGED (and unexpired) → CONSUMED. `None` if it was not usable.
+    pub async fn consume(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ChargeToken>> {
+        diesel::update(
+            charge_tokens::table
+                .find(id)
+                .filter(charge_tokens::status.eq_any([ChargeTokenStatus::Issued, ChargeTokenStatus::Acknowledged]))
+                .filter(charge_tokens::expires_at.gt(diesel::dsl::now)),
+        )
+        .set((charge_tokens::status.eq(ChargeTokenStatus::Consumed), charge_tokens::consumed_at.eq(diesel::dsl::now)))
+        .returning(ChargeToken::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+    }
+
+    /// Marks an outstanding token that has passed its expiry as EXPIRED.
+    pub async fn expire(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+        diesel::update(
+            charge_tokens::table
+                .find(id)
+                .filter(charge_tokens::status.eq_any([ChargeTokenStatus::Issued, ChargeTokenStatus::Acknowledged]))
+                .filter(charge_tokens::expires_at.le(diesel::dsl::now)),
+        )
+        .set(charge_tokens::status.eq(ChargeTokenStatus::Expired))
+        .execute(conn)
+        .await
+    }
+
+    /// Voids the link's outstanding tokens (the link was revoked).
+    pub async fn void_for_link(conn: &mut AsyncPgConnection, link_id: Uuid) -> QueryResult<usize> {
+        diesel::update(
+            charge_tokens::table
+                .filter(charge_tokens::link_id.eq(link_id))
+                .filter(charge_tokens::status.eq_any(OUTSTANDING)),
+        )
+        .set((charge_tokens::status.eq(ChargeTokenStatus::Voided), charge_tokens::voided_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await
+    }
+}

@@ -1,0 +1,174 @@
+//! `links`: an operator's processor account connected to an app's platform account.
+//! PENDING until the operator authorizes, ACTIVE after, REVOKED when either side ends it.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::{Page, text_enum};
+use crate::db::schema::links;
+
+text_enum! {
+    /// The state of a link.
+    LinkStatus {
+        Pending = "PENDING",
+        Active = "ACTIVE",
+        Revoked = "REVOKED",
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = links)]
+pub struct Link {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub operator_id: Uuid,
+    pub status: LinkStatus,
+    pub connected_account_id: Option<String>,
+    pub state_nonce: Option<Uuid>,
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Filters of a links listing; the scope fields come from the caller's role.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkFilter {
+    pub app_id: Option<Uuid>,
+    pub operator_id: Option<Uuid>,
+    pub status: Option<LinkStatus>,
+}
+
+fn filtered(filter: LinkFilter) -> links::BoxedQuery<'static, diesel::pg::Pg> {
+    let mut query = links::table.into_boxed();
+    if let Some(app_id) = filter.app_id {
+        query = query.filter(links::app_id.eq(app_id));
+    }
+    if let Some(operator_id) = filter.operator_id {
+        query = query.filter(links::operator_id.eq(operator_id));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(links::status.eq(status));
+    }
+    query
+}
+
+impl Link {
+    pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Link>> {
+        links::table.find(id).select(Link::as_select()).first(conn).await.optional()
+    }
+
+    /// Like `find`, locking the row until the transaction ends.
+    pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Link>> {
+        links::table.find(id).select(Link::as_select()).for_update().first(conn).await.optional()
+    }
+
+    pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Link>> {
+        links::table.filter(links::id.eq_any(ids)).select(Link::as_select()).load(conn).await
+    }
+
+    pub async fn find_pair(conn: &mut AsyncPgConnection, app_id: Uuid, operator_id: Uuid) -> QueryResult<Option<Link>> {
+        links::table
+            .filter(links::app_id.eq(app_id))
+            .filter(links::operator_id.eq(operator_id))
+            .select(Link::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    pub async fn list(conn: &mut AsyncPgConnection, filter: LinkFilter, page: Page) -> QueryResult<Vec<Link>> {
+        let mut query = filtered(filter).select(Link::as_select()).order(links::id.asc()).limit(page.limit);
+        if let Some(after) = page.after {
+            query = query.filter(links::id.gt(after));
+        }
+        query.load(conn).await
+    }
+
+    pub async fn count(conn: &mut AsyncPgConnection, filter: LinkFilter) -> QueryResult<i64> {
+        filtered(filter).count().get_result(conn).await
+    }
+
+    /// Creates the pair's link as PENDING, or returns the existing one untouched; the
+    /// flag says whether it was created.
+    pub async fn insert_pending(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        app_id: Uuid,
+        operator_id: Uuid,
+    ) -> QueryResult<(Link, bool)> {
+        let inserted = diesel::insert_into(links::table)
+            .values((
+                links::id.eq(id),
+                links::app_id.eq(app_id),
+                links::operator_id.eq(operator_id),
+                links::status.eq(LinkStatus::Pending),
+                links::state_nonce.eq(Uuid::new_v4()),
+            ))
+            .on_conflict((links::app_id, links::operator_id))
+            .do_nothing()
+            .execute(conn)
+            .await?;
+        let link = Link::find_pair(conn, app_id, operator_id).await?.ok_or(diesel::result::Error::NotFound)?;
+        Ok((link, inserted == 1))
+    }
+
+    /// A revoked link asks for authorization again.
+    pub async fn restart(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Link> {
+        diesel::update(links::table.find(id))
+            .set((
+                links::status.eq(LinkStatus::Pending),
+                links::state_nonce.eq(Uuid::new_v4()),
+                links::connected_account_id.eq(None::<String>),
+                links::failure_reason.eq(None::<String>),
+                links::revoked_at.eq(None::<DateTime<Utc>>),
+                links::activated_at.eq(None::<DateTime<Utc>>),
+                links::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(Link::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// The operator authorized: the link is live on `connected_account_id`. The state
+    /// nonce is spent, so the same authorization cannot complete twice.
+    pub async fn activate(conn: &mut AsyncPgConnection, id: Uuid, connected_account_id: &str) -> QueryResult<Link> {
+        diesel::update(links::table.find(id))
+            .set((
+                links::status.eq(LinkStatus::Active),
+                links::connected_account_id.eq(connected_account_id),
+                links::state_nonce.eq(None::<Uuid>),
+                links::failure_reason.eq(None::<String>),
+                links::activated_at.eq(diesel::dsl::now),
+                links::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(Link::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// The operator declined or the authorization failed: stays PENDING with the reason.
+    pub async fn record_failure(conn: &mut AsyncPgConnection, id: Uuid, reason: &str) -> QueryResult<Link> {
+        diesel::update(links::table.find(id))
+            .set((links::failure_reason.eq(reason), links::updated_at.eq(diesel::dsl::now)))
+            .returning(Link::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    pub async fn revoke(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Link> {
+        diesel::update(links::table.find(id))
+            .set((
+                links::status.eq(LinkStatus::Revoked),
+                links::state_nonce.eq(None::<Uuid>),
+                links::revoked_at.eq(diesel::dsl::now),
+                links::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(Link::as_returning())
+            .get_result(conn)
+            .await
+    }
+}

@@ -1,0 +1,68 @@
+//! Rows and queries, one file per table. Functions here return `QueryResult` and know
+//! nothing of GraphQL or HTTP; every allowed change to a row is a named function.
+
+pub mod apps;
+pub mod charge_tokens;
+pub mod customers;
+pub mod link_events;
+pub mod links;
+pub mod operators;
+pub mod parking_sessions;
+
+pub use apps::App;
+pub use charge_tokens::{ChargeToken, ChargeTokenStatus};
+pub use customers::Customer;
+pub use link_events::LinkEvent;
+pub use links::{Link, LinkStatus};
+pub use operators::Operator;
+pub use parking_sessions::{ParkingSession, SessionStatus};
+
+/// A page request: rows after `after` (by id, which is time-ordered), at most `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub after: Option<uuid::Uuid>,
+    pub limit: i64,
+}
+
+/// Defines a status enum stored as `text` (the values match the CHECK constraints in
+/// the migrations), with conversions both ways.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} {other:?}", stringify!($name))),
+                }
+            }
+        }
+
+        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn to_sql<'b>(&'b self, out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>) -> diesel::serialize::Result {
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg>>::to_sql(self.as_str(), out)
+            }
+        }
+
+        impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                let text = <String as diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg>>::from_sql(bytes)?;
+                text.parse().map_err(Into::into)
+            }
+        }
+    };
+}
+pub(crate) use text_enum;

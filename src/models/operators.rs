@@ -1,0 +1,75 @@
+//! `operators`: the supply side. Operators keep their own processor accounts; links
+//! connect them to apps.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::Page;
+use crate::db::schema::operators;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = operators)]
+pub struct Operator {
+    pub id: Uuid,
+    pub name: String,
+    pub token_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = operators)]
+pub struct NewOperator<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+}
+
+impl NewOperator<'_> {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<Operator> {
+        diesel::insert_into(operators::table)
+            .values(self)
+            .returning(Operator::as_returning())
+            .get_result(conn)
+            .await
+    }
+}
+
+impl Operator {
+    pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Operator>> {
+        operators::table.find(id).select(Operator::as_select()).first(conn).await.optional()
+    }
+
+    pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Operator>> {
+        operators::table.filter(operators::id.eq_any(ids)).select(Operator::as_select()).load(conn).await
+    }
+
+    pub async fn list(conn: &mut AsyncPgConnection, page: Page) -> QueryResult<Vec<Operator>> {
+        let mut query =
+            operators::table.select(Operator::as_select()).order(operators::id.asc()).limit(page.limit).into_boxed();
+        if let Some(after) = page.after {
+            query = query.filter(operators::id.gt(after));
+        }
+        query.load(conn).await
+    }
+
+    pub async fn count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+        operators::table.count().get_result(conn).await
+    }
+
+    /// Takes the next delivery cursor for this operator. The row stays locked until the
+    /// caller's transaction ends, so cursors become visible in the order they were taken.
+    pub async fn next_token_cursor(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<i64> {
+        diesel::update(operators::table.find(id))
+            .set(operators::token_seq.eq(operators::token_seq + 1))
+            .returning(operators::token_seq)
+            .get_result(conn)
+            .await
+    }
+
+    /// The last cursor handed out: a subscription without `after` starts here.
+    pub async fn last_token_cursor(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<i64> {
+        operators::table.find(id).select(operators::token_seq).first(conn).await
+    }
+}

@@ -1,0 +1,101 @@
+//! Customers: an app's end user, created at the processor from a card token that the
+//! app's frontend made with the platform's publishable key. curbpay keeps the
+//! processor's customer id and the card's brand, last 4 digits and expiry: never a number.
+
+use uuid::Uuid;
+
+use super::{policy, required_text};
+use crate::app::App;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::models::{self, Customer};
+
+/// `tokenizeCustomer`: creates the app's customer for `external_ref`, or replaces the
+/// card of the existing one. Returns the customer and whether it was new.
+pub async fn tokenize(
+    app: &App,
+    principal: &Principal,
+    external_ref: &str,
+    card_token: &str,
+) -> ApiResult<(Customer, bool)> {
+    let app_id = policy::require_app(principal)?;
+    let external_ref = required_text("externalRef", external_ref, 255)?;
+    let card_token = card_token.trim();
+    check_card_token(card_token)?;
+    let mut conn = app.db().await?;
+    let platform = models::App::find(&mut conn, app_id).await?.ok_or(ApiError::NotFound("app"))?;
+    // The row comes first: its id names the processor request, so a retry after a
+    // timeout or crash finds the same processor customer instead of making another.
+    let (customer, _) = Customer::upsert_ref(&mut conn, app_id, external_ref).await?;
+    drop(conn);
+    let (customer_id, card, created) = match &customer.processor_customer_id {
+        None => {
+            let key = format!("customer:{}", customer.id);
+            let made = app.processor.create_customer(&platform.processor_account_id, card_token, &key).await?;
+            (made.customer_id, made.card, true)
+        }
+        Some(existing) => {
+            let key = format!("customer-card:{}:{}", customer.id, customer.updated_at.timestamp_micros());
+            let card = app
+                .processor
+                .update_customer_card(&platform.processor_account_id, existing, card_token, &key)
+                .await?;
+            (existing.clone(), card, false)
+        }
+    };
+    let mut conn = app.db().await?;
+    let customer = Customer::set_processor_card(&mut conn, customer.id, &customer_id, &card).await?;
+    tracing::info!(customer_id = %customer.id, %app_id, created, "customer tokenized");
+    Ok((customer, created))
+}
+
+/// Rejects what is plainly not a token. Never echoes the value: it may be a card number.
+fn check_card_token(card_token: &str) -> ApiResult<()> {
+    if card_token.is_empty() {
+        return Err(ApiError::bad_input("cardToken must not be empty"));
+    }
+    let digits = card_token.chars().filter(|c| c.is_ascii_digit()).count();
+    let only_number_chars = card_token.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-');
+    if only_number_chars && (12..=19).contains(&digits) {
+        return Err(ApiError::bad_input(
+            "cardToken looks like a card number; send the token your frontend got from the processor, never the number",
+        ));
+    }
+    if card_token.len() > 255 || !card_token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(ApiError::bad_input("cardToken is not a processor card token (such as tok_… or pm_…)"));
+    }
+    Ok(())
+}
+
+/// A customer as the caller may see it: its own app's, or (for an operator) one with a
+/// session at that operator. Otherwise `None`, exactly as for a missing one.
+pub async fn visible(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Option<Customer>> {
+    let mut conn = app.db().await?;
+    let Some(customer) = Customer::find(&mut conn, id).await?.filter(|c| c.processor_customer_id.is_some()) else {
+        return Ok(None);
+    };
+    if policy::may_see_customer_directly(principal, customer.app_id) {
+        return Ok(Some(customer));
+    }
+    match principal.operator_id() {
+        Some(operator_id) if Customer::has_session_at(&mut conn, id, operator_id).await? => Ok(Some(customer)),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_card_token;
+
+    #[test]
+    fn card_numbers_are_refused_without_echo() {
+        for pan in ["4242424242424242", "4242 4242 4242 4242", "4242-4242-4242-4242"] {
+            let err = check_card_token(pan).unwrap_err();
+            assert!(!err.to_string().contains("4242"), "{err}");
+        }
+        assert!(check_card_token("tok_visa").is_ok());
+        assert!(check_card_token("pm_card_visa").is_ok());
+        assert!(check_card_token("").is_err());
+        assert!(check_card_token("tok visa; drop").is_err());
+    }
+}

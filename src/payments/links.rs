@@ -1,0 +1,236 @@
+//! Links: connecting an operator's processor account to an app's platform (Connect
+//! OAuth). `linkOperator` hands out the authorization URL with a signed, single-use
+//! `state`; the processor redirects back to `/connect/callback` (or the app calls
+//! `completeLink`) with a code that becomes the operator's connected account id.
+
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::policy;
+use crate::app::App;
+use diesel_async::AsyncConnection;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::events::Topic;
+use crate::models::{self, ChargeToken, Link, LinkEvent, LinkStatus};
+use crate::processor::AuthorizationRequest;
+
+const STATE_AUDIENCE: &str = "curbpay:connect-state";
+/// How long an authorization URL stays usable.
+const STATE_TTL_SECONDS: i64 = 3600;
+
+#[derive(Serialize, Deserialize)]
+struct StateClaims {
+    aud: String,
+    exp: i64,
+    /// The link being authorized.
+    link: Uuid,
+    /// Must match the link's current nonce; spent on completion, so no replay.
+    nonce: Uuid,
+}
+
+/// Signs the OAuth `state` (an HS256 JWT with its own audience, so it can never pass as
+/// an API token and vice versa).
+#[derive(Clone)]
+pub struct StateSigner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl StateSigner {
+    pub fn new(secret: &[u8]) -> StateSigner {
+        StateSigner { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
+    }
+
+    fn sign(&self, link: Uuid, nonce: Uuid) -> ApiResult<String> {
+        let claims = StateClaims {
+            aud: STATE_AUDIENCE.to_owned(),
+            exp: Utc::now().timestamp() + STATE_TTL_SECONDS,
+            link,
+            nonce,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::internal(format!("signing state: {e}")))
+    }
+
+    fn verify(&self, state: &str) -> ApiResult<StateClaims> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[STATE_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "aud"]);
+        jsonwebtoken::decode::<StateClaims>(state, &self.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|_| ApiError::bad_input("the authorization state is invalid or has expired"))
+    }
+}
+
+/// The authorization URL of a pending link, for the link's app or an admin.
+pub fn authorization_url(app: &App, principal: &Principal, link: &Link, platform_account_id: &str) -> ApiResult<Option<String>> {
+    let (LinkStatus::Pending, Some(nonce)) = (link.status, link.state_nonce) else {
+        return Ok(None);
+    };
+    if !policy::may_act_for_app(principal, link.app_id) {
+        return Ok(None);
+    }
+    let state = app.state_signer.sign(link.id, nonce)?;
+    let redirect_uri = callback_url(app)?;
+    let url = app.processor.authorization_url(&AuthorizationRequest {
+        platform_account_id,
+        state: &state,
+        redirect_uri: redirect_uri.as_str(),
+        operator_id: link.operator_id,
+    })?;
+    Ok(Some(url.to_string()))
+}
+
+/// This server's OAuth redirect target.
+pub fn callback_url(app: &App) -> ApiResult<url::Url> {
+    app.config
+        .public_url
+        .join("connect/callback")
+        .map_err(|e| ApiError::internal(format!("bad public URL: {e}")))
+}
+
+/// Starts (or restarts) linking an operator to an app. An active link is returned as is.
+pub async fn link_operator(app: &App, principal: &Principal, app_id: Uuid, operator_id: Uuid) -> ApiResult<Link> {
+    if !policy::may_act_for_app(principal, app_id) {
+        return Err(match principal.app_id() {
+            // Another app's id answers like a missing app.
+            Some(_) => ApiError::NotFound("app"),
+            None => ApiError::forbidden("linkOperator needs the admin role or the app itself"),
+        });
+    }
+    let mut conn = app.db().await?;
+    if models::App::find(&mut conn, app_id).await?.is_none() {
+        return Err(ApiError::NotFound("app"));
+    }
+    if models::Operator::find(&mut conn, operator_id).await?.is_none() {
+        return Err(ApiError::NotFound("operator"));
+    }
+    let (link, changed) = conn
+        .transaction(async |conn| {
+            let (link, created) = Link::insert_pending(conn, Uuid::now_v7(), app_id, operator_id).await?;
+            let (link, changed) = match link.status {
+                LinkStatus::Revoked => (Link::restart(conn, link.id).await?, true),
+                _ => (link, created),
+            };
+            if changed {
+                LinkEvent::record(conn, &link).await?;
+            }
+            Ok::<_, ApiError>((link, changed))
+        })
+        .await?;
+    if changed {
+        announce(app, &link);
+        tracing::info!(link_id = %link.id, %app_id, %operator_id, "link pending authorization");
+    }
+    Ok(link)
+}
+
+/// `completeLink`: the app (or the operator, or an admin) hands in the code.
+pub async fn complete_link(app: &App, principal: &Principal, link_id: Uuid, code: &str) -> ApiResult<Link> {
+    let mut conn = app.db().await?;
+    let link = Link::find(&mut conn, link_id)
+        .await?
+        .filter(|link| policy::may_see_link(principal, link))
+        .ok_or(ApiError::NotFound("link"))?;
+    drop(conn);
+    activate(app, link, None, code).await
+}
+
+/// `/connect/callback`: the processor's redirect, authenticated by the signed state.
+pub async fn complete_from_callback(app: &App, state: &str, code: &str) -> ApiResult<Link> {
+    let claims = app.state_signer.verify(state)?;
+    let mut conn = app.db().await?;
+    let link = Link::find(&mut conn, claims.link).await?.ok_or(ApiError::NotFound("link"))?;
+    drop(conn);
+    activate(app, link, Some(claims.nonce), code).await
+}
+
+/// The operator declined (or the processor reported an error) on the consent page.
+pub async fn fail_from_callback(app: &App, state: &str, reason: &str) -> ApiResult<Link> {
+    let claims = app.state_signer.verify(state)?;
+    let mut conn = app.db().await?;
+    let link = Link::lock(&mut conn, claims.link).await?.ok_or(ApiError::NotFound("link"))?;
+    if link.status != LinkStatus::Pending || link.state_nonce != Some(claims.nonce) {
+        return Err(ApiError::conflict("this authorization was already used"));
+    }
+    let reason: String = reason.chars().take(500).collect();
+    Ok(Link::record_failure(&mut conn, link.id, &reason).await?)
+}
+
+async fn activate(app: &App, link: Link, nonce: Option<Uuid>, code: &str) -> ApiResult<Link> {
+    let code = code.trim();
+    if code.is_empty() {
+        return Err(ApiError::bad_input("authorizationCode must not be empty"));
+    }
+    match link.status {
+        LinkStatus::Active if nonce.is_none() => return Ok(link),
+        LinkStatus::Pending => {}
+        _ => return Err(ApiError::conflict("this link is not waiting for authorization")),
+    }
+    if let Some(nonce) = nonce
+        && link.state_nonce != Some(nonce)
+    {
+        return Err(ApiError::conflict("this authorization was already used"));
+    }
+    let mut conn = app.db().await?;
+    let platform = models::App::find(&mut conn, link.app_id).await?.ok_or(ApiError::NotFound("app"))?;
+    drop(conn);
+    let account = app.processor.complete_link(&platform.processor_account_id, code).await?;
+    let mut conn = app.db().await?;
+    let link = conn
+        .transaction(async |conn| {
+            let current = Link::lock(conn, link.id).await?.ok_or(ApiError::NotFound("link"))?;
+            if current.status != LinkStatus::Pending || (nonce.is_some() && current.state_nonce != nonce) {
+                return Err(ApiError::conflict("this link is not waiting for authorization"));
+            }
+            let link = Link::activate(conn, link.id, &account).await?;
+            LinkEvent::record(conn, &link).await?;
+            Ok(link)
+        })
+        .await?;
+    announce(app, &link);
+    tracing::info!(link_id = %link.id, "link active");
+    Ok(link)
+}
+
+/// Revokes a link at the processor and here; its outstanding charge tokens are voided.
+pub async fn unlink(app: &App, principal: &Principal, link_id: Uuid) -> ApiResult<Link> {
+    let mut conn = app.db().await?;
+    let link = Link::find(&mut conn, link_id)
+        .await?
+        .filter(|link| policy::may_see_link(principal, link))
+        .ok_or(ApiError::NotFound("link"))?;
+    if link.status == LinkStatus::Revoked {
+        return Ok(link);
+    }
+    if let Some(account) = &link.connected_account_id {
+        let platform = models::App::find(&mut conn, link.app_id).await?.ok_or(ApiError::NotFound("app"))?;
+        drop(conn);
+        app.processor.revoke_link(&platform.processor_account_id, account).await?;
+        conn = app.db().await?;
+    }
+    let (link, voided) = conn
+        .transaction(async |conn| {
+            let current = Link::lock(conn, link_id).await?.ok_or(ApiError::NotFound("link"))?;
+            if current.status == LinkStatus::Revoked {
+                return Ok((current, 0));
+            }
+            let link = Link::revoke(conn, link_id).await?;
+            let voided = ChargeToken::void_for_link(conn, link_id).await?;
+            LinkEvent::record(conn, &link).await?;
+            Ok::<_, ApiError>((link, voided))
+        })
+        .await?;
+    announce(app, &link);
+    tracing::info!(link_id = %link.id, voided_tokens = voided, "link revoked");
+    Ok(link)
+}
+
+fn announce(app: &App, link: &Link) {
+    app.events.publish(Topic::PartyLinks(link.app_id));
+    app.events.publish(Topic::PartyLinks(link.operator_id));
+    app.events.publish(Topic::AllLinks);
+}

@@ -1,0 +1,24 @@
+//! Domain services: the broker's flows, each a function over `&App`. They check who may
+//! act (through `policy`), keep state in the tables, call the processor outside of
+//! database transactions, and announce committed changes to subscribers. They know
+//! nothing of GraphQL or HTTP.
+
+pub mod customers;
+pub mod links;
+pub mod money;
+pub mod parties;
+pub mod policy;
+pub mod sessions;
+pub mod tokens;
+
+/// Trims a required text input and checks its length.
+pub(crate) fn required_text<'a>(field: &str, value: &'a str, max: usize) -> crate::error::ApiResult<&'a str> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(crate::error::ApiError::bad_input(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > max {
+        return Err(crate::error::ApiError::bad_input(format!("{field} must be at most {max} characters")));
+    }
+    Ok(value)
+}

@@ -1,0 +1,104 @@
+//! Charge tokens: minted per session on the operator's connected account and delivered
+//! to the operator in cursor order.
+
+use uuid::Uuid;
+
+use super::policy;
+use crate::app::App;
+use diesel_async::AsyncConnection;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::events::Topic;
+use crate::models::{self, ChargeToken, ChargeTokenStatus, Customer, Link, LinkStatus, Operator, ParkingSession, SessionStatus};
+
+/// Issues a PENDING token at the processor and records it ISSUED with the operator's
+/// next delivery cursor. The processor request is keyed by the token row's id, so a
+/// retry (after a timeout, a crash, or by a concurrent duplicate request) gets the same
+/// processor token and the row is issued exactly once.
+pub async fn issue(app: &App, pending: &ChargeToken) -> ApiResult<ChargeToken> {
+    let mut conn = app.db().await?;
+    let session = ParkingSession::find(&mut conn, pending.session_id).await?.ok_or(ApiError::NotFound("session"))?;
+    let customer = Customer::find(&mut conn, session.customer_id).await?.ok_or(ApiError::NotFound("customer"))?;
+    let platform = models::App::find(&mut conn, session.app_id).await?.ok_or(ApiError::NotFound("app"))?;
+    let link = Link::find(&mut conn, pending.link_id).await?.ok_or(ApiError::NotFound("link"))?;
+    drop(conn);
+    let (Some(customer_ref), Some(account)) = (&customer.processor_customer_id, &link.connected_account_id) else {
+        return Err(ApiError::conflict("the session's link or customer is not ready for charging"));
+    };
+    let key = format!("charge-token:{}", pending.id);
+    let issued = app
+        .processor
+        .issue_charge_token(&platform.processor_account_id, customer_ref, account, &key)
+        .await?;
+    let mut conn = app.db().await?;
+    let token = conn
+        .transaction(async |conn| {
+            let current = ChargeToken::lock(conn, pending.id).await?.ok_or(ApiError::NotFound("charge token"))?;
+            if current.status != ChargeTokenStatus::Pending {
+                // A concurrent request issued it (or the link was revoked meanwhile).
+                return Ok((current, false));
+            }
+            let cursor = Operator::next_token_cursor(conn, current.operator_id).await?;
+            let token = ChargeToken::mark_issued(conn, current.id, &issued.token, cursor, issued.expires_at)
+                .await?
+                .ok_or_else(|| ApiError::internal("pending token changed under its row lock"))?;
+            Ok::<_, ApiError>((token, true))
+        })
+        .await;
+    let (token, newly) = token?;
+    if newly {
+        app.events.publish(Topic::OperatorTokens(token.operator_id));
+        tracing::info!(charge_token_id = %token.id, session_id = %token.session_id, operator_id = %token.operator_id, cursor = ?token.cursor, "charge token issued");
+    }
+    if token.status == ChargeTokenStatus::Voided {
+        return Err(ApiError::conflict("the link was revoked; the charge token is void"));
+    }
+    Ok(token)
+}
+
+/// `reissueChargeToken`: a fresh token when the last one expired or was voided (or was
+/// never issued). A still-valid token is a CONFLICT: the operator should use it.
+pub async fn reissue(app: &App, principal: &Principal, session_id: Uuid) -> ApiResult<ChargeToken> {
+    let mut conn = app.db().await?;
+    let pending = conn
+        .transaction(async |conn| {
+            let session = ParkingSession::lock(conn, session_id)
+                .await?
+                .filter(|s| policy::may_see_session(principal, s))
+                .ok_or(ApiError::NotFound("parking session"))?;
+            if !matches!(session.status, SessionStatus::Active | SessionStatus::Ended) {
+                return Err(ApiError::conflict("the session has been charged; it needs no new token"));
+            }
+            if ChargeToken::consumed_for_session(conn, session.id).await?.is_some() {
+                return Err(ApiError::conflict("a charge with this session's token is in progress; retry chargeSession"));
+            }
+            let link = Link::find(conn, session.link_id).await?.ok_or(ApiError::NotFound("link"))?;
+            if link.status != LinkStatus::Active {
+                return Err(ApiError::conflict("the link between the app and the operator is not active"));
+            }
+            if let Some(current) = ChargeToken::outstanding_for_session(conn, session.id).await? {
+                if current.status == ChargeTokenStatus::Pending {
+                    return Ok(current);
+                }
+                if current.is_usable(chrono::Utc::now()) {
+                    return Err(ApiError::conflict("the session's charge token is still valid; use it"));
+                }
+                ChargeToken::expire(conn, current.id).await?;
+            }
+            Ok(ChargeToken::insert_pending(conn, session.id, session.operator_id, session.link_id).await?)
+        })
+        .await?;
+    drop(conn);
+    issue(app, &pending).await
+}
+
+/// `acknowledgeChargeToken`: the operator confirms it received the token.
+pub async fn acknowledge(app: &App, principal: &Principal, token_id: Uuid) -> ApiResult<ChargeToken> {
+    let operator_id = policy::require_operator(principal)?;
+    let mut conn = app.db().await?;
+    let token = ChargeToken::find(&mut conn, token_id)
+        .await?
+        .filter(|t| t.operator_id == operator_id && t.status != ChargeTokenStatus::Pending)
+        .ok_or(ApiError::NotFound("charge token"))?;
+    Ok(ChargeToken::acknowledge(&mut conn, token.id).await?)
+}

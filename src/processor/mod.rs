@@ -1,0 +1,157 @@
+//! The processor seam: Stripe Connect's flows as a small trait. Implementations keep
+//! their wire types to themselves; the domain services only see these types.
+//!
+//! Every call that creates something takes an idempotency key derived from curbpay's
+//! own durable state (a row id written before the call), so a retry after a timeout or
+//! a crash replays the same object instead of making a second one.
+
+pub mod sandbox;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::models::customers::CardFacts;
+
+/// An app's platform account at the processor.
+#[derive(Debug, Clone)]
+pub struct PlatformAccount {
+    pub account_id: String,
+    pub publishable_key: String,
+}
+
+/// A customer created on an app's platform account.
+#[derive(Debug, Clone)]
+pub struct CreatedCustomer {
+    pub customer_id: String,
+    pub card: CardFacts,
+}
+
+/// Where a link's authorization should send the operator.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest<'a> {
+    pub platform_account_id: &'a str,
+    /// Signed, single-use; comes back unchanged on the redirect.
+    pub state: &'a str,
+    /// This server's `/connect/callback`.
+    pub redirect_uri: &'a str,
+    /// The operator expected to authorize (a hint; the processor decides the account).
+    pub operator_id: uuid::Uuid,
+}
+
+/// A single-use token on a connected account.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A charge request on an operator's connected account.
+#[derive(Debug, Clone)]
+pub struct ChargeRequest<'a> {
+    pub platform_account_id: &'a str,
+    pub connected_account_id: &'a str,
+    pub token: &'a str,
+    /// Minor units.
+    pub amount: i64,
+    /// ISO 4217, upper case.
+    pub currency: &'a str,
+    pub idempotency_key: &'a str,
+}
+
+/// How a charge ended. A decline is an outcome, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    Succeeded { charge_id: String },
+    Declined { code: String, decline_code: Option<String>, message: String },
+}
+
+/// A verified webhook event, reduced to what curbpay acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEvent {
+    /// The operator disconnected its account from the app's platform.
+    AccountDeauthorized { event_id: String, connected_account_id: String },
+    /// Anything else, acknowledged and ignored.
+    Other { event_id: String, kind: String },
+}
+
+/// Why a processor call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    /// The request itself was wrong (an unknown card token, an invalid authorization
+    /// code); retrying it unchanged will fail again. The message is safe to show.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The processor refused or failed for a reason on its side; safe to show.
+    #[error("{0}")]
+    Failed(String),
+    /// Could not reach the processor, or its outcome is unknown; retry with the same
+    /// idempotency key. Detail is for the log.
+    #[error("processor unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<ProcessorError> for crate::error::ApiError {
+    fn from(err: ProcessorError) -> Self {
+        use crate::error::ApiError;
+        match err {
+            ProcessorError::InvalidRequest(msg) => ApiError::BadUserInput(msg),
+            ProcessorError::Failed(msg) => ApiError::Processor(msg),
+            ProcessorError::Unavailable(detail) => ApiError::Unavailable(detail),
+        }
+    }
+}
+
+pub type ProcessorResult<T> = Result<T, ProcessorError>;
+
+/// Stripe Connect's flows, as curbpay uses them.
+#[async_trait]
+pub trait Processor: Send + Sync + 'static {
+    /// A short name for logs and the `apps.processor` column.
+    fn name(&self) -> &'static str;
+
+    /// Creates (or, for the same `app_id`, returns) the app's platform account.
+    async fn provision_platform(&self, app_id: uuid::Uuid, app_name: &str) -> ProcessorResult<PlatformAccount>;
+
+    /// Creates a customer on the app's platform account from a card token that the
+    /// app's frontend made with the platform's publishable key.
+    async fn create_customer(
+        &self,
+        platform_account_id: &str,
+        card_token: &str,
+        idempotency_key: &str,
+    ) -> ProcessorResult<CreatedCustomer>;
+
+    /// Replaces the customer's card with the one behind a new card token.
+    async fn update_customer_card(
+        &self,
+        platform_account_id: &str,
+        customer_id: &str,
+        card_token: &str,
+        idempotency_key: &str,
+    ) -> ProcessorResult<CardFacts>;
+
+    /// The URL where the operator authorizes the app's platform (Connect OAuth).
+    fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> ProcessorResult<url::Url>;
+
+    /// Exchanges the authorization code from the redirect for the operator's connected
+    /// account id.
+    async fn complete_link(&self, platform_account_id: &str, code: &str) -> ProcessorResult<String>;
+
+    /// Disconnects the operator's account from the platform.
+    async fn revoke_link(&self, platform_account_id: &str, connected_account_id: &str) -> ProcessorResult<()>;
+
+    /// Mints a single-use token on the connected account from the platform's customer.
+    async fn issue_charge_token(
+        &self,
+        platform_account_id: &str,
+        customer_id: &str,
+        connected_account_id: &str,
+        idempotency_key: &str,
+    ) -> ProcessorResult<IssuedToken>;
+
+    /// Charges a token on the connected account.
+    async fn charge(&self, request: &ChargeRequest<'_>) -> ProcessorResult<ChargeOutcome>;
+
+    /// Verifies a webhook's signature over the raw body and parses it.
+    async fn verify_webhook(&self, payload: &[u8], signature: &str) -> ProcessorResult<WebhookEvent>;
+}
