@@ -1,1 +1,342 @@
-//! HTTP
+//! The axum router: `/graphql` (POST, GET for queries, WebSocket for subscriptions),
+//! `/graphiql` (a self-hosted GraphiQL), `/health`, the Connect OAuth redirect target
+//! `/connect/callback`, and the sandbox processor's consent page.
+
+use std::sync::Arc;
+
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::{Data, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth;
+use crate::error::ErrorCode;
+use crate::graphql::loaders::Loaders;
+use crate::graphql::{self, Auth, CurbpaySchema};
+use crate::payments::links;
+
+/// Largest accepted GraphQL request body.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct HttpState {
+    app: AppState,
+    schema: CurbpaySchema,
+}
+
+/// Builds the router over the shared state.
+pub fn router(app: AppState) -> Router {
+    let schema = graphql::schema(Some(app.clone()));
+    let state = HttpState { app, schema };
+    Router::new()
+        .route("/", get(|| async { Redirect::temporary("/graphiql") }))
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphiql", get(graphiql_page))
+        .route("/graphiql/graphiql.js", get(graphiql_js))
+        .route("/graphiql/graphiql.css", get(graphiql_css))
+        .route("/health", get(health))
+        .route("/connect/callback", get(connect_callback))
+        .route("/sandbox/connect/oauth/authorize", get(sandbox_authorize))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                // The path only: query strings can carry authorization codes and states.
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+/// Reads the caller from an `Authorization` value. The token never reaches a log.
+fn authenticate(app: &AppState, authorization: Option<&str>) -> Auth {
+    let Some(value) = authorization else {
+        return Auth::Anonymous;
+    };
+    match auth::bearer(value) {
+        None => Auth::Invalid("the Authorization header must be `Bearer <JWT>`".to_owned()),
+        Some(token) => match app.jwt.verify(token) {
+            Ok(principal) => Auth::Principal(principal),
+            Err(err) => Auth::Invalid(err.client_message()),
+        },
+    }
+}
+
+fn request_auth(app: &AppState, headers: &HeaderMap) -> Auth {
+    authenticate(app, headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
+}
+
+async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql::Request) -> GraphQLResponse {
+    let request = request.data(request_auth(&state.app, headers)).data(Loaders::new(&state.app));
+    state.schema.execute(request).await.into()
+}
+
+async fn graphql_post(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    request: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
+) -> Response {
+    match request {
+        Ok(request) => execute(&state, &headers, request.into_inner()).await.into_response(),
+        Err(rejection) => bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {}", rejection.0)),
+    }
+}
+
+/// GET serves queries (`?query=…`) and WebSocket upgrades for subscriptions.
+async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    if parts.headers.contains_key(header::UPGRADE) {
+        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
+            Ok(protocol) => protocol,
+            Err(_) => {
+                return bad_request(
+                    StatusCode::BAD_REQUEST,
+                    "WebSocket subprotocol must be graphql-transport-ws or graphql-ws",
+                );
+            }
+        };
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(upgrade) => websocket(state, protocol, upgrade),
+            Err(rejection) => rejection.into_response(),
+        };
+    }
+    let request = Request::from_parts(parts, body);
+    let headers = request.headers().clone();
+    let request = match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(request, &state).await {
+        Ok(request) => request.into_inner(),
+        Err(rejection) => {
+            return bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {}", rejection.0));
+        }
+    };
+    if !is_query(&request) {
+        return bad_request(StatusCode::METHOD_NOT_ALLOWED, "only queries may be sent with GET; use POST for mutations");
+    }
+    execute(&state, &headers, request).await.into_response()
+}
+
+
+/// Whether the operation a GET would run is a query (parse errors are left to the
+/// executor, which reports them properly).
+fn is_query(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return true;
+    };
+    let ty = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => op.node.ty,
+        (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
+            Some(op) => op.node.ty,
+            None => return true,
+        },
+        (DocumentOperations::Multiple(ops), None) => match ops.values().next() {
+            Some(op) if ops.len() == 1 => op.node.ty,
+            _ => return true,
+        },
+    };
+    ty == OperationType::Query
+}
+
+/// A GraphQL-shaped error response for requests that never reach the executor.
+fn bad_request(status: StatusCode, message: &str) -> Response {
+    let mut error = ServerError::new(message, None);
+    error.extensions.get_or_insert_with(Default::default).set("code", ErrorCode::BadUserInput.as_str());
+    (status, Json(serde_json::json!({ "errors": [error] }))).into_response()
+}
+
+fn websocket(state: HttpState, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+    let HttpState { app, schema } = state;
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // The default 128 KiB read buffer per socket dominated the memory of idle
+        // subscribers; GraphQL messages here are small.
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .max_message_size(MAX_BODY_BYTES)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move { connection_init(&app, payload) })
+                .serve()
+        })
+}
+
+/// Browsers cannot set headers on a WebSocket, so the JWT comes in the
+/// `connection_init` payload: `{"Authorization": "Bearer <JWT>"}`.
+fn connection_init(app: &AppState, payload: serde_json::Value) -> async_graphql::Result<Data> {
+    let value = payload
+        .get("Authorization")
+        .or_else(|| payload.get("authorization"))
+        .and_then(|v| v.as_str());
+    match authenticate(app, value) {
+        Auth::Principal(principal) => {
+            let mut data = Data::default();
+            data.insert(Auth::Principal(principal));
+            data.insert(Loaders::new(app));
+            Ok(data)
+        }
+        Auth::Invalid(why) => Err(why.into()),
+        Auth::Anonymous => {
+            Err("authentication required: send {\"Authorization\": \"Bearer <JWT>\"} in connection_init".into())
+        }
+    }
+}
+
+static GRAPHIQL_HTML: &str = include_str!("../assets/graphiql/index.html");
+static GRAPHIQL_JS: &[u8] = include_bytes!("../assets/graphiql/dist/graphiql.js");
+static GRAPHIQL_CSS: &[u8] = include_bytes!("../assets/graphiql/dist/graphiql.css");
+
+async fn graphiql_page() -> Response {
+    (
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; font-src data:; \
+                 img-src 'self' data:; connect-src 'self' ws: wss:",
+            ),
+        )],
+        Html(GRAPHIQL_HTML),
+    )
+        .into_response()
+}
+
+async fn graphiql_js() -> Response {
+    static_asset("text/javascript; charset=utf-8", GRAPHIQL_JS)
+}
+
+async fn graphiql_css() -> Response {
+    static_asset("text/css; charset=utf-8", GRAPHIQL_CSS)
+}
+
+fn static_asset(content_type: &'static str, body: &'static [u8]) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// 200 once the database answers and every migration is applied; 503 otherwise.
+async fn health(State(state): State<HttpState>) -> Response {
+    let ready = async {
+        let mut conn = state.app.pool.get().await.map_err(|e| e.to_string())?;
+        crate::db::migrations_applied(&mut conn).await.map_err(|e| e.to_string())
+    }
+    .await;
+    match ready {
+        Ok(true) => (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))).into_response(),
+        Ok(false) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "migrations pending" }))).into_response()
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "database unavailable" })))
+                .into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CallbackParams {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The processor's OAuth redirect after the operator's decision.
+async fn connect_callback(State(state): State<HttpState>, Query(params): Query<CallbackParams>) -> Response {
+    let app = &state.app;
+    let Some(signed_state) = params.state.as_deref() else {
+        return page(StatusCode::BAD_REQUEST, "Link not completed", "The request has no state.");
+    };
+    if let Some(error) = params.error.as_deref() {
+        let reason = params.error_description.as_deref().unwrap_or(error);
+        return match links::fail_from_callback(app, signed_state, reason).await {
+            Ok(_) => page(StatusCode::OK, "Link not authorized", "The operator did not authorize the link."),
+            Err(err) => page(status_of(err.code()), "Link not completed", &err.client_message()),
+        };
+    }
+    let Some(code) = params.code.as_deref() else {
+        return page(StatusCode::BAD_REQUEST, "Link not completed", "The request has no authorization code.");
+    };
+    match links::complete_from_callback(app, signed_state, code).await {
+        Ok(_) => page(StatusCode::OK, "Link active", "The operator's account is now linked. You can close this window."),
+        Err(err) => page(status_of(err.code()), "Link not completed", &err.client_message()),
+    }
+}
+
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadUserInput => StatusCode::BAD_REQUEST,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::ProcessorError => StatusCode::BAD_GATEWAY,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let body = format!(
+        "<!doctype html><meta charset=utf-8><title>{t}</title><h1>{t}</h1><p>{m}</p>",
+        t = escape(title),
+        m = escape(message)
+    );
+    (status, Html(body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct AuthorizeParams {
+    client_id: String,
+    state: String,
+    redirect_uri: String,
+    operator_id: Uuid,
+    /// `deny` simulates the operator declining (Stripe then redirects with
+    /// `error=access_denied`).
+    sandbox_decision: Option<String>,
+}
+
+/// The sandbox's stand-in for the processor's consent page: it approves at once (or
+/// declines on request) and redirects back to this server's callback.
+async fn sandbox_authorize(State(state): State<HttpState>, Query(params): Query<AuthorizeParams>) -> Response {
+    let Some(sandbox) = state.app.sandbox.as_ref().map(Arc::clone) else {
+        return page(StatusCode::NOT_FOUND, "Not found", "The sandbox processor is not in use.");
+    };
+    let Ok(callback) = links::callback_url(&state.app) else {
+        return page(StatusCode::INTERNAL_SERVER_ERROR, "Error", "The server's public URL is invalid.");
+    };
+    // Only ever redirect to our own callback: never an open redirect.
+    if params.redirect_uri != callback.as_str() {
+        return page(StatusCode::BAD_REQUEST, "Invalid request", "redirect_uri is not this server's callback.");
+    }
+    let mut target = callback;
+    if params.sandbox_decision.as_deref() == Some("deny") {
+        target
+            .query_pairs_mut()
+            .append_pair("error", "access_denied")
+            .append_pair("error_description", "The user denied your request")
+            .append_pair("state", &params.state);
+        return Redirect::to(target.as_str()).into_response();
+    }
+    match sandbox.approve(&params.client_id, params.operator_id).await {
+        Ok(code) => {
+            target.query_pairs_mut().append_pair("code", &code).append_pair("state", &params.state);
+            Redirect::to(target.as_str()).into_response()
+        }
+        Err(err) => {
+            let err = crate::error::ApiError::from(err);
+            page(status_of(err.code()), "Authorization failed", &err.client_message())
+        }
+    }
+}

@@ -1,1 +1,229 @@
-fn main() {}
+//! The `curbpay` binary: `serve` (the default), `migrate`, `token`, `schema`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use curbpay::auth::{Claims, Role};
+use curbpay::config::{Config, JwtKey};
+use curbpay::db::embedded::EmbeddedPostgres;
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "curbpay", version, about = "A payments broker between parking apps and parking operators")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (the default). Without DATABASE_URL it starts an embedded
+    /// Postgres with data under CURBPAY_DATA_DIR.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Mint a JWT with the configured HS256 secret (for development).
+    Token {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Required with --role app.
+        #[arg(long)]
+        app_id: Option<Uuid>,
+        /// Required with --role operator.
+        #[arg(long)]
+        operator_id: Option<Uuid>,
+        /// Lifetime, e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// The `sub` claim (default: dev-<role>).
+        #[arg(long)]
+        sub: Option<String>,
+    },
+    /// Print the GraphQL schema (SDL), as published in schema.graphql.
+    Schema,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    App,
+    Operator,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Schema => {
+            print!("{}", curbpay::graphql::sdl());
+            Ok(())
+        }
+        Command::Token { role, app_id, operator_id, ttl, sub } => {
+            let config = Config::from_env()?;
+            let role = match role {
+                RoleArg::Admin => Role::Admin,
+                RoleArg::App => Role::App(app_id.context("--role app needs --app-id")?),
+                RoleArg::Operator => Role::Operator(operator_id.context("--role operator needs --operator-id")?),
+            };
+            let secret = signing_secret(&config, false)?;
+            let mut claims = Claims::new(role, sub, ttl);
+            claims.iss = config.jwt.issuer.clone();
+            claims.aud = config.jwt.audience.clone();
+            println!("{}", curbpay::auth::mint(&secret, &claims)?);
+            Ok(())
+        }
+        Command::Migrate => runtime()?.block_on(async {
+            init_tracing();
+            let config = Config::from_env()?;
+            let (url, embedded) = database(&config).await?;
+            let applied = curbpay::db::migrate(&url).await?;
+            tracing::info!(count = applied.len(), "migrations applied");
+            if let Some(pg) = embedded {
+                pg.stop().await?;
+            }
+            Ok(())
+        }),
+        Command::Serve => runtime()?.block_on(async {
+            init_tracing();
+            serve(Config::from_env()?).await
+        }),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+/// The database URL: `DATABASE_URL`, or an embedded Postgres started here.
+async fn database(config: &Config) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
+    match &config.database_url {
+        Some(url) => Ok((url.expose_secret().to_owned(), None)),
+        None => {
+            let dir = absolute(&config.data_dir.join("postgres"))?;
+            let pg = EmbeddedPostgres::start(&dir, "curbpay")
+                .await
+                .context("starting the embedded Postgres (set DATABASE_URL to use an existing one)")?;
+            Ok((pg.database_url().to_owned(), Some(pg)))
+        }
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() { path.to_owned() } else { std::env::current_dir()?.join(path) })
+}
+
+/// The HS256 secret to sign with: the configured one, or the development secret kept
+/// in the data folder (made on first use when `create`).
+fn signing_secret(config: &Config, create: bool) -> anyhow::Result<Vec<u8>> {
+    match &config.jwt.key {
+        JwtKey::Secret(secret) => Ok(secret.expose_secret().as_bytes().to_vec()),
+        JwtKey::PublicKeyPem { .. } => {
+            anyhow::bail!("JWTs are verified with a public key here; mint them with the matching private key")
+        }
+        JwtKey::Generate => {
+            let path = config.data_dir.join("dev-jwt-secret");
+            match std::fs::read(&path) {
+                Ok(secret) => Ok(secret),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound && create => {
+                    use rand::RngCore;
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut bytes = [0u8; 32];
+                    rand::rng().fill_bytes(&mut bytes);
+                    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                    std::fs::create_dir_all(&config.data_dir)?;
+                    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+                    file.write_all(secret.as_bytes())?;
+                    Ok(secret.into_bytes())
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                    "no JWT secret: set CURBPAY_JWT_SECRET, or run `curbpay serve` once to create the development secret"
+                ),
+                Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let (url, embedded) = database(&config).await?;
+    let result = run(config, url).await;
+    if let Some(pg) = embedded {
+        if let Err(err) = pg.stop().await {
+            tracing::warn!(error = %err, "stopping the embedded Postgres");
+        }
+    }
+    result
+}
+
+async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
+    let applied = curbpay::db::migrate(&database_url).await?;
+    if !applied.is_empty() {
+        tracing::info!(count = applied.len(), "migrations applied");
+    }
+    let generated = matches!(config.jwt.key, JwtKey::Generate);
+    let dev_secret = if generated { Some(signing_secret(&config, true)?) } else { None };
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("binding {}", config.listen_addr))?;
+    let bound = listener.local_addr()?;
+    if std::env::var("CURBPAY_PUBLIC_URL").map(|v| v.trim().is_empty()).unwrap_or(true) {
+        // Port 0 picks a free port: the public URL must name the real one.
+        config.public_url = curbpay::config::default_public_url(bound);
+    }
+    config.database_url = Some(database_url.into());
+    let public_url = config.public_url.clone();
+    let app = curbpay::build_app(config, dev_secret.as_deref()).await?;
+    let router = curbpay::http::router(app);
+    tracing::info!(%bound, "curbpay listening");
+    println!("curbpay is serving GraphQL at {public_url}graphql");
+    println!("GraphiQL: {public_url}graphiql");
+    if let Some(secret) = &dev_secret {
+        let claims = Claims::new(Role::Admin, Some("dev-admin".to_owned()), Duration::from_secs(24 * 3600));
+        println!("Development admin token (valid 24h; the secret is in the data folder):");
+        println!("  {{\"Authorization\": \"Bearer {}\"}}", curbpay::auth::mint(secret, &claims)?);
+    }
+    // Graceful shutdown waits for open connections, and subscribers keep theirs open:
+    // give in-flight requests a few seconds, then stop regardless.
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stopping_tx.send(());
+    });
+    tokio::select! {
+        result = server => result?,
+        _ = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } => tracing::warn!("closing the remaining connections"),
+    }
+    tracing::info!("curbpay stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

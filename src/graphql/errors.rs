@@ -1,0 +1,116 @@
+//! Gives every error a stable `extensions.code`, and keeps internal detail out of
+//! responses. Domain errors (`ApiError`) carry their own code; parse and validation
+//! errors are BAD_USER_INPUT; anything else is INTERNAL, logged and masked.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe};
+use async_graphql::{Response, ServerError};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+
+use crate::error::{ApiError, ErrorCode};
+
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodesExtension)
+    }
+}
+
+struct ErrorCodesExtension;
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodesExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        response.errors.iter_mut().for_each(classify);
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream)
+            .map(|mut response| {
+                response.errors.iter_mut().for_each(classify);
+                response
+            })
+            .boxed()
+    }
+}
+
+fn set_code(err: &mut ServerError, code: ErrorCode) {
+    err.extensions.get_or_insert_with(Default::default).set("code", code.as_str());
+}
+
+/// Decides the code and the client-facing message of one error.
+pub(crate) fn classify(err: &mut ServerError) {
+    if err.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some()) {
+        return;
+    }
+    if let Some(api) = err.source::<ApiError>() {
+        let (code, message) = (api.code(), api.client_message());
+        if matches!(code, ErrorCode::Internal | ErrorCode::Unavailable) {
+            tracing::error!(error = %api, path = ?err.path, "request failed");
+        }
+        err.message = message;
+        set_code(err, code);
+        return;
+    }
+    // Without a path the error came before execution: the document or its variables
+    // (syntax, validation, limits, coercion). Argument coercion during execution says
+    // "Failed to parse".
+    if err.path.is_empty() || err.message.starts_with("Failed to parse") || err.message.starts_with("Invalid value") {
+        set_code(err, ErrorCode::BadUserInput);
+        return;
+    }
+    tracing::error!(error = %err.message, path = ?err.path, "unclassified error");
+    err.message = ApiError::internal("").client_message();
+    set_code(err, ErrorCode::Internal);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_graphql::{PathSegment, Pos};
+
+    fn code(err: &ServerError) -> String {
+        let value = err.extensions.as_ref().and_then(|e| e.get("code")).cloned().unwrap();
+        value.to_string().trim_matches('"').to_owned()
+    }
+
+    #[test]
+    fn domain_errors_keep_their_code_and_safe_message() {
+        let source: async_graphql::Error = ApiError::NotFound("link").into();
+        let mut err = source.into_server_error(Pos::default()).with_path(vec![PathSegment::Field("link".into())]);
+        classify(&mut err);
+        assert_eq!(code(&err), "NOT_FOUND");
+        assert_eq!(err.message, "link not found");
+    }
+
+    #[test]
+    fn internal_errors_are_masked() {
+        let source: async_graphql::Error = ApiError::internal("duplicate key value violates").into();
+        let mut err = source.into_server_error(Pos::default()).with_path(vec![PathSegment::Field("x".into())]);
+        classify(&mut err);
+        assert_eq!(code(&err), "INTERNAL");
+        assert!(!err.message.contains("duplicate"));
+
+        let mut err = ServerError::new("some panic-ish text", None).with_path(vec![PathSegment::Field("x".into())]);
+        classify(&mut err);
+        assert_eq!(code(&err), "INTERNAL");
+        assert!(!err.message.contains("panic"));
+    }
+
+    #[test]
+    fn document_errors_are_bad_user_input() {
+        let mut err = ServerError::new("Unknown field \"nope\"", None);
+        classify(&mut err);
+        assert_eq!(code(&err), "BAD_USER_INPUT");
+    }
+}

@@ -1,0 +1,217 @@
+//! Query roots, one per domain, merged into `QueryRoot`.
+
+use async_graphql::{Context, ID, MergedObject, Object};
+
+use super::connection::{self, Conn, CountQuery};
+use super::types::{App, ChargeToken, Customer, Link, LinkStatus, Operator, ParkingSession, SessionStatus, Viewer};
+use super::{app, parse_id, principal};
+use crate::auth::Role;
+use crate::models::apps::AppScope;
+use crate::models::customers::CustomerScope;
+use crate::models::links::LinkFilter;
+use crate::models::parking_sessions::SessionFilter;
+use crate::models::{self};
+use crate::payments::{customers, parties, policy};
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(ViewerQuery, PartyQuery, LinkQuery, CustomerQuery, SessionQuery);
+
+#[derive(Default)]
+pub struct ViewerQuery;
+
+#[Object]
+impl ViewerQuery {
+    /// Who the request is authenticated as.
+    async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
+        Ok(Viewer(principal(ctx)?.clone()))
+    }
+}
+
+#[derive(Default)]
+pub struct PartyQuery;
+
+#[Object]
+impl PartyQuery {
+    /// An app: admins see all, an app itself, an operator the apps it is linked to.
+    async fn app(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<App>> {
+        let viewer = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        if !parties::may_see_app(app(ctx), viewer, id).await? {
+            return Ok(None);
+        }
+        let mut conn = app(ctx).db().await?;
+        Ok(models::App::find(&mut conn, id).await?.map(App))
+    }
+
+    /// The apps the viewer may see, oldest first.
+    async fn apps(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<Conn<App>> {
+        let viewer = principal(ctx)?;
+        let scope = match viewer.role {
+            Role::Admin => AppScope::All,
+            Role::App(id) => AppScope::Only(id),
+            Role::Operator(id) => AppScope::LinkedTo(id),
+        };
+        let page = connection::page(first, after.as_deref())?;
+        let mut conn = app(ctx).db().await?;
+        let rows = models::App::list(&mut conn, scope, page).await?;
+        Ok(connection::build(rows, page, |a| a.id, App, CountQuery::Apps(scope)))
+    }
+
+    /// An operator (operators form a directory every role can read).
+    async fn operator(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Operator>> {
+        principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let mut conn = app(ctx).db().await?;
+        Ok(models::Operator::find(&mut conn, id).await?.map(Operator))
+    }
+
+    /// All operators, oldest first.
+    async fn operators(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<Operator>> {
+        principal(ctx)?;
+        let page = connection::page(first, after.as_deref())?;
+        let mut conn = app(ctx).db().await?;
+        let rows = models::Operator::list(&mut conn, page).await?;
+        Ok(connection::build(rows, page, |o| o.id, Operator, CountQuery::Operators))
+    }
+}
+
+#[derive(Default)]
+pub struct LinkQuery;
+
+#[Object]
+impl LinkQuery {
+    /// A link the viewer is party to (admins: any).
+    async fn link(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Link>> {
+        let viewer = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let mut conn = app(ctx).db().await?;
+        Ok(models::Link::find(&mut conn, id).await?.filter(|l| policy::may_see_link(viewer, l)).map(Link))
+    }
+
+    /// Links the viewer is party to, optionally filtered, oldest first.
+    async fn links(
+        &self,
+        ctx: &Context<'_>,
+        app_id: Option<ID>,
+        operator_id: Option<ID>,
+        status: Option<LinkStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<Link>> {
+        let viewer = principal(ctx)?;
+        let mut filter = LinkFilter {
+            app_id: app_id.as_ref().map(|id| parse_id("appId", id)).transpose()?,
+            operator_id: operator_id.as_ref().map(|id| parse_id("operatorId", id)).transpose()?,
+            status: status.map(Into::into),
+        };
+        // Narrow to the viewer's own links; asking for someone else's is an empty list.
+        match viewer.role {
+            Role::Admin => {}
+            Role::App(me) => {
+                if filter.app_id.is_some_and(|id| id != me) {
+                    return Ok(connection::empty());
+                }
+                filter.app_id = Some(me);
+            }
+            Role::Operator(me) => {
+                if filter.operator_id.is_some_and(|id| id != me) {
+                    return Ok(connection::empty());
+                }
+                filter.operator_id = Some(me);
+            }
+        }
+        super::types::links_page(ctx, filter, first, after).await
+    }
+}
+
+#[derive(Default)]
+pub struct CustomerQuery;
+
+#[Object]
+impl CustomerQuery {
+    /// A customer: its app's, or (for an operator) one with a session there.
+    async fn customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Customer>> {
+        let viewer = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        Ok(customers::visible(app(ctx), viewer, id).await?.map(Customer))
+    }
+
+    /// The customers the viewer may see, oldest first.
+    async fn customers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<Customer>> {
+        let viewer = principal(ctx)?;
+        let scope = match viewer.role {
+            Role::Admin => CustomerScope::All,
+            Role::App(id) => CustomerScope::App(id),
+            Role::Operator(id) => CustomerScope::SessionsAt(id),
+        };
+        let page = connection::page(first, after.as_deref())?;
+        let mut conn = app(ctx).db().await?;
+        let rows = models::Customer::list(&mut conn, scope, page).await?;
+        Ok(connection::build(rows, page, |c| c.id, Customer, CountQuery::Customers(scope)))
+    }
+}
+
+#[derive(Default)]
+pub struct SessionQuery;
+
+#[Object]
+impl SessionQuery {
+    /// A parking session of the viewer's (its app's or its operator's).
+    async fn parking_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ParkingSession>> {
+        let viewer = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let mut conn = app(ctx).db().await?;
+        Ok(models::ParkingSession::find(&mut conn, id)
+            .await?
+            .filter(|s| policy::may_see_session(viewer, s))
+            .map(ParkingSession))
+    }
+
+    /// The viewer's parking sessions, optionally by status, oldest first.
+    async fn parking_sessions(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<SessionStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<ParkingSession>> {
+        let viewer = principal(ctx)?;
+        let mut filter = SessionFilter { status: status.map(Into::into), ..Default::default() };
+        match viewer.role {
+            Role::Admin => {}
+            Role::App(id) => filter.app_id = Some(id),
+            Role::Operator(id) => filter.operator_id = Some(id),
+        }
+        let page = connection::page(first, after.as_deref())?;
+        let mut conn = app(ctx).db().await?;
+        let rows = models::ParkingSession::list(&mut conn, filter, page).await?;
+        Ok(connection::build(rows, page, |s| s.id, ParkingSession, CountQuery::Sessions(filter)))
+    }
+
+    /// A charge token: its operator's, or its session's app's (without the value).
+    async fn charge_token(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ChargeToken>> {
+        let viewer = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let mut conn = app(ctx).db().await?;
+        let Some(token) = models::ChargeToken::find(&mut conn, id).await? else {
+            return Ok(None);
+        };
+        if token.status == models::ChargeTokenStatus::Pending {
+            return Ok(None);
+        }
+        let Some(session) = models::ParkingSession::find(&mut conn, token.session_id).await? else {
+            return Ok(None);
+        };
+        Ok(policy::may_see_token(viewer, &token, session.app_id).then_some(ChargeToken(token)))
+    }
+}

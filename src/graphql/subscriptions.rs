@@ -1,0 +1,199 @@
+//! Subscription roots. Streams read the durable tables from a cursor and sleep until
+//! the event hub wakes them (see `events`), so a subscriber that reconnects with its
+//! last cursor misses nothing, and each event wakes only the subscribers it is for.
+//! A subscription ends when the caller's JWT expires.
+
+use async_graphql::{Context, MergedSubscription, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
+use std::time::Duration;
+
+use super::types::{ChargeToken, Link, LinkStatus};
+use super::{app, principal};
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::error::{ApiError, ApiResult};
+use crate::events::Topic;
+use crate::models::link_events::LinkEventScope;
+use crate::models::{self, LinkEvent, Operator};
+use crate::payments::policy;
+
+/// Rows read per catch-up query.
+const BATCH: i64 = 100;
+/// Pause before retrying after the database failed a read.
+const RETRY: Duration = Duration::from_secs(1);
+
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(TokenSubscription, LinkSubscription);
+
+/// A charge token delivered to its operator.
+#[derive(SimpleObject)]
+pub struct ChargeTokenEvent {
+    /// Pass as `after` when reconnecting to resume right after this event.
+    pub cursor: String,
+    /// The token, with its value.
+    pub charge_token: ChargeToken,
+}
+
+/// A change of a link's status.
+#[derive(SimpleObject)]
+pub struct LinkStatusChange {
+    /// Pass as `after` when reconnecting to resume right after this event.
+    pub cursor: String,
+    /// The status the link changed to.
+    pub status: LinkStatus,
+    /// When it changed.
+    pub occurred_at: DateTime<Utc>,
+    /// The link as it is now.
+    pub link: Link,
+}
+
+fn parse_cursor(after: Option<String>) -> ApiResult<Option<i64>> {
+    after
+        .map(|raw| raw.trim().parse::<i64>().ok().filter(|c| *c >= 0))
+        .map(|parsed| parsed.ok_or_else(|| ApiError::bad_input("after is not a cursor from this subscription")))
+        .transpose()
+}
+
+/// Ends the stream when the token that opened it expires.
+fn until_expiry<S: Stream + Send>(stream: S, expires_at: DateTime<Utc>) -> impl Stream<Item = S::Item> + Send {
+    let remaining = (expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    stream.take_until(tokio::time::sleep(remaining))
+}
+
+#[derive(Default)]
+pub struct TokenSubscription;
+
+#[Subscription]
+impl TokenSubscription {
+    /// Charge tokens issued to the calling operator, in order. With `after` (a cursor
+    /// from an earlier event), first replays every token issued after it, then streams
+    /// new ones; without it, starts with the next token issued. Role operator.
+    async fn charge_token_issued(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = ChargeTokenEvent>> {
+        let viewer = principal(ctx)?;
+        let operator_id = policy::require_operator(viewer)?;
+        let app: AppState = app(ctx).clone();
+        let mut cursor = match parse_cursor(after)? {
+            Some(cursor) => cursor,
+            None => {
+                let mut conn = app.db().await?;
+                Operator::last_token_cursor(&mut conn, operator_id).await.map_err(ApiError::from)?
+            }
+        };
+        let mut wake = app.events.subscribe(Topic::OperatorTokens(operator_id));
+        let stream = async_stream::stream! {
+            loop {
+                wake.mark_seen();
+                let rows = match app.db().await {
+                    Ok(mut conn) => models::ChargeToken::delivered_after(&mut conn, operator_id, cursor, BATCH)
+                        .await
+                        .map_err(ApiError::from),
+                    Err(err) => Err(err),
+                };
+                match rows {
+                    Ok(rows) => {
+                        let full = rows.len() as i64 == BATCH;
+                        for row in rows {
+                            cursor = row.cursor.unwrap_or(cursor);
+                            yield ChargeTokenEvent { cursor: cursor.to_string(), charge_token: ChargeToken(row) };
+                        }
+                        if full {
+                            continue;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(%operator_id, error = %err, "charge token stream read failed; retrying");
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                }
+                wake.changed().await;
+            }
+        };
+        Ok(until_expiry(stream, viewer.expires_at))
+    }
+}
+
+#[derive(Default)]
+pub struct LinkSubscription;
+
+#[Subscription]
+impl LinkSubscription {
+    /// Status changes of the caller's links (an app's or an operator's own; admins:
+    /// all). With `after`, first replays the changes after that cursor.
+    async fn link_status_changed(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = LinkStatusChange>> {
+        let viewer = principal(ctx)?;
+        let (scope, topic) = match viewer.role {
+            Role::Admin => (LinkEventScope::All, Topic::AllLinks),
+            Role::App(id) => (LinkEventScope::App(id), Topic::PartyLinks(id)),
+            Role::Operator(id) => (LinkEventScope::Operator(id), Topic::PartyLinks(id)),
+        };
+        let app: AppState = app(ctx).clone();
+        let mut cursor = match parse_cursor(after)? {
+            Some(cursor) => cursor,
+            None => {
+                let mut conn = app.db().await?;
+                LinkEvent::last_seq(&mut conn).await.map_err(ApiError::from)?
+            }
+        };
+        let mut wake = app.events.subscribe(topic);
+        let stream = async_stream::stream! {
+            loop {
+                wake.mark_seen();
+                let read = async {
+                    let mut conn = app.db().await?;
+                    let events = LinkEvent::after(&mut conn, scope, cursor, BATCH).await?;
+                    let ids: Vec<_> = events.iter().map(|e| e.link_id).collect();
+                    let links = models::Link::find_many(&mut conn, &ids).await?;
+                    Ok::<_, ApiError>((events, links))
+                };
+                match read.await {
+                    Ok((events, links)) => {
+                        let full = events.len() as i64 == BATCH;
+                        for event in events {
+                            cursor = event.seq;
+                            let Some(link) = links.iter().find(|l| l.id == event.link_id).cloned() else { continue };
+                            yield LinkStatusChange {
+                                cursor: cursor.to_string(),
+                                status: event.status.into(),
+                                occurred_at: event.occurred_at,
+                                link: Link(link),
+                            };
+                        }
+                        if full {
+                            continue;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "link status stream read failed; retrying");
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                }
+                wake.changed().await;
+            }
+        };
+        Ok(until_expiry(stream, viewer.expires_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cursor;
+
+    #[test]
+    fn cursors() {
+        assert_eq!(parse_cursor(None).unwrap(), None);
+        assert_eq!(parse_cursor(Some("42".into())).unwrap(), Some(42));
+        assert!(parse_cursor(Some("-1".into())).is_err());
+        assert!(parse_cursor(Some("abc".into())).is_err());
+    }
+}

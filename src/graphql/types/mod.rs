@@ -1,0 +1,10 @@
+//! The object types of the API: thin wrappers over model rows.
+
+mod links;
+mod parties;
+mod sessions;
+
+pub use links::{Link, LinkStatus};
+pub(crate) use parties::links_page;
+pub use parties::{App, Customer, Operator, Viewer};
+pub use sessions::{ChargeToken, MoneyInput, ParkingSession, PaymentFailure, SessionStatus};

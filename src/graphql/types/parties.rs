@@ -1,0 +1,208 @@
+//! The viewer, apps, operators and customers.
+
+use async_graphql::{Context, Enum, ID, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::links::{Link, LinkStatus};
+use crate::auth::{Principal, Role as AuthRole};
+use crate::graphql::connection::{self, Conn, CountQuery};
+use crate::graphql::{app, principal};
+use crate::models::links::LinkFilter;
+use crate::models::{self};
+use crate::payments::policy;
+
+/// The role a token grants.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum Role {
+    /// Operates curbpay: sees and does everything.
+    Admin,
+    /// A parking app (the demand side).
+    App,
+    /// A parking operator (the supply side).
+    Operator,
+}
+
+/// Who the request is authenticated as.
+pub struct Viewer(pub Principal);
+
+#[Object]
+impl Viewer {
+    /// The token's role.
+    async fn role(&self) -> Role {
+        match self.0.role {
+            AuthRole::Admin => Role::Admin,
+            AuthRole::App(_) => Role::App,
+            AuthRole::Operator(_) => Role::Operator,
+        }
+    }
+    /// The app the token acts as (role `APP`).
+    async fn app_id(&self) -> Option<ID> {
+        self.0.app_id().map(|id| ID(id.to_string()))
+    }
+    /// The operator the token acts as (role `OPERATOR`).
+    async fn operator_id(&self) -> Option<ID> {
+        self.0.operator_id().map(|id| ID(id.to_string()))
+    }
+    /// The token's subject (`sub`).
+    async fn subject(&self) -> &str {
+        &self.0.subject
+    }
+    /// When the token expires; subscriptions end then.
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+}
+
+/// A parking app. curbpay manages a platform account at the processor for it; its
+/// frontend tokenizes cards with that account's publishable key.
+pub struct App(pub models::App);
+
+#[Object]
+impl App {
+    /// The app's id.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The publishable key of the app's platform account, for tokenizing cards in the
+    /// app's frontend. Public by design.
+    async fn publishable_key(&self) -> &str {
+        &self.0.publishable_key
+    }
+    /// The processor holding the platform account (`sandbox` or `stripe`).
+    async fn processor(&self) -> &str {
+        &self.0.processor
+    }
+    /// The platform account's id at the processor (the app itself and admins only).
+    async fn processor_account_id(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        let viewer = principal(ctx)?;
+        Ok(policy::may_act_for_app(viewer, self.0.id).then_some(self.0.processor_account_id.as_str()))
+    }
+    /// When the app was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// The app's links to operators (an operator sees only its own).
+    async fn links(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<LinkStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<Link>> {
+        let viewer = principal(ctx)?;
+        let mut filter = LinkFilter { app_id: Some(self.0.id), operator_id: None, status: status.map(Into::into) };
+        match viewer.role {
+            AuthRole::Admin => {}
+            AuthRole::App(id) if id == self.0.id => {}
+            AuthRole::Operator(id) => filter.operator_id = Some(id),
+            AuthRole::App(_) => return Ok(connection::empty()),
+        }
+        links_page(ctx, filter, first, after).await
+    }
+}
+
+/// Lists links with a filter already narrowed to what the viewer may see.
+pub(crate) async fn links_page(
+    ctx: &Context<'_>,
+    filter: LinkFilter,
+    first: Option<i32>,
+    after: Option<String>,
+) -> async_graphql::Result<Conn<Link>> {
+    let page = connection::page(first, after.as_deref())?;
+    let mut conn = app(ctx).db().await?;
+    let rows = models::Link::list(&mut conn, filter, page).await?;
+    Ok(connection::build(rows, page, |l| l.id, Link, CountQuery::Links(filter)))
+}
+
+/// A parking operator. It keeps its own processor account and links it to apps.
+pub struct Operator(pub models::Operator);
+
+#[Object]
+impl Operator {
+    /// The operator's id.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// When the operator was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// The operator's links to apps (an app sees only its own).
+    async fn links(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<LinkStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<Link>> {
+        let viewer = principal(ctx)?;
+        let mut filter = LinkFilter { app_id: None, operator_id: Some(self.0.id), status: status.map(Into::into) };
+        match viewer.role {
+            AuthRole::Admin => {}
+            AuthRole::Operator(id) if id == self.0.id => {}
+            AuthRole::App(id) => filter.app_id = Some(id),
+            AuthRole::Operator(_) => return Ok(connection::empty()),
+        }
+        links_page(ctx, filter, first, after).await
+    }
+}
+
+/// Non-sensitive facts of a customer's card. curbpay never sees or stores a number.
+#[derive(SimpleObject)]
+pub struct Card {
+    /// Card brand as the processor names it (`Visa`, `MasterCard`, `American Express`, …).
+    pub brand: String,
+    /// The last four digits.
+    pub last4: String,
+    /// Expiry month, 1–12.
+    pub exp_month: i32,
+    /// Expiry year, four digits.
+    pub exp_year: i32,
+}
+
+/// An app's end user, as a customer on the app's platform account.
+pub struct Customer(pub models::Customer);
+
+#[Object]
+impl Customer {
+    /// The customer's id.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// The app's own reference for this user (unique per app).
+    async fn external_ref(&self) -> &str {
+        &self.0.external_ref
+    }
+    /// The card on file.
+    async fn card(&self) -> Option<Card> {
+        self.0.card().map(|card| Card {
+            brand: card.brand,
+            last4: card.last4,
+            exp_month: card.exp_month.into(),
+            exp_year: card.exp_year.into(),
+        })
+    }
+    /// The customer's id at the processor (its app and admins only).
+    async fn processor_customer_id(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        let viewer = principal(ctx)?;
+        Ok(policy::may_see_customer_directly(viewer, self.0.app_id)
+            .then_some(self.0.processor_customer_id.as_deref())
+            .flatten())
+    }
+    /// When the customer was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When the customer (or its card) last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
