@@ -11,6 +11,7 @@ use crate::payments::sessions::StartSession;
 use crate::payments::{customers, links, parties, sessions, tokens};
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(PartyMutation, LinkMutation, CustomerMutation, SessionMutation);
 
 /// Input of `createApp`.

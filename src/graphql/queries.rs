@@ -14,6 +14,7 @@ use crate::models::{self};
 use crate::payments::{customers, parties, policy};
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(ViewerQuery, PartyQuery, LinkQuery, CustomerQuery, SessionQuery);
 
 #[derive(Default)]

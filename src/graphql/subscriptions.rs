@@ -24,6 +24,7 @@ const BATCH: i64 = 100;
 const RETRY: Duration = Duration::from_secs(1);
 
 #[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(TokenSubscription, LinkSubscription);
 
 /// A charge token delivered to its operator.

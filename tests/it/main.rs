@@ -1,1 +1,13 @@
+//! The one integration test binary: every test drives the real router over a fresh
+//! Postgres database of its own.
 
+mod util;
+
+mod authorization;
+mod embedded;
+mod errors;
+mod flow;
+mod idempotency;
+mod loaders;
+mod schema;
+mod subscriptions;

@@ -1,0 +1,79 @@
+//! Drives the real npm `graphql-ws` client (tests/it/js/subscribe.mjs) from Rust: it
+//! runs as a child process and reports each protocol event as a JSON line.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+pub struct NodeSubscriber {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl NodeSubscriber {
+    /// Starts `subscribe.mjs` against `ws_url`. `count` makes it stop after that many results.
+    pub fn spawn(ws_url: &str, token: &str, query: &str, variables: Value, count: Option<usize>) -> NodeSubscriber {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/js");
+        assert!(
+            std::path::Path::new(dir).join("node_modules/graphql-ws").exists(),
+            "run `npm ci` in tests/it/js first (.ci/run does)"
+        );
+        let mut command = Command::new("node");
+        command
+            .arg("subscribe.mjs")
+            .current_dir(dir)
+            .env("CURBPAY_WS_URL", ws_url)
+            .env("CURBPAY_TOKEN", token)
+            .env("QUERY", query)
+            .env("VARIABLES", variables.to_string())
+            .env("TIMEOUT_MS", "30000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(count) = count {
+            command.env("COUNT", count.to_string());
+        }
+        let mut child = command.spawn().expect("node is installed");
+        let stdout = child.stdout.take().unwrap();
+        NodeSubscriber { child, lines: BufReader::new(stdout).lines() }
+    }
+
+    /// The next event line, or `None` when the client exited.
+    pub async fn next_event(&mut self) -> Option<Value> {
+        let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
+            .await
+            .expect("the subscriber reported nothing for 30 s")
+            .expect("read subscriber output")?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+    }
+
+    /// Waits for the next event of `kind` (skipping others such as `connected`).
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let event = self.next_event().await.unwrap_or_else(|| panic!("client exited before a {kind} event"));
+            if event["type"] == kind {
+                return event;
+            }
+            assert_ne!(event["type"], "error", "subscription failed: {event}");
+        }
+    }
+
+    /// The next `next` payload's data.
+    pub async fn next_data(&mut self) -> Value {
+        let event = self.next_of("next").await;
+        assert!(event["payload"].get("errors").is_none(), "errors in payload: {event}");
+        event["payload"]["data"].clone()
+    }
+
+    /// Waits for the client to exit; returns its exit code.
+    pub async fn exit_code(mut self) -> i32 {
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the subscriber did not exit")
+            .unwrap();
+        status.code().unwrap_or(-1)
+    }
+}
