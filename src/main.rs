@@ -1,6 +1,5 @@
 //! The `curbpay` binary: `serve` (the default), `migrate`, `token`, `schema`.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -107,17 +106,13 @@ async fn database(config: &Config) -> anyhow::Result<(String, Option<EmbeddedPos
     match &config.database_url {
         Some(url) => Ok((url.expose_secret().to_owned(), None)),
         None => {
-            let dir = absolute(&config.data_dir.join("postgres"))?;
+            let dir = curbpay::db::embedded::cluster_dir(&config.data_dir.join("postgres"));
             let pg = EmbeddedPostgres::start(&dir, "curbpay")
                 .await
                 .context("starting the embedded Postgres (set DATABASE_URL to use an existing one)")?;
             Ok((pg.database_url().to_owned(), Some(pg)))
         }
     }
-}
-
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    Ok(if path.is_absolute() { path.to_owned() } else { std::env::current_dir()?.join(path) })
 }
 
 /// The HS256 secret to sign with: the configured one, or the development secret kept

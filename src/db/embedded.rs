@@ -187,6 +187,37 @@ fn signal(pid: libc::pid_t, sig: libc::c_int) {
     unsafe { libc::kill(pid, sig) };
 }
 
+/// Where to keep the cluster asked for at `requested`. Running as root, postgres runs as
+/// the `postgres` user, which must be able to enter every folder above the cluster; a
+/// checkout under a private home (such as /root) is not, so the cluster then lives in
+/// `/var/lib/curbpay/<name derived from the requested path>` instead (the same place on
+/// every start, so data is kept).
+pub fn cluster_dir(requested: &Path) -> PathBuf {
+    let absolute = match std::path::absolute(requested) {
+        Ok(path) => path,
+        Err(_) => return requested.to_owned(),
+    };
+    let Ok(Some(account)) = postgres_account() else {
+        return absolute;
+    };
+    let enterable = |dir: &Path| match fs::metadata(dir) {
+        Ok(meta) => meta.mode() & 0o001 != 0 || meta.uid() == account.uid,
+        // Not made yet: create_dir_all will make it with the default (enterable) mode.
+        Err(_) => true,
+    };
+    if absolute.ancestors().skip(1).all(enterable) {
+        return absolute;
+    }
+    let name = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, absolute.to_string_lossy().as_bytes());
+    let fallback = Path::new("/var/lib/curbpay").join(format!("pg-{}", &name.simple().to_string()[..12]));
+    info!(
+        requested = %absolute.display(),
+        cluster = %fallback.display(),
+        "the postgres user cannot reach the data folder; keeping the embedded cluster elsewhere"
+    );
+    fallback
+}
+
 /// `None` when we are not root: then postgres simply runs as us.
 fn postgres_account() -> Result<Option<Account>> {
     // SAFETY: geteuid cannot fail.
