@@ -8,6 +8,24 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
+/// Installs the client's npm packages (pinned by package-lock.json) once per test run,
+/// so `cargo test` alone works on a fresh checkout.
+fn ensure_installed(dir: &str) {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if *installed || std::path::Path::new(dir).join("node_modules/graphql-ws/package.json").exists() {
+        *installed = true;
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dir)
+        .status()
+        .expect("npm is installed (Node.js 20 or newer)");
+    assert!(status.success(), "npm ci in tests/it/js failed");
+    *installed = true;
+}
+
 pub struct NodeSubscriber {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
@@ -17,10 +35,7 @@ impl NodeSubscriber {
     /// Starts `subscribe.mjs` against `ws_url`. `count` makes it stop after that many results.
     pub fn spawn(ws_url: &str, token: &str, query: &str, variables: Value, count: Option<usize>) -> NodeSubscriber {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/js");
-        assert!(
-            std::path::Path::new(dir).join("node_modules/graphql-ws").exists(),
-            "run `npm ci` in tests/it/js first (.ci/run does)"
-        );
+        ensure_installed(dir);
         let mut command = Command::new("node");
         command
             .arg("subscribe.mjs")
