@@ -58,6 +58,10 @@ pub struct Config {
     pub processor: ProcessorKind,
     /// `CURBPAY_CHARGE_TOKEN_TTL` (default `15m`): how long a sandbox charge token is valid.
     pub charge_token_ttl: Duration,
+    /// `CURBPAY_CORS_ALLOWED_ORIGINS` (default `*`): browser origins allowed to call the
+    /// API, comma-separated. Credentials travel in the `Authorization` header (never
+    /// cookies), so any origin is safe by default; list origins to narrow it.
+    pub cors_allowed_origins: Vec<String>,
     /// `CURBPAY_DB_POOL_SIZE` (default 8): connections in the pool.
     pub db_pool_size: usize,
     /// `CURBPAY_DB_POOL_TIMEOUT` (default `5s`): how long a request waits for a
@@ -128,6 +132,12 @@ impl Config {
             },
             state_secret: var("CURBPAY_STATE_SECRET").map(SecretString::from),
             processor,
+            cors_allowed_origins: var("CURBPAY_CORS_ALLOWED_ORIGINS")
+                .unwrap_or_else(|| "*".to_owned())
+                .split(',')
+                .map(|origin| origin.trim().to_owned())
+                .filter(|origin| !origin.is_empty())
+                .collect(),
             charge_token_ttl: duration_var("CURBPAY_CHARGE_TOKEN_TTL", "15m")?,
             db_pool_size,
             db_pool_timeout: duration_var("CURBPAY_DB_POOL_TIMEOUT", "5s")?,
@@ -151,6 +161,7 @@ impl Config {
             },
             state_secret: None,
             processor: ProcessorKind::Sandbox,
+            cors_allowed_origins: vec!["*".to_owned()],
             charge_token_ttl: Duration::from_secs(15 * 60),
             db_pool_size: 8,
             db_pool_timeout: Duration::from_secs(5),

@@ -34,6 +34,7 @@ struct HttpState {
 /// Builds the router over the shared state.
 pub fn router(app: AppState) -> Router {
     let schema = graphql::schema(Some(app.clone()));
+    let cors = cors(&app.config.cors_allowed_origins);
     let state = HttpState { app, schema };
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/graphiql") }))
@@ -45,6 +46,7 @@ pub fn router(app: AppState) -> Router {
         .route("/connect/callback", get(connect_callback))
         .route("/sandbox/connect/oauth/authorize", get(sandbox_authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(cors)
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 // The path only: query strings can carry authorization codes and states.
@@ -52,6 +54,21 @@ pub fn router(app: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// Partner frontends call the API from their own origins.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .max_age(std::time::Duration::from_secs(3600))
 }
 
 /// Reads the caller from an `Authorization` value. The token never reaches a log.

@@ -276,3 +276,23 @@ async fn expired_tokens_are_reissued() {
     let data = t.ok(&w.operator_token, CHARGE_SESSION, json!({ "s": session_id })).await;
     assert_eq!(data["chargeSession"]["session"]["status"], "CHARGED");
 }
+
+#[tokio::test]
+async fn browsers_on_partner_origins_may_call_the_api() {
+    let t = TestApp::with_config(|c| c.cors_allowed_origins = vec!["https://app.parknow.example".to_owned()]).await;
+    let preflight = |origin: &str| {
+        axum::http::Request::builder()
+            .method("OPTIONS")
+            .uri("/graphql")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    use tower::ServiceExt;
+    let allowed = t.router.clone().oneshot(preflight("https://app.parknow.example")).await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.parknow.example");
+    let other = t.router.clone().oneshot(preflight("https://evil.example")).await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
