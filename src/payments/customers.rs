@@ -23,7 +23,8 @@ pub async fn tokenize(
     let card_token = card_token.trim();
     check_card_token(card_token)?;
     let mut conn = app.db().await?;
-    let platform = models::App::find(&mut conn, app_id).await?.ok_or(ApiError::NotFound("app"))?;
+    let row = models::App::find(&mut conn, app_id).await?.ok_or(ApiError::NotFound("app"))?;
+    let platform = super::parties::platform(app, &row)?;
     // The row comes first: its id names the processor request, so a retry after a
     // timeout or crash finds the same processor customer instead of making another.
     let (customer, _) = Customer::upsert_ref(&mut conn, app_id, external_ref).await?;
@@ -31,14 +32,14 @@ pub async fn tokenize(
     let (customer_id, card, created) = match &customer.processor_customer_id {
         None => {
             let key = format!("customer:{}", customer.id);
-            let made = app.processor.create_customer(&platform.processor_account_id, card_token, &key).await?;
+            let made = app.processor.create_customer(&platform, card_token, &key).await?;
             (made.customer_id, made.card, true)
         }
         Some(existing) => {
             let key = format!("customer-card:{}:{}", customer.id, customer.updated_at.timestamp_micros());
             let card = app
                 .processor
-                .update_customer_card(&platform.processor_account_id, existing, card_token, &key)
+                .update_customer_card(&platform, existing, card_token, &key)
                 .await?;
             (existing.clone(), card, false)
         }

@@ -66,7 +66,7 @@ impl StateSigner {
 }
 
 /// The authorization URL of a pending link, for the link's app or an admin.
-pub fn authorization_url(app: &App, principal: &Principal, link: &Link, platform_account_id: &str) -> ApiResult<Option<String>> {
+pub fn authorization_url(app: &App, principal: &Principal, link: &Link, platform: &models::App) -> ApiResult<Option<String>> {
     let (LinkStatus::Pending, Some(nonce)) = (link.status, link.state_nonce) else {
         return Ok(None);
     };
@@ -75,8 +75,9 @@ pub fn authorization_url(app: &App, principal: &Principal, link: &Link, platform
     }
     let state = app.state_signer.sign(link.id, nonce)?;
     let redirect_uri = callback_url(app)?;
+    let platform = super::parties::platform(app, platform)?;
     let url = app.processor.authorization_url(&AuthorizationRequest {
-        platform_account_id,
+        platform: &platform,
         state: &state,
         redirect_uri: redirect_uri.as_str(),
         operator_id: link.operator_id,
@@ -178,7 +179,7 @@ async fn activate(app: &App, link: Link, nonce: Option<Uuid>, code: &str) -> Api
     let mut conn = app.db().await?;
     let platform = models::App::find(&mut conn, link.app_id).await?.ok_or(ApiError::NotFound("app"))?;
     drop(conn);
-    let account = app.processor.complete_link(&platform.processor_account_id, code).await?;
+    let account = app.processor.complete_link(&super::parties::platform(app, &platform)?, code).await?;
     let mut conn = app.db().await?;
     let link = conn
         .transaction(async |conn| {
@@ -209,7 +210,7 @@ pub async fn unlink(app: &App, principal: &Principal, link_id: Uuid) -> ApiResul
     if let Some(account) = &link.connected_account_id {
         let platform = models::App::find(&mut conn, link.app_id).await?.ok_or(ApiError::NotFound("app"))?;
         drop(conn);
-        app.processor.revoke_link(&platform.processor_account_id, account).await?;
+        app.processor.revoke_link(&super::parties::platform(app, &platform)?, account).await?;
         conn = app.db().await?;
     }
     let (link, voided) = conn

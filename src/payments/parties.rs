@@ -9,6 +9,7 @@ use crate::error::ApiResult;
 use crate::models::apps::NewApp;
 use crate::models::operators::NewOperator;
 use crate::models::{self, Operator};
+use crate::processor::Platform;
 
 /// Creates an app with its own platform account at the processor.
 pub async fn create_app(app: &App, principal: &Principal, name: &str) -> ApiResult<models::App> {
@@ -17,7 +18,7 @@ pub async fn create_app(app: &App, principal: &Principal, name: &str) -> ApiResu
     // The id comes first: the processor account is provisioned for it (and provisioning
     // the same id again returns the same account).
     let id = Uuid::now_v7();
-    let account = app.processor.provision_platform(id, name).await?;
+    let account = app.processor.provision_platform(id, name, None).await?;
     let mut conn = app.db().await?;
     let created = NewApp {
         id,
@@ -39,6 +40,11 @@ pub async fn create_operator(app: &App, principal: &Principal, name: &str) -> Ap
     let created = NewOperator { id: Uuid::now_v7(), name }.insert(&mut conn).await?;
     tracing::info!(operator_id = %created.id, "operator created");
     Ok(created)
+}
+
+/// What the processor needs to act for the app.
+pub fn platform(_app: &App, row: &models::App) -> ApiResult<Platform> {
+    Ok(Platform::by_id(row.processor_account_id.clone()))
 }
 
 /// Whether the caller may see this app: admin, the app itself, or an operator linked to it.

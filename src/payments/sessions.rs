@@ -193,14 +193,16 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
         return Err(ApiError::internal("ended session without token, account or amount"));
     };
     let key = format!("charge:{}", token.id);
+    let platform = super::parties::platform(app, &platform)?;
     let outcome = app
         .processor
         .charge(&ChargeRequest {
-            platform_account_id: &platform.processor_account_id,
+            platform: &platform,
             connected_account_id: account,
             token: value,
             amount,
             currency,
+            application_fee: None,
             idempotency_key: &key,
         })
         .await?;

@@ -28,7 +28,7 @@ pub async fn issue(app: &App, pending: &ChargeToken) -> ApiResult<ChargeToken> {
     let key = format!("charge-token:{}", pending.id);
     let issued = app
         .processor
-        .issue_charge_token(&platform.processor_account_id, customer_ref, account, &key)
+        .issue_charge_token(&super::parties::platform(app, &platform)?, customer_ref, account, &key)
         .await?;
     let mut conn = app.db().await?;
     let token = conn

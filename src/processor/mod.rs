@@ -9,14 +9,41 @@ pub mod sandbox;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 
 use crate::models::customers::CardFacts;
 
-/// An app's platform account at the processor.
+/// An app's platform account at the processor, as provisioned.
 #[derive(Debug, Clone)]
 pub struct PlatformAccount {
     pub account_id: String,
     pub publishable_key: String,
+}
+
+/// Credentials of a platform account that curbpay is handed rather than creates
+/// (Stripe: the account's keys and its Connect settings). Secrets never print.
+#[derive(Debug, Clone)]
+pub struct PlatformCredentials {
+    pub secret_key: SecretString,
+    pub publishable_key: String,
+    pub connect_client_id: String,
+    pub webhook_secret: SecretString,
+}
+
+/// What a processor needs to act for an app: its platform account and, where the
+/// processor needs them, the account's credentials (decrypted for this call only).
+#[derive(Debug, Clone)]
+pub struct Platform {
+    pub account_id: String,
+    pub secret_key: Option<SecretString>,
+    pub connect_client_id: Option<String>,
+}
+
+impl Platform {
+    /// A platform the processor knows by id alone (the sandbox).
+    pub fn by_id(account_id: impl Into<String>) -> Platform {
+        Platform { account_id: account_id.into(), secret_key: None, connect_client_id: None }
+    }
 }
 
 /// A customer created on an app's platform account.
@@ -29,7 +56,7 @@ pub struct CreatedCustomer {
 /// Where a link's authorization should send the operator.
 #[derive(Debug, Clone)]
 pub struct AuthorizationRequest<'a> {
-    pub platform_account_id: &'a str,
+    pub platform: &'a Platform,
     /// Signed, single-use; comes back unchanged on the redirect.
     pub state: &'a str,
     /// This server's `/connect/callback`.
@@ -48,13 +75,15 @@ pub struct IssuedToken {
 /// A charge request on an operator's connected account.
 #[derive(Debug, Clone)]
 pub struct ChargeRequest<'a> {
-    pub platform_account_id: &'a str,
+    pub platform: &'a Platform,
     pub connected_account_id: &'a str,
     pub token: &'a str,
     /// Minor units.
     pub amount: i64,
     /// ISO 4217, upper case.
     pub currency: &'a str,
+    /// The app's cut, in minor units, when it takes one.
+    pub application_fee: Option<i64>,
     pub idempotency_key: &'a str,
 }
 
@@ -70,6 +99,8 @@ pub enum ChargeOutcome {
 pub enum WebhookEvent {
     /// The operator disconnected its account from the app's platform.
     AccountDeauthorized { event_id: String, connected_account_id: String },
+    /// The connected account's capabilities changed.
+    AccountUpdated { event_id: String, connected_account_id: String, charges_enabled: bool, payouts_enabled: bool },
     /// Anything else, acknowledged and ignored.
     Other { event_id: String, kind: String },
 }
@@ -109,14 +140,20 @@ pub trait Processor: Send + Sync + 'static {
     /// A short name for logs and the `apps.processor` column.
     fn name(&self) -> &'static str;
 
-    /// Creates (or, for the same `app_id`, returns) the app's platform account.
-    async fn provision_platform(&self, app_id: uuid::Uuid, app_name: &str) -> ProcessorResult<PlatformAccount>;
+    /// Creates (or, for the same `app_id`, returns) the app's platform account; a
+    /// processor whose accounts are made outside curbpay checks the given credentials.
+    async fn provision_platform(
+        &self,
+        app_id: uuid::Uuid,
+        app_name: &str,
+        credentials: Option<&PlatformCredentials>,
+    ) -> ProcessorResult<PlatformAccount>;
 
     /// Creates a customer on the app's platform account from a card token that the
     /// app's frontend made with the platform's publishable key.
     async fn create_customer(
         &self,
-        platform_account_id: &str,
+        platform: &Platform,
         card_token: &str,
         idempotency_key: &str,
     ) -> ProcessorResult<CreatedCustomer>;
@@ -124,7 +161,7 @@ pub trait Processor: Send + Sync + 'static {
     /// Replaces the customer's card with the one behind a new card token.
     async fn update_customer_card(
         &self,
-        platform_account_id: &str,
+        platform: &Platform,
         customer_id: &str,
         card_token: &str,
         idempotency_key: &str,
@@ -135,15 +172,15 @@ pub trait Processor: Send + Sync + 'static {
 
     /// Exchanges the authorization code from the redirect for the operator's connected
     /// account id.
-    async fn complete_link(&self, platform_account_id: &str, code: &str) -> ProcessorResult<String>;
+    async fn complete_link(&self, platform: &Platform, code: &str) -> ProcessorResult<String>;
 
     /// Disconnects the operator's account from the platform.
-    async fn revoke_link(&self, platform_account_id: &str, connected_account_id: &str) -> ProcessorResult<()>;
+    async fn revoke_link(&self, platform: &Platform, connected_account_id: &str) -> ProcessorResult<()>;
 
     /// Mints a single-use token on the connected account from the platform's customer.
     async fn issue_charge_token(
         &self,
-        platform_account_id: &str,
+        platform: &Platform,
         customer_id: &str,
         connected_account_id: &str,
         idempotency_key: &str,
@@ -152,6 +189,12 @@ pub trait Processor: Send + Sync + 'static {
     /// Charges a token on the connected account.
     async fn charge(&self, request: &ChargeRequest<'_>) -> ProcessorResult<ChargeOutcome>;
 
-    /// Verifies a webhook's signature over the raw body and parses it.
-    async fn verify_webhook(&self, payload: &[u8], signature: &str) -> ProcessorResult<WebhookEvent>;
+    /// Verifies a webhook's signature over the raw body against each candidate
+    /// endpoint secret and parses it; returns which secret matched.
+    fn verify_webhook(
+        &self,
+        endpoint_secrets: &[SecretString],
+        payload: &[u8],
+        signature: &str,
+    ) -> ProcessorResult<(usize, WebhookEvent)>;
 }

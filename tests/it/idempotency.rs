@@ -153,11 +153,12 @@ async fn a_crash_after_charging_is_finished_by_a_retry() {
         .app
         .processor
         .charge(&ChargeRequest {
-            platform_account_id: &row.platform,
+            platform: &curbpay::processor::Platform::by_id(row.platform.clone()),
             connected_account_id: &row.account,
             token: &row.token,
             amount: 700,
             currency: "GBP",
+            application_fee: None,
             idempotency_key: &key,
         })
         .await

@@ -56,7 +56,7 @@ impl Link {
         let Some(platform) = ctx.data_unchecked::<Loaders>().apps.load_one(self.0.app_id).await? else {
             return Ok(None);
         };
-        Ok(links::authorization_url(app(ctx), viewer, &self.0, &platform.processor_account_id)?)
+        Ok(links::authorization_url(app(ctx), viewer, &self.0, &platform)?)
     }
     /// The operator's connected account id at the processor, once `ACTIVE`.
     async fn connected_account_id(&self) -> Option<&str> {

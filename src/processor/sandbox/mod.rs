@@ -12,9 +12,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
-    AuthorizationRequest, ChargeOutcome, ChargeRequest, CreatedCustomer, IssuedToken, PlatformAccount, Processor,
-    ProcessorError, ProcessorResult, WebhookEvent,
+    AuthorizationRequest, ChargeOutcome, ChargeRequest, CreatedCustomer, IssuedToken, Platform, PlatformAccount,
+    PlatformCredentials, Processor, ProcessorError, ProcessorResult, WebhookEvent,
 };
+use secrecy::SecretString;
 use crate::db::DbPool;
 use crate::db::schema::{
     sandbox_accounts, sandbox_authorization_codes, sandbox_charges, sandbox_connections, sandbox_customers,
@@ -152,7 +153,17 @@ impl Processor for SandboxProcessor {
         "sandbox"
     }
 
-    async fn provision_platform(&self, app_id: Uuid, _app_name: &str) -> ProcessorResult<PlatformAccount> {
+    async fn provision_platform(
+        &self,
+        app_id: Uuid,
+        _app_name: &str,
+        credentials: Option<&PlatformCredentials>,
+    ) -> ProcessorResult<PlatformAccount> {
+        if credentials.is_some() {
+            return Err(ProcessorError::InvalidRequest(
+                "the sandbox processor makes its own accounts; omit the stripe credentials".to_owned(),
+            ));
+        }
         let mut conn = self.conn().await?;
         diesel::insert_into(sandbox_accounts::table)
             .values((
@@ -176,10 +187,11 @@ impl Processor for SandboxProcessor {
 
     async fn create_customer(
         &self,
-        platform_account_id: &str,
+        platform: &Platform,
         card_token: &str,
         idempotency_key: &str,
     ) -> ProcessorResult<CreatedCustomer> {
+        let platform_account_id = platform.account_id.as_str();
         let card = cards::lookup(card_token).ok_or_else(unknown_card_token)?;
         let mut conn = self.conn().await?;
         let inserted = diesel::insert_into(sandbox_customers::table)
@@ -220,11 +232,12 @@ impl Processor for SandboxProcessor {
 
     async fn update_customer_card(
         &self,
-        platform_account_id: &str,
+        platform: &Platform,
         customer_id: &str,
         card_token: &str,
         _idempotency_key: &str,
     ) -> ProcessorResult<CardFacts> {
+        let platform_account_id = platform.account_id.as_str();
         // Setting a customer's card is naturally idempotent: no key bookkeeping needed.
         let card = cards::lookup(card_token).ok_or_else(unknown_card_token)?;
         let mut conn = self.conn().await?;
@@ -256,7 +269,7 @@ impl Processor for SandboxProcessor {
             .map_err(|e| ProcessorError::Failed(format!("bad public URL: {e}")))?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
-            .append_pair("client_id", request.platform_account_id)
+            .append_pair("client_id", &request.platform.account_id)
             .append_pair("scope", "read_write")
             .append_pair("state", request.state)
             .append_pair("redirect_uri", request.redirect_uri)
@@ -264,9 +277,9 @@ impl Processor for SandboxProcessor {
         Ok(url)
     }
 
-    async fn complete_link(&self, platform_account_id: &str, code: &str) -> ProcessorResult<String> {
+    async fn complete_link(&self, platform: &Platform, code: &str) -> ProcessorResult<String> {
         let mut conn = self.conn().await?;
-        let platform = platform_account_id.to_owned();
+        let platform = platform.account_id.clone();
         let code = code.to_owned();
         conn.transaction(async move |conn| {
             {
@@ -306,7 +319,8 @@ impl Processor for SandboxProcessor {
         .await
     }
 
-    async fn revoke_link(&self, platform_account_id: &str, connected_account_id: &str) -> ProcessorResult<()> {
+    async fn revoke_link(&self, platform: &Platform, connected_account_id: &str) -> ProcessorResult<()> {
+        let platform_account_id = platform.account_id.as_str();
         let mut conn = self.conn().await?;
         // Revoking twice is fine (Stripe answers the second deauthorize with an error
         // that callers treat as done; here it is simply a no-op).
@@ -323,11 +337,12 @@ impl Processor for SandboxProcessor {
 
     async fn issue_charge_token(
         &self,
-        platform_account_id: &str,
+        platform: &Platform,
         customer_id: &str,
         connected_account_id: &str,
         idempotency_key: &str,
     ) -> ProcessorResult<IssuedToken> {
+        let platform_account_id = platform.account_id.as_str();
         let mut conn = self.conn().await?;
         let replay: Option<(String, DateTime<Utc>)> = sandbox_tokens::table
             .filter(sandbox_tokens::idempotency_key.eq(idempotency_key))
@@ -403,7 +418,7 @@ impl Processor for SandboxProcessor {
         let Some(token) = token else {
             return Err(ProcessorError::InvalidRequest("no such token on the operator's account".to_owned()));
         };
-        if token.platform_account_id != request.platform_account_id {
+        if token.platform_account_id != request.platform.account_id {
             return Err(ProcessorError::InvalidRequest("no such token on the operator's account".to_owned()));
         }
         if token.used_at.is_some() {
@@ -458,7 +473,12 @@ impl Processor for SandboxProcessor {
         }
     }
 
-    async fn verify_webhook(&self, _payload: &[u8], _signature: &str) -> ProcessorResult<WebhookEvent> {
+    fn verify_webhook(
+        &self,
+        _endpoint_secrets: &[SecretString],
+        _payload: &[u8],
+        _signature: &str,
+    ) -> ProcessorResult<(usize, WebhookEvent)> {
         // The sandbox changes nothing behind curbpay's back, so it sends no webhooks;
         // anything claiming to come from it is not genuine.
         Err(ProcessorError::InvalidRequest("the sandbox processor sends no webhooks".to_owned()))
