@@ -9,6 +9,12 @@ diesel::table! {
         publishable_key -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        connect_client_id -> Nullable<Text>,
+        secret_key_ciphertext -> Nullable<Bytea>,
+        secret_key_key_id -> Nullable<Text>,
+        webhook_secret_ciphertext -> Nullable<Bytea>,
+        webhook_secret_key_id -> Nullable<Text>,
+        platform_fee_bps -> Nullable<Int4>,
     }
 }
 
@@ -69,6 +75,8 @@ diesel::table! {
         updated_at -> Timestamptz,
         activated_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
+        charges_enabled -> Nullable<Bool>,
+        payouts_enabled -> Nullable<Bool>,
     }
 }
 
@@ -103,6 +111,14 @@ diesel::table! {
         failure_decline_code -> Nullable<Text>,
         failure_message -> Nullable<Text>,
         created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    processor_attempts (scope) {
+        scope -> Text,
+        attempt -> Int4,
         updated_at -> Timestamptz,
     }
 }
@@ -180,6 +196,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_events (id) {
+        id -> Text,
+        app_id -> Uuid,
+        kind -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(charge_tokens -> links (link_id));
 diesel::joinable!(charge_tokens -> operators (operator_id));
 diesel::joinable!(charge_tokens -> parking_sessions (session_id));
@@ -197,6 +222,7 @@ diesel::joinable!(sandbox_charges -> sandbox_accounts (connected_account_id));
 diesel::joinable!(sandbox_charges -> sandbox_tokens (token_id));
 diesel::joinable!(sandbox_customers -> sandbox_accounts (account_id));
 diesel::joinable!(sandbox_tokens -> sandbox_customers (customer_id));
+diesel::joinable!(webhook_events -> apps (app_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     apps,
@@ -206,10 +232,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     links,
     operators,
     parking_sessions,
+    processor_attempts,
     sandbox_accounts,
     sandbox_authorization_codes,
     sandbox_charges,
     sandbox_connections,
     sandbox_customers,
     sandbox_tokens,
+    webhook_events,
 );
