@@ -86,7 +86,7 @@ impl Keyring {
         let (nonce, ciphertext) = sealed.ciphertext.split_at(NONCE_LEN);
         let plain = key
             .cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: context.as_bytes() })
+            .decrypt(&Nonce::from(<[u8; NONCE_LEN]>::try_from(nonce).expect("split at NONCE_LEN")), Payload { msg: ciphertext, aad: context.as_bytes() })
             .map_err(|_| anyhow::anyhow!("sealed secret does not open with key {} (tampered or moved)", key.id))?;
         Ok(SecretString::from(String::from_utf8(plain).context("sealed secret is not UTF-8")?))
     }

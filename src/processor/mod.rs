@@ -6,6 +6,7 @@
 //! a crash replays the same object instead of making a second one.
 
 pub mod sandbox;
+pub mod stripe;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

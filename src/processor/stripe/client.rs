@@ -1,0 +1,243 @@
+//! The HTTP transport under async-stripe's request builders: one `StripeClient` per app
+//! secret key, over reqwest. It owns the retry policy, because only the transport sees
+//! what it needs: the `Stripe-Should-Retry` header, the `Request-Id` for the log, and
+//! whether a failure happened before or after Stripe answered.
+//!
+//! Retries reuse the request's `Idempotency-Key` (set by the caller from curbpay's own
+//! durable state), so Stripe executes a request at most once whatever happens here.
+//! Retried: connection errors and timeouts (outcome unknown), 409 (a concurrent request
+//! with the same key) and 429 (never saved by Stripe), and a 5xx whose
+//! `Stripe-Should-Retry` is true. A 5xx without it has been saved by Stripe for the key:
+//! the caller must reconcile before creating anything anew.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use stripe_client_core::{CustomizedStripeRequest, RequestStrategy, StripeClient, StripeClientErr, StripeMethod};
+
+/// Attempts per request, and the backoff between them.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(4),
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter: spreads retries of many requests apart.
+    fn delay(&self, attempt: u32) -> Duration {
+        let cap = self.base_delay.saturating_mul(2u32.saturating_pow(attempt)).min(self.max_delay);
+        let millis = rand::rng().random_range(0..=cap.as_millis().max(1) as u64);
+        Duration::from_millis(millis)
+    }
+}
+
+/// Why a Stripe call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Stripe answered with an error.
+    #[error("stripe answered {status} ({kind}/{code}), request {request_id}")]
+    Api {
+        status: u16,
+        /// Stripe's error `type` (`card_error`, `invalid_request_error`, `api_error`, …).
+        kind: String,
+        code: String,
+        decline_code: Option<String>,
+        /// Stripe's message; shown to end users only for card errors.
+        message: String,
+        request_id: String,
+        /// False when Stripe said not to retry a 5xx: the outcome is unknown.
+        should_retry: Option<bool>,
+    },
+    /// No answer (connection refused or dropped, timeout): the outcome is unknown.
+    #[error("no answer from stripe: {0}")]
+    Transport(String),
+    /// The answer could not be read.
+    #[error("unreadable stripe answer: {0}")]
+    Decode(String),
+}
+
+impl StripeClientErr for CallError {
+    fn deserialize_err(msg: impl std::fmt::Display) -> Self {
+        CallError::Decode(msg.to_string())
+    }
+}
+
+impl CallError {
+    /// Whether Stripe may have executed the request although we saw no success.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            CallError::Transport(_) => true,
+            CallError::Api { status, .. } => *status >= 500,
+            CallError::Decode(_) => false,
+        }
+    }
+}
+
+/// The shared HTTP client and settings.
+#[derive(Clone)]
+pub struct StripeHttp {
+    http: reqwest::Client,
+    api_base: url::Url,
+    pub policy: RetryPolicy,
+}
+
+impl StripeHttp {
+    pub fn new(api_base: url::Url, policy: RetryPolicy) -> anyhow::Result<StripeHttp> {
+        let http = reqwest::Client::builder().timeout(policy.timeout).build()?;
+        Ok(StripeHttp { http, api_base, policy })
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A client acting with one platform account's secret key.
+    pub fn with_key(&self, secret_key: SecretString) -> KeyedClient {
+        KeyedClient { shared: self.clone(), secret_key }
+    }
+}
+
+/// A Stripe client for one secret key.
+pub struct KeyedClient {
+    shared: StripeHttp,
+    secret_key: SecretString,
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Reads Stripe's `{"error": {...}}` body.
+fn api_error(status: u16, body: &[u8], request_id: String, should_retry: Option<bool>) -> CallError {
+    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let error = &value["error"];
+    let text = |field: &str| error[field].as_str().map(str::to_owned);
+    CallError::Api {
+        status,
+        kind: text("type").unwrap_or_else(|| "api_error".to_owned()),
+        code: text("code").unwrap_or_default(),
+        decline_code: text("decline_code"),
+        message: text("message").unwrap_or_default(),
+        request_id,
+        should_retry,
+    }
+}
+
+impl StripeClient for KeyedClient {
+    type Err = CallError;
+
+    async fn execute(&self, request: CustomizedStripeRequest) -> Result<Bytes, CallError> {
+        let (request, config) = request.into_pieces();
+        let key = match &config.request_strategy {
+            Some(RequestStrategy::Idempotent(key)) => Some(key.as_str().to_owned()),
+            _ => None,
+        };
+        let account = config.account_id.as_ref().map(|a| a.as_str().to_owned());
+        let mut url = self
+            .shared
+            .api_base
+            .join(request.path.trim_start_matches('/'))
+            .map_err(|e| CallError::Transport(format!("bad Stripe URL: {e}")))?;
+        if let Some(query) = &request.query {
+            url.set_query(Some(query));
+        }
+        let method = match request.method {
+            StripeMethod::Get => reqwest::Method::GET,
+            StripeMethod::Post => reqwest::Method::POST,
+            StripeMethod::Delete => reqwest::Method::DELETE,
+        };
+        let policy = self.shared.policy;
+        let mut attempt = 0;
+        loop {
+            let mut builder = self
+                .shared
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(self.secret_key.expose_secret())
+                .header("Stripe-Version", stripe_client_core::VERSION.as_str());
+            if let Some(account) = &account {
+                builder = builder.header("Stripe-Account", account);
+            }
+            if let Some(key) = &key {
+                builder = builder.header("Idempotency-Key", key);
+            }
+            if let Some(body) = &request.body {
+                builder = builder.header("Content-Type", "application/x-www-form-urlencoded").body(body.clone());
+            }
+            let failure = match builder.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let request_id = header(&response, "request-id").unwrap_or_default();
+                    let should_retry = header(&response, "stripe-should-retry").map(|v| v == "true");
+                    match response.bytes().await {
+                        Ok(body) if status < 300 => return Ok(body),
+                        Ok(body) => api_error(status, &body, request_id, should_retry),
+                        Err(err) => CallError::Transport(format!("reading the answer: {err}")),
+                    }
+                }
+                Err(err) => CallError::Transport(err.to_string()),
+            };
+            let retry = match &failure {
+                CallError::Transport(_) => true,
+                CallError::Api { status: 409 | 429, .. } => true,
+                CallError::Api { status, should_retry, .. } if *status >= 500 => *should_retry == Some(true),
+                _ => false,
+            };
+            attempt += 1;
+            if let CallError::Api { status, request_id, .. } = &failure {
+                tracing::warn!(path = %request.path, status, %request_id, attempt, retry, "stripe request failed");
+            } else {
+                tracing::warn!(path = %request.path, error = %failure, attempt, retry, "stripe request failed");
+            }
+            if !retry || attempt >= policy.max_attempts {
+                return Err(failure);
+            }
+            tokio::time::sleep(policy.delay(attempt)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let policy = RetryPolicy::default();
+        for attempt in 0..10 {
+            assert!(policy.delay(attempt) <= policy.max_delay);
+        }
+    }
+
+    #[test]
+    fn unknown_outcomes() {
+        assert!(CallError::Transport("reset".into()).outcome_unknown());
+        let api = |status| CallError::Api {
+            status,
+            kind: "api_error".into(),
+            code: String::new(),
+            decline_code: None,
+            message: String::new(),
+            request_id: "req_1".into(),
+            should_retry: Some(false),
+        };
+        assert!(api(500).outcome_unknown());
+        assert!(!api(402).outcome_unknown());
+    }
+}

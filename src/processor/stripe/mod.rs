@@ -1,0 +1,463 @@
+//! Stripe Connect as the processor, through async-stripe's request builders (over our
+//! own transport, `client`). Every app has its own Stripe platform account; operators
+//! connect their accounts to it by OAuth; charge tokens are minted per connected account
+//! from the platform's customer (`POST /v1/tokens` with `Stripe-Account`), or, for
+//! customers with a PaymentMethod, by cloning it onto the connected account.
+//!
+//! Idempotency keys come from curbpay's durable state (the caller's row ids) plus an
+//! attempt number kept in `processor_attempts`. When Stripe saved a 500 for a key (it
+//! will replay it for 24 h), the object is looked up by the curbpay reference in its
+//! metadata; only when it truly does not exist is the attempt number bumped and the
+//! request made anew.
+
+pub mod client;
+mod oauth;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use secrecy::{ExposeSecret, SecretString};
+use stripe_client_core::{IdempotencyKey, RequestStrategy, StripeRequest};
+use stripe_shared::{AccountId, PaymentSource};
+use stripe_types::Expandable;
+
+use self::client::{CallError, KeyedClient, StripeHttp};
+use super::{
+    AuthorizationRequest, ChargeOutcome, ChargeRequest, CreatedCustomer, IssuedToken, Platform, PlatformAccount,
+    PlatformCredentials, Processor, ProcessorError, ProcessorResult, WebhookEvent,
+};
+use crate::db::DbPool;
+use crate::db::schema::processor_attempts;
+use crate::models::customers::CardFacts;
+
+/// Metadata key carrying curbpay's own reference on every object it creates.
+const REF_KEY: &str = "curbpay_ref";
+
+pub struct StripeProcessor {
+    http: StripeHttp,
+    connect_base: url::Url,
+    pool: DbPool,
+    /// How long curbpay lets an operator hold a charge token.
+    token_ttl: chrono::Duration,
+}
+
+impl From<CallError> for ProcessorError {
+    fn from(err: CallError) -> Self {
+        match &err {
+            CallError::Api { status: 401, .. } => {
+                ProcessorError::Failed("Stripe rejected the app's API key".to_owned())
+            }
+            CallError::Api { status: 400 | 404, code, .. } if code == "resource_missing" => {
+                ProcessorError::InvalidRequest("Stripe has no such object (check the card token)".to_owned())
+            }
+            CallError::Api { status: 400, code, .. } if code == "idempotency_error" => {
+                ProcessorError::Failed("Stripe refused a repeated request with different parameters".to_owned())
+            }
+            CallError::Api { status, kind, .. } if *status < 500 && kind == "card_error" => {
+                ProcessorError::InvalidRequest("the card was refused by its issuer".to_owned())
+            }
+            CallError::Api { status, .. } if *status < 500 && *status != 429 => {
+                ProcessorError::Failed(format!("Stripe refused the request (HTTP {status})"))
+            }
+            _ => ProcessorError::Unavailable(err.to_string()),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for Box<ProcessorError> {
+    fn from(err: diesel::result::Error) -> Self {
+        Box::new(ProcessorError::Unavailable(format!("attempt store: {err}")))
+    }
+}
+
+fn card_facts(brand: &str, last4: &str, exp_month: i64, exp_year: i64) -> CardFacts {
+    CardFacts {
+        brand: brand.to_owned(),
+        last4: last4.to_owned(),
+        exp_month: exp_month as i16,
+        exp_year: exp_year as i16,
+    }
+}
+
+/// The card behind a customer's default source, or its default PaymentMethod.
+fn customer_card(customer: &stripe_shared::Customer) -> Option<CardFacts> {
+    let from_source = |source: &PaymentSource| match source {
+        PaymentSource::Card(card) => Some(card_facts(&card.brand, &card.last4, card.exp_month, card.exp_year)),
+        _ => None,
+    };
+    if let Some(Expandable::Object(source)) = &customer.default_source {
+        return from_source(source);
+    }
+    if let Some(sources) = &customer.sources
+        && let Some(card) = sources.data.iter().find_map(from_source)
+    {
+        return Some(card);
+    }
+    let pm = customer.invoice_settings.as_ref()?.default_payment_method.as_ref()?;
+    match pm {
+        Expandable::Object(pm) => {
+            let card = pm.card.as_ref()?;
+            Some(card_facts(&card.brand, &card.last4, card.exp_month, card.exp_year))
+        }
+        Expandable::Id(_) => None,
+    }
+}
+
+fn secret(platform: &Platform) -> ProcessorResult<SecretString> {
+    platform
+        .secret_key
+        .clone()
+        .ok_or_else(|| ProcessorError::Failed("the app has no Stripe credentials".to_owned()))
+}
+
+fn strategy(key: &str) -> ProcessorResult<RequestStrategy> {
+    IdempotencyKey::new(key)
+        .map(RequestStrategy::Idempotent)
+        .map_err(|e| ProcessorError::Failed(format!("bad idempotency key: {e}")))
+}
+
+fn account_id(id: &str) -> AccountId {
+    AccountId::from(id.to_owned())
+}
+
+impl StripeProcessor {
+    pub fn new(http: StripeHttp, connect_base: url::Url, pool: DbPool, token_ttl: std::time::Duration) -> Self {
+        StripeProcessor {
+            http,
+            connect_base,
+            pool,
+            token_ttl: chrono::Duration::from_std(token_ttl).unwrap_or(chrono::Duration::minutes(15)),
+        }
+    }
+
+    fn client(&self, platform: &Platform) -> ProcessorResult<KeyedClient> {
+        Ok(self.http.with_key(secret(platform)?))
+    }
+
+    /// The Idempotency-Key for `base`'s current attempt.
+    async fn key(&self, base: &str) -> ProcessorResult<String> {
+        let mut conn = self.pool.get().await.map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
+        let attempt: Option<i32> = processor_attempts::table
+            .find(base)
+            .select(processor_attempts::attempt)
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
+        Ok(format!("{base}:a{}", attempt.unwrap_or(1)))
+    }
+
+    /// Stripe saved an unknown outcome for the current key and the object does not
+    /// exist: the next request for `base` uses a new key.
+    async fn next_attempt(&self, base: &str) -> ProcessorResult<String> {
+        let mut conn = self.pool.get().await.map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
+        let attempt: i32 = diesel::insert_into(processor_attempts::table)
+            .values((processor_attempts::scope.eq(base), processor_attempts::attempt.eq(2)))
+            .on_conflict(processor_attempts::scope)
+            .do_update()
+            .set((
+                processor_attempts::attempt.eq(processor_attempts::attempt + 1),
+                processor_attempts::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(processor_attempts::attempt)
+            .get_result(&mut conn)
+            .await
+            .map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
+        tracing::warn!(scope = base, attempt, "stripe outcome unknown and nothing found; retrying under a new key");
+        Ok(format!("{base}:a{attempt}"))
+    }
+
+    async fn find_customer(&self, client: &KeyedClient, reference: &str) -> ProcessorResult<Option<stripe_shared::Customer>> {
+        let query = format!("metadata['{REF_KEY}']:'{reference}'");
+        let found = stripe_core::customer::SearchCustomer::new(query)
+            .expand(vec!["data.sources".to_owned(), "data.invoice_settings.default_payment_method".to_owned()])
+            .send(client)
+            .await?;
+        Ok(found.data.into_iter().next())
+    }
+
+    async fn create_customer_once(
+        &self,
+        client: &KeyedClient,
+        card_token: &str,
+        reference: &str,
+        key: &str,
+    ) -> Result<stripe_shared::Customer, CallError> {
+        let metadata = std::collections::HashMap::from([(REF_KEY.to_owned(), reference.to_owned())]);
+        let mut request = stripe_core::customer::CreateCustomer::new()
+            .metadata(metadata)
+            .expand(vec!["sources".to_owned(), "invoice_settings.default_payment_method".to_owned()]);
+        request = if card_token.starts_with("pm_") {
+            request.payment_method(card_token).invoice_settings(
+                stripe_core::customer::CreateCustomerInvoiceSettings {
+                    default_payment_method: Some(card_token.to_owned()),
+                    ..Default::default()
+                },
+            )
+        } else {
+            request.source(card_token)
+        };
+        let strategy = strategy(key).map_err(|e| CallError::Decode(e.to_string()))?;
+        request.customize().request_strategy(strategy).send(client).await
+    }
+
+    /// A single-use token on the connected account: `POST /v1/tokens` from the
+    /// customer's card, or a clone of its PaymentMethod.
+    async fn token_once(
+        &self,
+        client: &KeyedClient,
+        customer_id: &str,
+        connected_account_id: &str,
+        clone_pm: Option<&str>,
+        key: &str,
+    ) -> Result<String, CallError> {
+        let strategy = strategy(key).map_err(|e| CallError::Decode(e.to_string()))?;
+        match clone_pm {
+            Some(pm) => stripe_payment::payment_method::CreatePaymentMethod::new()
+                .customer(customer_id.to_owned())
+                .payment_method(pm.to_owned())
+                .customize()
+                .account_id(account_id(connected_account_id))
+                .request_strategy(strategy)
+                .send(client)
+                .await
+                .map(|pm| pm.id.to_string()),
+            None => stripe_core::token::CreateToken::new()
+                .customer(customer_id.to_owned())
+                .customize()
+                .account_id(account_id(connected_account_id))
+                .request_strategy(strategy)
+                .send(client)
+                .await
+                .map(|token| token.id.to_string()),
+        }
+    }
+
+    async fn charge_once(&self, client: &KeyedClient, request: &ChargeRequest<'_>, key: &str) -> Result<ChargeOutcome, CallError> {
+        let metadata = std::collections::HashMap::from([(REF_KEY.to_owned(), request.idempotency_key.to_owned())]);
+        let currency = request.currency.to_ascii_lowercase().parse::<stripe_types::Currency>()
+            .map_err(|_| CallError::Decode("unsupported currency".to_owned()))?;
+        let strategy = strategy(key).map_err(|e| CallError::Decode(e.to_string()))?;
+        let result = if request.token.starts_with("pm_") {
+            let mut pi = stripe_core::payment_intent::CreatePaymentIntent::new(request.amount, currency)
+                .payment_method(request.token)
+                .confirm(true)
+                .off_session(stripe_core::payment_intent::CreatePaymentIntentOffSession::Bool(true))
+                .metadata(metadata);
+            if let Some(fee) = request.application_fee {
+                pi = pi.application_fee_amount(fee);
+            }
+            pi.customize()
+                .account_id(account_id(request.connected_account_id))
+                .request_strategy(strategy)
+                .send(client)
+                .await
+                .map(|pi| pi.id.to_string())
+        } else {
+            let mut charge = stripe_core::charge::CreateCharge::new()
+                .source(request.token)
+                .amount(request.amount)
+                .currency(currency)
+                .metadata(metadata);
+            if let Some(fee) = request.application_fee {
+                charge = charge.application_fee_amount(fee);
+            }
+            charge
+                .customize()
+                .account_id(account_id(request.connected_account_id))
+                .request_strategy(strategy)
+                .send(client)
+                .await
+                .map(|charge| charge.id.to_string())
+        };
+        match result {
+            Ok(charge_id) => Ok(ChargeOutcome::Succeeded { charge_id }),
+            Err(CallError::Api { kind, code, decline_code, message, .. }) if kind == "card_error" => {
+                Ok(ChargeOutcome::Declined { code, decline_code, message })
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+#[async_trait]
+impl Processor for StripeProcessor {
+    fn name(&self) -> &'static str {
+        "stripe"
+    }
+
+    async fn provision_platform(
+        &self,
+        _app_id: uuid::Uuid,
+        _app_name: &str,
+        credentials: Option<&PlatformCredentials>,
+    ) -> ProcessorResult<PlatformAccount> {
+        let credentials = credentials.ok_or_else(|| {
+            ProcessorError::InvalidRequest("in Stripe mode createApp needs the app's stripe credentials".to_owned())
+        })?;
+        // Checks the key and learns the platform's account id.
+        let client = self.http.with_key(credentials.secret_key.clone());
+        let account = stripe_connect::account::RetrieveForMyAccountAccount::new().send(&client).await?;
+        Ok(PlatformAccount { account_id: account.id.to_string(), publishable_key: credentials.publishable_key.clone() })
+    }
+
+    async fn create_customer(&self, platform: &Platform, card_token: &str, reference: &str) -> ProcessorResult<CreatedCustomer> {
+        let client = self.client(platform)?;
+        let key = self.key(reference).await?;
+        let customer = match self.create_customer_once(&client, card_token, reference, &key).await {
+            Ok(customer) => customer,
+            Err(err) if err.outcome_unknown() => match self.find_customer(&client, reference).await? {
+                Some(customer) => customer,
+                None => {
+                    let key = self.next_attempt(reference).await?;
+                    self.create_customer_once(&client, card_token, reference, &key).await?
+                }
+            },
+            Err(err) => return Err(err.into()),
+        };
+        let card = customer_card(&customer)
+            .ok_or_else(|| ProcessorError::Failed("Stripe returned a customer without a card".to_owned()))?;
+        Ok(CreatedCustomer { customer_id: customer.id.to_string(), card })
+    }
+
+    async fn update_customer_card(
+        &self,
+        platform: &Platform,
+        customer_id: &str,
+        card_token: &str,
+        idempotency_key: &str,
+    ) -> ProcessorResult<CardFacts> {
+        let client = self.client(platform)?;
+        let request = stripe_core::customer::UpdateCustomer::new(customer_id.to_owned())
+            .expand(vec!["sources".to_owned(), "invoice_settings.default_payment_method".to_owned()]);
+        let request = if card_token.starts_with("pm_") {
+            request.invoice_settings(stripe_core::customer::UpdateCustomerInvoiceSettings {
+                default_payment_method: Some(card_token.to_owned()),
+                ..Default::default()
+            })
+        } else {
+            request.source(card_token)
+        };
+        let customer = request.customize().request_strategy(strategy(idempotency_key)?).send(&client).await?;
+        customer_card(&customer).ok_or_else(|| ProcessorError::Failed("Stripe returned a customer without a card".to_owned()))
+    }
+
+    fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> ProcessorResult<url::Url> {
+        oauth::authorize_url(&self.connect_base, request)
+    }
+
+    async fn complete_link(&self, platform: &Platform, code: &str) -> ProcessorResult<String> {
+        oauth::exchange_code(self.http.http(), &self.connect_base, &secret(platform)?, code).await
+    }
+
+    async fn revoke_link(&self, platform: &Platform, connected_account_id: &str) -> ProcessorResult<()> {
+        let client_id = platform
+            .connect_client_id
+            .as_deref()
+            .ok_or_else(|| ProcessorError::Failed("the app has no Connect client id".to_owned()))?;
+        oauth::deauthorize(self.http.http(), &self.connect_base, &secret(platform)?, client_id, connected_account_id).await
+    }
+
+    async fn issue_charge_token(
+        &self,
+        platform: &Platform,
+        customer_id: &str,
+        connected_account_id: &str,
+        reference: &str,
+    ) -> ProcessorResult<IssuedToken> {
+        let client = self.client(platform)?;
+        let customer = match stripe_core::customer::RetrieveCustomer::new(customer_id.to_owned()).send(&client).await? {
+            stripe_core::customer::RetrieveCustomerReturned::Customer(customer) => customer,
+            stripe_core::customer::RetrieveCustomerReturned::DeletedCustomer(_) => {
+                return Err(ProcessorError::Failed("the customer was deleted at Stripe".to_owned()));
+            }
+        };
+        let key = self.key(reference).await?;
+        let default_pm = customer
+            .invoice_settings
+            .as_ref()
+            .and_then(|s| s.default_payment_method.as_ref())
+            .map(|pm| match pm {
+                Expandable::Id(id) => id.to_string(),
+                Expandable::Object(pm) => pm.id.to_string(),
+            });
+        // Tokens carry no metadata to reconcile by, and an unused one simply expires: a
+        // saved 500 is answered by a new attempt.
+        let clone_pm = if customer.default_source.is_none() { default_pm } else { None };
+        let token = match self.token_once(&client, customer_id, connected_account_id, clone_pm.as_deref(), &key).await {
+            Ok(token) => token,
+            Err(CallError::Api { status, should_retry: Some(false) | None, .. }) if status >= 500 => {
+                let key = self.next_attempt(reference).await?;
+                self.token_once(&client, customer_id, connected_account_id, clone_pm.as_deref(), &key).await?
+            }
+            Err(err) => return Err(err.into()),
+        };
+        Ok(IssuedToken { token, expires_at: Utc::now() + self.token_ttl })
+    }
+
+    async fn charge(&self, request: &ChargeRequest<'_>) -> ProcessorResult<ChargeOutcome> {
+        let client = self.client(request.platform)?;
+        let key = self.key(request.idempotency_key).await?;
+        match self.charge_once(&client, request, &key).await {
+            Ok(outcome) => Ok(outcome),
+            Err(err) if err.outcome_unknown() => {
+                let query = format!("metadata['{REF_KEY}']:'{}'", request.idempotency_key);
+                let found = stripe_core::charge::SearchCharge::new(query)
+                    .customize()
+                    .account_id(account_id(request.connected_account_id))
+                    .send(&client)
+                    .await?;
+                match found.data.into_iter().next() {
+                    Some(charge) if charge.paid => Ok(ChargeOutcome::Succeeded { charge_id: charge.id.to_string() }),
+                    Some(charge) => Ok(ChargeOutcome::Declined {
+                        code: charge.failure_code.clone().unwrap_or_else(|| "card_declined".to_owned()),
+                        decline_code: None,
+                        message: charge.failure_message.clone().unwrap_or_else(|| "Your card was declined.".to_owned()),
+                    }),
+                    None => {
+                        let key = self.next_attempt(request.idempotency_key).await?;
+                        Ok(self.charge_once(&client, request, &key).await?)
+                    }
+                }
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn verify_webhook(
+        &self,
+        endpoint_secrets: &[SecretString],
+        payload: &[u8],
+        signature: &str,
+    ) -> ProcessorResult<(usize, WebhookEvent)> {
+        use stripe_webhook::{EventObject, Webhook, WebhookError};
+        let payload = std::str::from_utf8(payload)
+            .map_err(|_| ProcessorError::InvalidRequest("webhook body is not UTF-8".to_owned()))?;
+        for (index, secret) in endpoint_secrets.iter().enumerate() {
+            let event = match Webhook::construct_event(payload, signature, secret.expose_secret()) {
+                Ok(event) => event,
+                Err(WebhookError::BadSignature) => continue,
+                Err(WebhookError::BadTimestamp(_)) => {
+                    return Err(ProcessorError::InvalidRequest("webhook signature is too old".to_owned()));
+                }
+                Err(_) => return Err(ProcessorError::InvalidRequest("webhook signature or body is invalid".to_owned())),
+            };
+            let event_id = event.id.to_string();
+            let parsed = match (&event.data.object, event.account.clone()) {
+                (EventObject::AccountApplicationDeauthorized(_), Some(account)) => {
+                    WebhookEvent::AccountDeauthorized { event_id, connected_account_id: account }
+                }
+                (EventObject::AccountUpdated(account), _) => WebhookEvent::AccountUpdated {
+                    event_id,
+                    connected_account_id: account.id.to_string(),
+                    charges_enabled: account.charges_enabled.unwrap_or(false),
+                    payouts_enabled: account.payouts_enabled.unwrap_or(false),
+                },
+                _ => WebhookEvent::Other { event_id, kind: event.type_.as_str().to_owned() },
+            };
+            return Ok((index, parsed));
+        }
+        Err(ProcessorError::InvalidRequest("webhook signature does not match any app".to_owned()))
+    }
+}
