@@ -22,6 +22,8 @@ pub struct App {
     pub events: EventHub,
     /// Verifies API tokens.
     pub jwt: JwtVerifier,
+    /// Seals and opens the apps' processor secrets (Stripe mode).
+    pub keyring: Option<Arc<crate::crypto::Keyring>>,
     /// Signs and checks the `state` of link authorizations.
     pub state_signer: StateSigner,
     /// SQL statements sent so far (tests count a request's cost with it).

@@ -35,6 +35,37 @@ pub struct JwtConfig {
 pub enum ProcessorKind {
     /// The built-in, deterministic sandbox; its state lives in Postgres.
     Sandbox,
+    /// Stripe Connect: each app brings its own platform account.
+    Stripe,
+}
+
+/// Stripe mode's settings.
+#[derive(Clone)]
+pub struct StripeConfig {
+    /// `CURBPAY_STRIPE_API_BASE` (default `https://api.stripe.com/`).
+    pub api_base: url::Url,
+    /// `CURBPAY_STRIPE_CONNECT_BASE` (default `https://connect.stripe.com`).
+    pub connect_base: url::Url,
+    /// `CURBPAY_STRIPE_MAX_ATTEMPTS` (default 4): tries per Stripe request, all with
+    /// the same idempotency key.
+    pub max_attempts: u32,
+    /// `CURBPAY_STRIPE_RETRY_BASE_DELAY` (default `200ms`): first backoff step; doubles
+    /// per retry (full jitter, capped at 4 s).
+    pub retry_base_delay: Duration,
+    /// `CURBPAY_STRIPE_TIMEOUT` (default `20s`): per attempt.
+    pub timeout: Duration,
+}
+
+impl Default for StripeConfig {
+    fn default() -> Self {
+        StripeConfig {
+            api_base: url::Url::parse("https://api.stripe.com/").expect("static URL"),
+            connect_base: url::Url::parse("https://connect.stripe.com/").expect("static URL"),
+            max_attempts: 4,
+            retry_base_delay: Duration::from_millis(200),
+            timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -54,8 +85,16 @@ pub struct Config {
     /// `CURBPAY_STATE_SECRET`: signs the OAuth `state` of link authorizations. Default:
     /// the HS256 JWT secret. Must be the same on every server process.
     pub state_secret: Option<SecretString>,
-    /// `CURBPAY_PROCESSOR` (default `sandbox`).
+    /// `CURBPAY_PROCESSOR`: `sandbox` (the default) or `stripe` (the default when any
+    /// `CURBPAY_STRIPE_*` setting is present).
     pub processor: ProcessorKind,
+    pub stripe: StripeConfig,
+    /// `CURBPAY_ENCRYPTION_KEY`: base64 of 32 random bytes; seals the apps' Stripe
+    /// secrets at rest. Required in Stripe mode.
+    pub encryption_key: Option<SecretString>,
+    /// `CURBPAY_ENCRYPTION_PREVIOUS_KEYS`: comma-separated older keys, still accepted for
+    /// opening secrets until `curbpay rotate-keys` re-seals them.
+    pub previous_encryption_keys: Vec<SecretString>,
     /// `CURBPAY_CHARGE_TOKEN_TTL` (default `15m`): how long a sandbox charge token is valid.
     pub charge_token_ttl: Duration,
     /// `CURBPAY_CORS_ALLOWED_ORIGINS` (default `*`): browser origins allowed to call the
@@ -109,10 +148,39 @@ impl Config {
             }
             (None, None) => JwtKey::Generate,
         };
+        let stripe_settings = ["CURBPAY_STRIPE_API_BASE", "CURBPAY_STRIPE_CONNECT_BASE"].iter().any(|v| var(v).is_some());
         let processor = match var("CURBPAY_PROCESSOR").as_deref() {
+            None if stripe_settings => ProcessorKind::Stripe,
             None | Some("sandbox") => ProcessorKind::Sandbox,
-            Some(other) => bail!("CURBPAY_PROCESSOR: unknown processor {other:?} (expected `sandbox`)"),
+            Some("stripe") => ProcessorKind::Stripe,
+            Some(other) => bail!("CURBPAY_PROCESSOR: unknown processor {other:?} (expected `sandbox` or `stripe`)"),
         };
+        let url_var = |name: &str, default: &url::Url| -> anyhow::Result<url::Url> {
+            match var(name) {
+                // A base with a path must end in `/` for joins to keep the path.
+                Some(raw) => url::Url::parse(&if raw.ends_with('/') { raw.clone() } else { format!("{raw}/") })
+                    .with_context(|| format!("{name}: not a URL")),
+                None => Ok(default.clone()),
+            }
+        };
+        let defaults = StripeConfig::default();
+        let stripe = StripeConfig {
+            api_base: url_var("CURBPAY_STRIPE_API_BASE", &defaults.api_base)?,
+            connect_base: url_var("CURBPAY_STRIPE_CONNECT_BASE", &defaults.connect_base)?,
+            max_attempts: match var("CURBPAY_STRIPE_MAX_ATTEMPTS") {
+                Some(raw) => raw.parse().ok().filter(|n| *n >= 1).context("CURBPAY_STRIPE_MAX_ATTEMPTS: a number, at least 1")?,
+                None => defaults.max_attempts,
+            },
+            retry_base_delay: duration_var("CURBPAY_STRIPE_RETRY_BASE_DELAY", "200ms")?,
+            timeout: duration_var("CURBPAY_STRIPE_TIMEOUT", "20s")?,
+        };
+        let encryption_key = var("CURBPAY_ENCRYPTION_KEY").map(SecretString::from);
+        if processor == ProcessorKind::Stripe && encryption_key.is_none() {
+            bail!("Stripe mode needs CURBPAY_ENCRYPTION_KEY (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)");
+        }
+        let previous_encryption_keys = var("CURBPAY_ENCRYPTION_PREVIOUS_KEYS")
+            .map(|keys| keys.split(',').filter(|k| !k.trim().is_empty()).map(|k| SecretString::from(k.trim().to_owned())).collect())
+            .unwrap_or_default();
         let db_pool_size = match var("CURBPAY_DB_POOL_SIZE") {
             Some(raw) => raw.parse().context("CURBPAY_DB_POOL_SIZE: expected a number")?,
             None => 8,
@@ -132,6 +200,9 @@ impl Config {
             },
             state_secret: var("CURBPAY_STATE_SECRET").map(SecretString::from),
             processor,
+            stripe,
+            encryption_key,
+            previous_encryption_keys,
             cors_allowed_origins: var("CURBPAY_CORS_ALLOWED_ORIGINS")
                 .unwrap_or_else(|| "*".to_owned())
                 .split(',')
@@ -161,6 +232,9 @@ impl Config {
             },
             state_secret: None,
             processor: ProcessorKind::Sandbox,
+            stripe: StripeConfig::default(),
+            encryption_key: None,
+            previous_encryption_keys: Vec::new(),
             cors_allowed_origins: vec!["*".to_owned()],
             charge_token_ttl: Duration::from_secs(15 * 60),
             db_pool_size: 8,

@@ -45,6 +45,7 @@ pub fn router(app: AppState) -> Router {
         .route("/health", get(health))
         .route("/connect/callback", get(connect_callback))
         .route("/sandbox/connect/oauth/authorize", get(sandbox_authorize))
+        .route("/webhooks/stripe", axum::routing::post(stripe_webhook))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
         .layer(
@@ -311,6 +312,29 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
         m = escape(message)
     );
     (status, Html(body)).into_response()
+}
+
+/// Stripe's Connect webhook endpoint. The signature is checked over the raw body, so
+/// the body is taken as bytes, untouched.
+async fn stripe_webhook(State(state): State<HttpState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let Some(signature) = headers.get("stripe-signature").and_then(|v| v.to_str().ok()) else {
+        return bad_request(StatusCode::BAD_REQUEST, "missing Stripe-Signature header");
+    };
+    match crate::payments::webhooks::receive(&state.app, &body, signature).await {
+        Ok(received) => Json(serde_json::json!({
+            "received": true,
+            "duplicate": received == crate::payments::webhooks::Received::Duplicate,
+        }))
+        .into_response(),
+        // Stripe retries deliveries that do not get a 2xx: fine for outages, and a bad
+        // signature stays bad.
+        Err(err) => {
+            let status = status_of(err.code());
+            let mut error = ServerError::new(err.client_message(), None);
+            error.extensions.get_or_insert_with(Default::default).set("code", err.code().as_str());
+            (status, Json(serde_json::json!({ "errors": [error] }))).into_response()
+        }
+    }
 }
 
 #[derive(Deserialize)]

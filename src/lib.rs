@@ -63,18 +63,45 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
              (it signs link authorizations and must be the same on every server)"
         ),
     };
-    let sandbox = match config.processor {
-        config::ProcessorKind::Sandbox => Arc::new(processor::sandbox::SandboxProcessor::new(
-            pool.clone(),
-            config.public_url.clone(),
-            config.charge_token_ttl,
-        )),
+    let keyring = match &config.encryption_key {
+        Some(key) => Some(Arc::new(crypto::Keyring::new(key, &config.previous_encryption_keys)?)),
+        None => None,
+    };
+    let (processor, sandbox): (Arc<dyn processor::Processor>, _) = match config.processor {
+        config::ProcessorKind::Sandbox => {
+            let sandbox = Arc::new(processor::sandbox::SandboxProcessor::new(
+                pool.clone(),
+                config.public_url.clone(),
+                config.charge_token_ttl,
+            ));
+            (sandbox.clone(), Some(sandbox))
+        }
+        config::ProcessorKind::Stripe => {
+            if keyring.is_none() {
+                anyhow::bail!("Stripe mode needs CURBPAY_ENCRYPTION_KEY");
+            }
+            let policy = processor::stripe::client::RetryPolicy {
+                max_attempts: config.stripe.max_attempts,
+                base_delay: config.stripe.retry_base_delay,
+                max_delay: std::time::Duration::from_secs(4),
+                timeout: config.stripe.timeout,
+            };
+            let http = processor::stripe::client::StripeHttp::new(config.stripe.api_base.clone(), policy)?;
+            let stripe = processor::stripe::StripeProcessor::new(
+                http,
+                config.stripe.connect_base.clone(),
+                pool.clone(),
+                config.charge_token_ttl,
+            );
+            (Arc::new(stripe), None)
+        }
     };
     let events = events::EventHub::start(pool.clone(), database_url);
     Ok(Arc::new(App {
         pool,
-        processor: sandbox.clone(),
-        sandbox: Some(sandbox),
+        processor,
+        sandbox,
+        keyring,
         events,
         jwt,
         state_signer: payments::links::StateSigner::new(&state_secret),

@@ -43,6 +43,9 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL), as published in schema.graphql.
     Schema,
+    /// Re-seal every app secret sealed with an older encryption key under the current
+    /// CURBPAY_ENCRYPTION_KEY (older keys in CURBPAY_ENCRYPTION_PREVIOUS_KEYS).
+    RotateKeys,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -79,6 +82,23 @@ fn main() -> anyhow::Result<()> {
             let (url, embedded) = database(&config).await?;
             let applied = curbpay::db::migrate(&url).await?;
             tracing::info!(count = applied.len(), "migrations applied");
+            if let Some(pg) = embedded {
+                pg.stop().await?;
+            }
+            Ok(())
+        }),
+        Command::RotateKeys => runtime()?.block_on(async {
+            init_tracing();
+            let config = Config::from_env()?;
+            let (url, embedded) = database(&config).await?;
+            curbpay::db::migrate(&url).await?;
+            let key = config.encryption_key.as_ref().context("CURBPAY_ENCRYPTION_KEY is not set")?;
+            let keyring = curbpay::crypto::Keyring::new(key, &config.previous_encryption_keys)?;
+            let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url).await?;
+            let changed = curbpay::payments::parties::rotate_keys(&mut conn, &keyring)
+                .await
+                .map_err(|e| anyhow::anyhow!("rotating keys: {e}"))?;
+            println!("re-sealed the secrets of {changed} app(s) with key {}", keyring.current_key_id());
             if let Some(pg) = embedded {
                 pg.stop().await?;
             }

@@ -1,6 +1,7 @@
 DROP TABLE processor_attempts;
 DROP TABLE webhook_events;
 DROP INDEX links_connected_account_idx;
+ALTER TABLE operators DROP COLUMN payouts_enabled, DROP COLUMN charges_enabled;
 ALTER TABLE links DROP COLUMN payouts_enabled, DROP COLUMN charges_enabled;
 DROP INDEX apps_processor_account_idx;
 ALTER TABLE apps

@@ -15,7 +15,11 @@ ALTER TABLE apps
         CHECK ((webhook_secret_ciphertext IS NULL) = (webhook_secret_key_id IS NULL));
 CREATE UNIQUE INDEX apps_processor_account_idx ON apps (processor, processor_account_id);
 
+-- What Stripe last reported of the operator's connected account (`account.updated`).
 ALTER TABLE links
+    ADD COLUMN charges_enabled boolean,
+    ADD COLUMN payouts_enabled boolean;
+ALTER TABLE operators
     ADD COLUMN charges_enabled boolean,
     ADD COLUMN payouts_enabled boolean;
 CREATE INDEX links_connected_account_idx ON links (connected_account_id);

@@ -87,6 +87,8 @@ diesel::table! {
         token_seq -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        charges_enabled -> Nullable<Bool>,
+        payouts_enabled -> Nullable<Bool>,
     }
 }
 

@@ -19,6 +19,28 @@ pub struct MutationRoot(PartyMutation, LinkMutation, CustomerMutation, SessionMu
 pub struct CreateAppInput {
     /// Display name, 1–200 characters.
     pub name: String,
+    /// The app's Stripe platform account. Required in Stripe mode; omit it with the
+    /// sandbox processor, which makes its own accounts.
+    pub stripe: Option<StripeCredentialsInput>,
+    /// The app's cut of each charge, in basis points of the amount (250 = 2.5 %), taken
+    /// as Stripe's `application_fee_amount`.
+    pub platform_fee_bps: Option<i32>,
+}
+
+/// Credentials of an app's Stripe platform account. The secrets are stored encrypted
+/// and never returned.
+#[derive(InputObject)]
+pub struct StripeCredentialsInput {
+    /// The platform account's secret API key (`sk_…`).
+    #[graphql(secret)]
+    pub secret_key: String,
+    /// The platform account's publishable key (`pk_…`), for the app's frontend.
+    pub publishable_key: String,
+    /// The platform's Connect client id (`ca_…`), for operators' OAuth.
+    pub connect_client_id: String,
+    /// The signing secret (`whsec_…`) of the platform's Connect webhook endpoint.
+    #[graphql(secret)]
+    pub webhook_secret: String,
 }
 
 /// Result of `createApp`.
@@ -49,7 +71,18 @@ pub struct PartyMutation;
 impl PartyMutation {
     /// Creates an app and its platform account at the processor. Admin only.
     async fn create_app(&self, ctx: &Context<'_>, input: CreateAppInput) -> async_graphql::Result<CreateAppPayload> {
-        let created = parties::create_app(app(ctx), principal(ctx)?, &input.name).await?;
+        let credentials = input.stripe.map(|s| crate::processor::PlatformCredentials {
+            secret_key: s.secret_key.into(),
+            publishable_key: s.publishable_key,
+            connect_client_id: s.connect_client_id,
+            webhook_secret: s.webhook_secret.into(),
+        });
+        let request = parties::NewAppRequest {
+            name: &input.name,
+            credentials,
+            platform_fee_bps: input.platform_fee_bps,
+        };
+        let created = parties::create_app(app(ctx), principal(ctx)?, request).await?;
         Ok(CreateAppPayload { app: App(created) })
     }
 

@@ -18,6 +18,12 @@ pub struct App {
     pub publishable_key: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub connect_client_id: Option<String>,
+    pub secret_key_ciphertext: Option<Vec<u8>>,
+    pub secret_key_key_id: Option<String>,
+    pub webhook_secret_ciphertext: Option<Vec<u8>>,
+    pub webhook_secret_key_id: Option<String>,
+    pub platform_fee_bps: Option<i32>,
 }
 
 #[derive(Debug, Insertable)]
@@ -28,6 +34,12 @@ pub struct NewApp<'a> {
     pub processor: &'a str,
     pub processor_account_id: &'a str,
     pub publishable_key: &'a str,
+    pub connect_client_id: Option<&'a str>,
+    pub secret_key_ciphertext: Option<&'a [u8]>,
+    pub secret_key_key_id: Option<&'a str>,
+    pub webhook_secret_ciphertext: Option<&'a [u8]>,
+    pub webhook_secret_key_id: Option<&'a str>,
+    pub platform_fee_bps: Option<i32>,
 }
 
 /// Which apps a query may return.
@@ -75,5 +87,47 @@ impl App {
 
     pub async fn count(conn: &mut AsyncPgConnection, scope: AppScope) -> QueryResult<i64> {
         scoped(scope).count().get_result(conn).await
+    }
+
+    /// Apps with a webhook secret (candidates for verifying a Stripe webhook).
+    pub async fn with_webhook_secrets(conn: &mut AsyncPgConnection) -> QueryResult<Vec<App>> {
+        apps::table
+            .filter(apps::webhook_secret_ciphertext.is_not_null())
+            .select(App::as_select())
+            .order(apps::id.asc())
+            .load(conn)
+            .await
+    }
+
+    /// Apps whose secrets were sealed with another key than `current_key_id`.
+    pub async fn sealed_with_other_keys(conn: &mut AsyncPgConnection, current_key_id: &str) -> QueryResult<Vec<App>> {
+        apps::table
+            .filter(
+                apps::secret_key_key_id
+                    .ne(current_key_id)
+                    .or(apps::webhook_secret_key_id.ne(current_key_id)),
+            )
+            .select(App::as_select())
+            .load(conn)
+            .await
+    }
+
+    /// Replaces the sealed secrets (key rotation).
+    pub async fn reseal(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        secret_key: (&[u8], &str),
+        webhook_secret: (&[u8], &str),
+    ) -> QueryResult<usize> {
+        diesel::update(apps::table.find(id))
+            .set((
+                apps::secret_key_ciphertext.eq(secret_key.0),
+                apps::secret_key_key_id.eq(secret_key.1),
+                apps::webhook_secret_ciphertext.eq(webhook_secret.0),
+                apps::webhook_secret_key_id.eq(webhook_secret.1),
+                apps::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await
     }
 }

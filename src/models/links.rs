@@ -32,6 +32,8 @@ pub struct Link {
     pub updated_at: DateTime<Utc>,
     pub activated_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub charges_enabled: Option<bool>,
+    pub payouts_enabled: Option<bool>,
 }
 
 /// Filters of a links listing; the scope fields come from the caller's role.
@@ -154,6 +156,34 @@ impl Link {
     pub async fn record_failure(conn: &mut AsyncPgConnection, id: Uuid, reason: &str) -> QueryResult<Link> {
         diesel::update(links::table.find(id))
             .set((links::failure_reason.eq(reason), links::updated_at.eq(diesel::dsl::now)))
+            .returning(Link::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// The app's link to the operator owning this connected account.
+    pub async fn find_by_account(
+        conn: &mut AsyncPgConnection,
+        app_id: Uuid,
+        connected_account_id: &str,
+    ) -> QueryResult<Option<Link>> {
+        links::table
+            .filter(links::app_id.eq(app_id))
+            .filter(links::connected_account_id.eq(connected_account_id))
+            .select(Link::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// Records what the processor reports of the connected account.
+    pub async fn set_capabilities(conn: &mut AsyncPgConnection, id: Uuid, charges: bool, payouts: bool) -> QueryResult<Link> {
+        diesel::update(links::table.find(id))
+            .set((
+                links::charges_enabled.eq(charges),
+                links::payouts_enabled.eq(payouts),
+                links::updated_at.eq(diesel::dsl::now),
+            ))
             .returning(Link::as_returning())
             .get_result(conn)
             .await

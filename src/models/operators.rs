@@ -17,6 +17,8 @@ pub struct Operator {
     pub token_seq: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub charges_enabled: Option<bool>,
+    pub payouts_enabled: Option<bool>,
 }
 
 #[derive(Debug, Insertable)]
@@ -65,6 +67,18 @@ impl Operator {
             .set(operators::token_seq.eq(operators::token_seq + 1))
             .returning(operators::token_seq)
             .get_result(conn)
+            .await
+    }
+
+    /// Records what the processor last reported of the operator's account.
+    pub async fn set_capabilities(conn: &mut AsyncPgConnection, id: Uuid, charges: bool, payouts: bool) -> QueryResult<usize> {
+        diesel::update(operators::table.find(id))
+            .set((
+                operators::charges_enabled.eq(charges),
+                operators::payouts_enabled.eq(payouts),
+                operators::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
             .await
     }
 

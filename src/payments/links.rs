@@ -230,7 +230,7 @@ pub async fn unlink(app: &App, principal: &Principal, link_id: Uuid) -> ApiResul
     Ok(link)
 }
 
-fn announce(app: &App, link: &Link) {
+pub(crate) fn announce(app: &App, link: &Link) {
     app.events.publish(Topic::PartyLinks(link.app_id));
     app.events.publish(Topic::PartyLinks(link.operator_id));
     app.events.publish(Topic::AllLinks);

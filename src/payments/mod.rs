@@ -10,6 +10,7 @@ pub mod parties;
 pub mod policy;
 pub mod sessions;
 pub mod tokens;
+pub mod webhooks;
 
 /// Trims a required text input and checks its length.
 pub(crate) fn required_text<'a>(field: &str, value: &'a str, max: usize) -> crate::error::ApiResult<&'a str> {

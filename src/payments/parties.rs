@@ -1,24 +1,58 @@
-//! Apps and operators: the two sides of the marketplace.
+//! Apps and operators: the two sides of the marketplace, and the app's platform
+//! credentials (sealed at rest, opened only for the processor call that needs them).
 
+use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::{policy, required_text};
 use crate::app::App;
 use crate::auth::Principal;
-use crate::error::ApiResult;
+use crate::crypto::{Keyring, Sealed};
+use crate::error::{ApiError, ApiResult};
 use crate::models::apps::NewApp;
 use crate::models::operators::NewOperator;
 use crate::models::{self, Operator};
-use crate::processor::Platform;
+use crate::processor::{Platform, PlatformCredentials};
 
-/// Creates an app with its own platform account at the processor.
-pub async fn create_app(app: &App, principal: &Principal, name: &str) -> ApiResult<models::App> {
+/// What `createApp` asks for.
+pub struct NewAppRequest<'a> {
+    pub name: &'a str,
+    /// The app's Stripe platform account (Stripe mode).
+    pub credentials: Option<PlatformCredentials>,
+    /// The app's cut of each charge, in basis points.
+    pub platform_fee_bps: Option<i32>,
+}
+
+fn secret_context(column: &str, app_id: Uuid) -> String {
+    format!("apps.{column}:{app_id}")
+}
+
+/// Creates an app with its platform account at the processor.
+pub async fn create_app(app: &App, principal: &Principal, request: NewAppRequest<'_>) -> ApiResult<models::App> {
     policy::require_admin(principal)?;
-    let name = required_text("name", name, 200)?;
+    let name = required_text("name", request.name, 200)?;
+    if let Some(bps) = request.platform_fee_bps
+        && !(0..=10_000).contains(&bps)
+    {
+        return Err(ApiError::bad_input("platformFeeBps must be between 0 and 10000"));
+    }
+    if let Some(credentials) = &request.credentials {
+        check_credentials(credentials)?;
+    }
     // The id comes first: the processor account is provisioned for it (and provisioning
     // the same id again returns the same account).
     let id = Uuid::now_v7();
-    let account = app.processor.provision_platform(id, name, None).await?;
+    let account = app.processor.provision_platform(id, name, request.credentials.as_ref()).await?;
+    let sealed = match &request.credentials {
+        Some(credentials) => {
+            let keyring = app.keyring.as_ref().ok_or_else(|| ApiError::internal("no keyring in Stripe mode"))?;
+            Some((
+                keyring.seal(&credentials.secret_key, &secret_context("secret_key", id)),
+                keyring.seal(&credentials.webhook_secret, &secret_context("webhook_secret", id)),
+            ))
+        }
+        None => None,
+    };
     let mut conn = app.db().await?;
     let created = NewApp {
         id,
@@ -26,11 +60,106 @@ pub async fn create_app(app: &App, principal: &Principal, name: &str) -> ApiResu
         processor: app.processor.name(),
         processor_account_id: &account.account_id,
         publishable_key: &account.publishable_key,
+        connect_client_id: request.credentials.as_ref().map(|c| c.connect_client_id.as_str()),
+        secret_key_ciphertext: sealed.as_ref().map(|(s, _)| s.ciphertext.as_slice()),
+        secret_key_key_id: sealed.as_ref().map(|(s, _)| s.key_id.as_str()),
+        webhook_secret_ciphertext: sealed.as_ref().map(|(_, w)| w.ciphertext.as_slice()),
+        webhook_secret_key_id: sealed.as_ref().map(|(_, w)| w.key_id.as_str()),
+        platform_fee_bps: request.platform_fee_bps,
     }
     .insert(&mut conn)
-    .await?;
-    tracing::info!(app_id = %created.id, "app created");
+    .await
+    .map_err(|err| match err {
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
+            ApiError::conflict("another app already uses this processor account")
+        }
+        other => other.into(),
+    })?;
+    tracing::info!(app_id = %created.id, processor = created.processor, "app created");
     Ok(created)
+}
+
+/// Shapes of Stripe's credentials, checked before anything is called. Messages never
+/// contain the values.
+fn check_credentials(credentials: &PlatformCredentials) -> ApiResult<()> {
+    use secrecy::ExposeSecret;
+    let secret = credentials.secret_key.expose_secret();
+    if !(secret.starts_with("sk_") || secret.starts_with("rk_")) {
+        return Err(ApiError::bad_input("stripe.secretKey must be a Stripe secret key (sk_…)"));
+    }
+    if !credentials.publishable_key.starts_with("pk_") {
+        return Err(ApiError::bad_input("stripe.publishableKey must be a Stripe publishable key (pk_…)"));
+    }
+    if !credentials.connect_client_id.starts_with("ca_") {
+        return Err(ApiError::bad_input("stripe.connectClientId must be a Connect client id (ca_…)"));
+    }
+    if !credentials.webhook_secret.expose_secret().starts_with("whsec_") {
+        return Err(ApiError::bad_input("stripe.webhookSecret must be a webhook signing secret (whsec_…)"));
+    }
+    Ok(())
+}
+
+fn open(app: &App, ciphertext: &Option<Vec<u8>>, key_id: &Option<String>, context: String) -> ApiResult<Option<SecretString>> {
+    let keyring = app.keyring.as_deref();
+    open_with(keyring, ciphertext, key_id, context)
+}
+
+fn open_with(
+    keyring: Option<&Keyring>,
+    ciphertext: &Option<Vec<u8>>,
+    key_id: &Option<String>,
+    context: String,
+) -> ApiResult<Option<SecretString>> {
+    let (Some(ciphertext), Some(key_id)) = (ciphertext, key_id) else {
+        return Ok(None);
+    };
+    let keyring = keyring.ok_or_else(|| ApiError::internal("sealed secrets but no CURBPAY_ENCRYPTION_KEY"))?;
+    let sealed = Sealed { key_id: key_id.clone(), ciphertext: ciphertext.clone() };
+    keyring.open(&sealed, &context).map(Some).map_err(|e| ApiError::internal(format!("opening an app secret: {e}")))
+}
+
+/// What the processor needs to act for the app.
+pub fn platform(app: &App, row: &models::App) -> ApiResult<Platform> {
+    Ok(Platform {
+        account_id: row.processor_account_id.clone(),
+        secret_key: open(app, &row.secret_key_ciphertext, &row.secret_key_key_id, secret_context("secret_key", row.id))?,
+        connect_client_id: row.connect_client_id.clone(),
+    })
+}
+
+/// The app's webhook signing secret, if it has one.
+pub fn webhook_secret(app: &App, row: &models::App) -> ApiResult<Option<SecretString>> {
+    open(app, &row.webhook_secret_ciphertext, &row.webhook_secret_key_id, secret_context("webhook_secret", row.id))
+}
+
+/// Re-seals every app secret sealed with an older key under the current one. Returns
+/// how many apps changed.
+pub async fn rotate_keys(conn: &mut diesel_async::AsyncPgConnection, keyring: &Keyring) -> ApiResult<usize> {
+    let rows = models::App::sealed_with_other_keys(conn, keyring.current_key_id()).await?;
+    let mut changed = 0;
+    for row in rows {
+        let secret =
+            open_with(Some(keyring), &row.secret_key_ciphertext, &row.secret_key_key_id, secret_context("secret_key", row.id))?;
+        let webhook = open_with(
+            Some(keyring),
+            &row.webhook_secret_ciphertext,
+            &row.webhook_secret_key_id,
+            secret_context("webhook_secret", row.id),
+        )?;
+        let (Some(secret), Some(webhook)) = (secret, webhook) else {
+            continue;
+        };
+        let secret = keyring.seal(&secret, &secret_context("secret_key", row.id));
+        let webhook = keyring.seal(&webhook, &secret_context("webhook_secret", row.id));
+        changed += models::App::reseal(
+            conn,
+            row.id,
+            (&secret.ciphertext, &secret.key_id),
+            (&webhook.ciphertext, &webhook.key_id),
+        )
+        .await?;
+    }
+    Ok(changed)
 }
 
 pub async fn create_operator(app: &App, principal: &Principal, name: &str) -> ApiResult<Operator> {
@@ -40,11 +169,6 @@ pub async fn create_operator(app: &App, principal: &Principal, name: &str) -> Ap
     let created = NewOperator { id: Uuid::now_v7(), name }.insert(&mut conn).await?;
     tracing::info!(operator_id = %created.id, "operator created");
     Ok(created)
-}
-
-/// What the processor needs to act for the app.
-pub fn platform(_app: &App, row: &models::App) -> ApiResult<Platform> {
-    Ok(Platform::by_id(row.processor_account_id.clone()))
 }
 
 /// Whether the caller may see this app: admin, the app itself, or an operator linked to it.

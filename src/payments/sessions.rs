@@ -193,6 +193,8 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
         return Err(ApiError::internal("ended session without token, account or amount"));
     };
     let key = format!("charge:{}", token.id);
+    // The app's cut, rounded down to whole minor units.
+    let application_fee = platform.platform_fee_bps.filter(|bps| *bps > 0).map(|bps| amount * i64::from(bps) / 10_000);
     let platform = super::parties::platform(app, &platform)?;
     let outcome = app
         .processor
@@ -202,7 +204,7 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
             token: value,
             amount,
             currency,
-            application_fee: None,
+            application_fee,
             idempotency_key: &key,
         })
         .await?;

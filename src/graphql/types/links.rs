@@ -62,6 +62,15 @@ impl Link {
     async fn connected_account_id(&self) -> Option<&str> {
         self.0.connected_account_id.as_deref()
     }
+    /// Whether the connected account can take charges, as the app's processor last
+    /// reported it (unknown until it reports).
+    async fn charges_enabled(&self) -> Option<bool> {
+        self.0.charges_enabled
+    }
+    /// Whether the connected account can receive payouts, as last reported.
+    async fn payouts_enabled(&self) -> Option<bool> {
+        self.0.payouts_enabled
+    }
     /// Why the last authorization attempt failed (for example, the operator declined).
     async fn failure_reason(&self) -> Option<&str> {
         self.0.failure_reason.as_deref()

@@ -76,6 +76,10 @@ impl App {
     async fn processor(&self) -> &str {
         &self.0.processor
     }
+    /// The app's cut of each charge, in basis points of the amount.
+    async fn platform_fee_bps(&self) -> Option<i32> {
+        self.0.platform_fee_bps
+    }
     /// The platform account's id at the processor (the app itself and admins only).
     async fn processor_account_id(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
         let viewer = principal(ctx)?;
@@ -134,6 +138,15 @@ impl Operator {
     /// When the operator was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+    /// Whether the processor last reported the operator's account able to take charges
+    /// (unknown until it reports; Stripe: `account.updated`).
+    async fn charges_enabled(&self) -> Option<bool> {
+        self.0.charges_enabled
+    }
+    /// Whether the processor last reported the operator's account able to receive payouts.
+    async fn payouts_enabled(&self) -> Option<bool> {
+        self.0.payouts_enabled
     }
     /// The operator's links to apps (an app sees only its own).
     async fn links(

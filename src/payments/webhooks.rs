@@ -1,0 +1,92 @@
+//! Processor webhooks: verified over the raw body against each app's signing secret,
+//! deduplicated by event id, then acted on in one transaction with the dedupe record,
+//! so an event is applied exactly once even when the processor redelivers it.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::{links, parties};
+use crate::app::App;
+use crate::db::schema::webhook_events;
+use crate::error::{ApiError, ApiResult};
+use crate::models::{self, ChargeToken, Link, LinkEvent, LinkStatus, Operator};
+use crate::processor::WebhookEvent;
+
+/// What became of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Applied now.
+    Applied,
+    /// Seen before: acknowledged, nothing done.
+    Duplicate,
+    /// Not an event curbpay acts on.
+    Ignored,
+}
+
+/// Verifies and applies one delivery. A bad or stale signature is BAD_USER_INPUT.
+pub async fn receive(app: &App, payload: &[u8], signature: &str) -> ApiResult<Received> {
+    let mut conn = app.db().await?;
+    let candidates = models::App::with_webhook_secrets(&mut conn).await?;
+    let mut rows = Vec::with_capacity(candidates.len());
+    let mut secrets = Vec::with_capacity(candidates.len());
+    for row in candidates {
+        if let Some(secret) = parties::webhook_secret(app, &row)? {
+            secrets.push(secret);
+            rows.push(row);
+        }
+    }
+    let (index, event) = app.processor.verify_webhook(&secrets, payload, signature)?;
+    let platform = &rows[index];
+    let (event_id, kind) = match &event {
+        WebhookEvent::AccountDeauthorized { event_id, .. } => (event_id.clone(), "account.application.deauthorized"),
+        WebhookEvent::AccountUpdated { event_id, .. } => (event_id.clone(), "account.updated"),
+        WebhookEvent::Other { event_id, .. } => (event_id.clone(), "other"),
+    };
+    let app_id = platform.id;
+    let (received, revoked) = conn
+        .transaction(async |conn| {
+            let fresh = diesel::insert_into(webhook_events::table)
+                .values((
+                    webhook_events::id.eq(&event_id),
+                    webhook_events::app_id.eq(app_id),
+                    webhook_events::kind.eq(kind),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            if fresh == 0 {
+                return Ok::<_, ApiError>((Received::Duplicate, None));
+            }
+            match &event {
+                WebhookEvent::AccountDeauthorized { connected_account_id, .. } => {
+                    let Some(link) = Link::find_by_account(conn, app_id, connected_account_id).await? else {
+                        return Ok((Received::Ignored, None));
+                    };
+                    let link = Link::lock(conn, link.id).await?.ok_or(ApiError::NotFound("link"))?;
+                    if link.status == LinkStatus::Revoked {
+                        return Ok((Received::Applied, None));
+                    }
+                    let link = Link::revoke(conn, link.id).await?;
+                    let voided = ChargeToken::void_for_link(conn, link.id).await?;
+                    LinkEvent::record(conn, &link).await?;
+                    tracing::info!(link_id = %link.id, voided_tokens = voided, "link revoked by the operator at the processor");
+                    Ok((Received::Applied, Some(link)))
+                }
+                WebhookEvent::AccountUpdated { connected_account_id, charges_enabled, payouts_enabled, .. } => {
+                    let Some(link) = Link::find_by_account(conn, app_id, connected_account_id).await? else {
+                        return Ok((Received::Ignored, None));
+                    };
+                    Link::set_capabilities(conn, link.id, *charges_enabled, *payouts_enabled).await?;
+                    Operator::set_capabilities(conn, link.operator_id, *charges_enabled, *payouts_enabled).await?;
+                    Ok((Received::Applied, None))
+                }
+                WebhookEvent::Other { .. } => Ok((Received::Ignored, None)),
+            }
+        })
+        .await?;
+    if let Some(link) = revoked {
+        links::announce(app, &link);
+    }
+    tracing::info!(event_id, kind, %app_id, ?received, "webhook received");
+    Ok(received)
+}
