@@ -11,6 +11,9 @@ use uuid::Uuid;
 use crate::config::{JwtConfig, JwtKey};
 use crate::error::ApiError;
 
+/// Clock skew tolerated on `exp` (and nothing else).
+pub const LEEWAY_SECS: u64 = 30;
+
 /// Who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -29,6 +32,12 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether the token has expired (past the leeway). A WebSocket authenticates once,
+    /// at `connection_init`, so every operation on it checks this again.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        now > self.expires_at + chrono::Duration::seconds(LEEWAY_SECS as i64)
+    }
+
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
@@ -105,7 +114,7 @@ impl JwtVerifier {
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_exp = true;
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
         match &config.issuer {
             Some(iss) => validation.set_issuer(&[iss]),
             None => validation.iss = None,

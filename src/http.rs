@@ -95,14 +95,30 @@ async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql:
     state.schema.execute(request).await.into()
 }
 
+/// POST takes one JSON request object. The body is read here, not by async-graphql's
+/// extractor, so the body limit applies and a JSON array (a batch, or a request spelled
+/// as an array) is refused rather than executed.
 async fn graphql_post(
     State(state): State<HttpState>,
     headers: HeaderMap,
-    request: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    match request {
-        Ok(request) => execute(&state, &headers, request.into_inner()).await.into_response(),
-        Err(rejection) => bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {}", rejection.0)),
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return bad_request(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the request body is larger than {} KiB", MAX_BODY_BYTES / 1024),
+            );
+        }
+        Err(rejection) => return bad_request(StatusCode::BAD_REQUEST, &format!("unreadable request body: {rejection}")),
+    };
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return bad_request(StatusCode::BAD_REQUEST, "the body must be one JSON object {\"query\": …}; batches are not supported");
+    }
+    match serde_json::from_slice::<async_graphql::Request>(&body) {
+        Ok(request) => execute(&state, &headers, request).await.into_response(),
+        Err(err) => bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {err}")),
     }
 }
 

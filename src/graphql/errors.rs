@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe};
-use async_graphql::{Response, ServerError};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument};
+use async_graphql::{Response, ServerError, ServerResult, Variables};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
@@ -27,6 +28,43 @@ impl Extension for ErrorCodesExtension {
         let mut response = next.run(ctx).await;
         response.errors.iter_mut().for_each(classify);
         response
+    }
+
+    /// The GraphQL spec makes a missing value for a required variable (non-null, no
+    /// default) a request error; async-graphql would run the operation as if the
+    /// argument were absent.
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let operations: Vec<_> = match &document.operations {
+            DocumentOperations::Single(op) => vec![op],
+            // With several operations only the one selected by name is run; checking is
+            // left to execution there.
+            DocumentOperations::Multiple(_) => vec![],
+        };
+        for op in operations {
+            for definition in &op.node.variable_definitions {
+                let definition = &definition.node;
+                let given = variables.get(&definition.name.node).is_some_and(|v| *v != async_graphql::Value::Null);
+                if !definition.var_type.node.nullable && definition.default_value.is_none() && !given {
+                    let mut err = ServerError::new(
+                        format!(
+                            "Variable \"${}\" of required type \"{}\" was not provided.",
+                            definition.name.node, definition.var_type.node
+                        ),
+                        Some(definition.name.pos),
+                    );
+                    set_code(&mut err, ErrorCode::BadUserInput);
+                    return Err(err);
+                }
+            }
+        }
+        Ok(document)
     }
 
     fn subscribe<'s>(
@@ -65,7 +103,8 @@ pub(crate) fn classify(err: &mut ServerError) {
     // Without a path the error came before execution: the document or its variables
     // (syntax, validation, limits, coercion). Argument coercion during execution says
     // "Failed to parse".
-    if err.path.is_empty() || err.message.starts_with("Failed to parse") || err.message.starts_with("Invalid value") {
+    const COERCION: [&str; 4] = ["Failed to parse", "Invalid value", "Expected input type", "Variable "];
+    if err.path.is_empty() || COERCION.iter().any(|prefix| err.message.starts_with(prefix)) {
         set_code(err, ErrorCode::BadUserInput);
         return;
     }

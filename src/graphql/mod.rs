@@ -65,6 +65,9 @@ pub enum Auth {
 /// The authenticated caller, or UNAUTHENTICATED.
 pub(crate) fn principal<'a>(ctx: &Context<'a>) -> ApiResult<&'a Principal> {
     match ctx.data_opt::<Auth>() {
+        Some(Auth::Principal(principal)) if principal.is_expired(chrono::Utc::now()) => {
+            Err(ApiError::Unauthenticated("invalid token: the token has expired".to_owned()))
+        }
         Some(Auth::Principal(principal)) => Ok(principal),
         Some(Auth::Invalid(why)) => Err(ApiError::Unauthenticated(why.clone())),
         _ => Err(ApiError::Unauthenticated("authentication required: send Authorization: Bearer <JWT>".to_owned())),

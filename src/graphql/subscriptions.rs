@@ -56,10 +56,18 @@ fn parse_cursor(after: Option<String>) -> ApiResult<Option<i64>> {
         .transpose()
 }
 
-/// Ends the stream when the token that opened it expires.
-fn until_expiry<S: Stream + Send>(stream: S, expires_at: DateTime<Utc>) -> impl Stream<Item = S::Item> + Send {
-    let remaining = (expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-    stream.take_until(tokio::time::sleep(remaining))
+/// Ends the stream when the token that opened it expires; a token already past its
+/// expiry gets no events at all.
+fn until_expiry<S>(stream: S, expires_at: DateTime<Utc>) -> impl Stream<Item = S::Item> + Send
+where
+    S: Stream + Send,
+    S::Item: Send,
+{
+    use futures_util::future::Either;
+    match (expires_at - Utc::now()).to_std().ok().filter(|d| !d.is_zero()) {
+        Some(remaining) => Either::Left(stream.take_until(tokio::time::sleep(remaining))),
+        None => Either::Right(futures_util::stream::empty()),
+    }
 }
 
 #[derive(Default)]

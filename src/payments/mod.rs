@@ -18,6 +18,9 @@ pub(crate) fn required_text<'a>(field: &str, value: &'a str, max: usize) -> crat
     if value.is_empty() {
         return Err(crate::error::ApiError::bad_input(format!("{field} must not be empty")));
     }
+    if value.chars().any(char::is_control) {
+        return Err(crate::error::ApiError::bad_input(format!("{field} must not contain control characters")));
+    }
     if value.chars().count() > max {
         return Err(crate::error::ApiError::bad_input(format!("{field} must be at most {max} characters")));
     }
