@@ -10,4 +10,6 @@ mod flow;
 mod idempotency;
 mod loaders;
 mod schema;
+mod stripe;
+mod stripe_double;
 mod subscriptions;

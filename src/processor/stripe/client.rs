@@ -152,7 +152,8 @@ impl StripeClient for KeyedClient {
         let mut url = self
             .shared
             .api_base
-            .join(request.path.trim_start_matches('/'))
+            // Request paths are relative to the API version (`/customers`): `v1/customers`.
+            .join(&format!("v1/{}", request.path.trim_start_matches('/')))
             .map_err(|e| CallError::Transport(format!("bad Stripe URL: {e}")))?;
         if let Some(query) = &request.query {
             url.set_query(Some(query));
