@@ -462,3 +462,38 @@ async fn secrets_never_appear_in_logs_errors_responses_or_the_database() {
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test]
+async fn payment_method_customers_are_cloned_and_charged_with_payment_intents() {
+    let s = stripe_mode().await;
+    let (w, account) = s.world("pm_card_visa").await;
+    let session_id = start(&s.t, &w, "k").await;
+    let clone = s.double.requests().into_iter().find(|r| r.path == "/v1/payment_methods" && r.method == "POST").unwrap();
+    assert_eq!(clone.stripe_account.as_deref(), Some(account.as_str()));
+    assert!(clone.param("customer").unwrap().starts_with("cus_"));
+    let data = s
+        .t
+        .ok(&w.operator_token, "query($id: ID!) { parkingSession(id: $id) { chargeToken { token } } }", json!({ "id": session_id }))
+        .await;
+    assert!(data["parkingSession"]["chargeToken"]["token"].as_str().unwrap().starts_with("pm_"));
+    s.t.ok(&w.app_token, END_SESSION, json!({ "s": session_id, "a": 1000, "c": "usd" })).await;
+    let data = s.t.ok(&w.operator_token, CHARGE_SESSION, json!({ "s": session_id })).await;
+    assert_eq!(data["chargeSession"]["session"]["status"], "CHARGED");
+    let intent = s.double.requests().into_iter().find(|r| r.path == "/v1/payment_intents").unwrap();
+    assert_eq!(intent.stripe_account.as_deref(), Some(account.as_str()));
+    assert_eq!(intent.param("confirm"), Some("true"));
+    assert_eq!(intent.param("off_session"), Some("true"));
+    assert_eq!(intent.param("application_fee_amount"), Some("25"));
+
+    // Replacing the card with another PaymentMethod attaches it first.
+    let data = s
+        .t
+        .ok(
+            &w.app_token,
+            "mutation { tokenizeCustomer(input: {externalRef: \"user-1\", cardToken: \"pm_card_mastercard\"}) { created customer { card { last4 } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["tokenizeCustomer"]["created"], false);
+    assert_eq!(data["tokenizeCustomer"]["customer"]["card"]["last4"], "4444");
+}

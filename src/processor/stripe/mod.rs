@@ -332,8 +332,16 @@ impl Processor for StripeProcessor {
         let request = stripe_core::customer::UpdateCustomer::new(customer_id.to_owned())
             .expand(vec!["sources".to_owned(), "invoice_settings.default_payment_method".to_owned()]);
         let request = if card_token.starts_with("pm_") {
+            // A PaymentMethod must be attached to the customer before it can be its default.
+            // (Attaching a test PaymentMethod such as pm_card_visa makes a new one.)
+            let attached = stripe_payment::payment_method::AttachPaymentMethod::new(card_token.to_owned())
+                .customer(customer_id.to_owned())
+                .customize()
+                .request_strategy(strategy(&format!("{idempotency_key}:attach"))?)
+                .send(&client)
+                .await?;
             request.invoice_settings(stripe_core::customer::UpdateCustomerInvoiceSettings {
-                default_payment_method: Some(card_token.to_owned()),
+                default_payment_method: Some(attached.id.to_string()),
                 ..Default::default()
             })
         } else {

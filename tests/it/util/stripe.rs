@@ -626,6 +626,7 @@ fn router(db: Shared) -> Router {
         .route("/v1/tokens/{id}", get(op(retrieve)))
         .route("/v1/payment_methods", post(op(clone_payment_method)))
         .route("/v1/payment_methods/{id}", get(op(retrieve)))
+        .route("/v1/payment_methods/{id}/attach", post(op(attach_payment_method)))
         .route("/v1/charges", post(op(create_charge)))
         .route("/v1/charges/search", get(op(search)))
         .route("/v1/charges/{id}", get(op(retrieve)))
@@ -912,6 +913,18 @@ fn create_customer(db: &mut Db, req: &Req) -> Result<Value, Reply> {
     }
     db.put("customer", &account, customer.clone());
     Ok(customer)
+}
+
+/// Attaches a PaymentMethod (a test one, such as `pm_card_visa`, becomes a new `pm_`)
+/// to a customer of the same account.
+fn attach_payment_method(db: &mut Db, req: &Req) -> Result<Value, Reply> {
+    let account = req.account.clone();
+    let cus = req.need("customer")?.to_owned();
+    db.need("customer", &account, &cus, "customer")?;
+    let (_, mut body) = resolve_pm(db, &account, &req.id)?;
+    body["customer"] = json!(cus);
+    db.put("payment_method", &account, body.clone());
+    Ok(body)
 }
 
 fn update_customer(db: &mut Db, req: &Req) -> Result<Value, Reply> {
