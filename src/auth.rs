@@ -112,7 +112,11 @@ impl JwtVerifier {
                 .ok_or_else(|| anyhow::anyhow!("{}: not an RSA, EC (P-256) or Ed25519 public key in PEM", path.display()))?,
         };
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured `iss`/`aud` must be present, not just match when present.
+        let mut required = vec!["exp", "sub"];
+        required.extend(config.issuer.as_ref().map(|_| "iss"));
+        required.extend(config.audience.as_ref().map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
         validation.validate_exp = true;
         validation.leeway = LEEWAY_SECS;
         match &config.issuer {

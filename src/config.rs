@@ -259,6 +259,6 @@ mod tests {
     fn public_url_defaults_from_the_listen_address() {
         assert_eq!(default_public_url("127.0.0.1:8080".parse().unwrap()).as_str(), "http://127.0.0.1:8080/");
         assert_eq!(default_public_url("0.0.0.0:9000".parse().unwrap()).as_str(), "http://localhost:9000/");
-        assert_eq!(default_public_url("[::1]:80".parse().unwrap()).as_str(), "http://[::1]:80/");
+        assert_eq!(default_public_url("[::1]:8080".parse().unwrap()).as_str(), "http://[::1]:8080/");
     }
 }
