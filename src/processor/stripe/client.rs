@@ -40,7 +40,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Exponential backoff with full jitter: spreads retries of many requests apart.
-    fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let cap = self.base_delay.saturating_mul(2u32.saturating_pow(attempt)).min(self.max_delay);
         let millis = rand::rng().random_range(0..=cap.as_millis().max(1) as u64);
         Duration::from_millis(millis)

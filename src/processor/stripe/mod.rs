@@ -356,7 +356,7 @@ impl Processor for StripeProcessor {
     }
 
     async fn complete_link(&self, platform: &Platform, code: &str) -> ProcessorResult<String> {
-        oauth::exchange_code(self.http.http(), &self.connect_base, &secret(platform)?, code).await
+        oauth::exchange_code(&self.http, &self.connect_base, &secret(platform)?, code).await
     }
 
     async fn revoke_link(&self, platform: &Platform, connected_account_id: &str) -> ProcessorResult<()> {
@@ -364,7 +364,7 @@ impl Processor for StripeProcessor {
             .connect_client_id
             .as_deref()
             .ok_or_else(|| ProcessorError::Failed("the app has no Connect client id".to_owned()))?;
-        oauth::deauthorize(self.http.http(), &self.connect_base, &secret(platform)?, client_id, connected_account_id).await
+        oauth::deauthorize(&self.http, &self.connect_base, &secret(platform)?, client_id, connected_account_id).await
     }
 
     async fn issue_charge_token(

@@ -1,8 +1,10 @@
 //! Stripe Connect OAuth (no Stripe client library covers it): the authorize URL, the
-//! code exchange and deauthorization, as plain form POSTs.
+//! code exchange and deauthorization, as plain form POSTs with the same retry policy
+//! as the API calls.
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::client::StripeHttp;
 use crate::processor::{AuthorizationRequest, ProcessorError, ProcessorResult};
 
 pub fn authorize_url(connect_base: &url::Url, request: &AuthorizationRequest<'_>) -> ProcessorResult<url::Url> {
@@ -23,43 +25,68 @@ pub fn authorize_url(connect_base: &url::Url, request: &AuthorizationRequest<'_>
     Ok(url)
 }
 
+/// POSTs a form to Connect, retrying transport errors, 429 and 5xx with backoff. Returns
+/// the final status and body, and whether an earlier attempt may have been executed
+/// without us seeing the answer.
 async fn post(
-    http: &reqwest::Client,
+    http: &StripeHttp,
     connect_base: &url::Url,
     path: &str,
     secret_key: &SecretString,
     form: &[(&str, &str)],
-) -> ProcessorResult<(u16, serde_json::Value)> {
+) -> ProcessorResult<(u16, serde_json::Value, bool)> {
     let url = connect_base.join(path).map_err(|e| ProcessorError::Failed(format!("bad Connect base URL: {e}")))?;
     let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    let response = http
-        .post(url)
-        .bearer_auth(secret_key.expose_secret())
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| ProcessorError::Unavailable(format!("Stripe Connect: {e}")))?;
-    let status = response.status().as_u16();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| ProcessorError::Unavailable(format!("Stripe Connect answer: {e}")))?;
-    let json = serde_json::from_slice(&body).unwrap_or_default();
-    Ok((status, json))
+    let mut uncertain = false;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let sent = http
+            .http()
+            .post(url.clone())
+            .bearer_auth(secret_key.expose_secret())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+            .await;
+        let failure = match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                match response.bytes().await {
+                    Ok(bytes) if status != 429 && status < 500 => {
+                        return Ok((status, serde_json::from_slice(&bytes).unwrap_or_default(), uncertain));
+                    }
+                    Ok(_) => format!("Stripe Connect answered {status}"),
+                    Err(err) => format!("reading Stripe Connect's answer: {err}"),
+                }
+            }
+            Err(err) => format!("Stripe Connect: {err}"),
+        };
+        uncertain = true;
+        tracing::warn!(path, attempt, error = %failure, "stripe connect request failed");
+        if attempt >= http.policy.max_attempts {
+            return Err(ProcessorError::Unavailable(failure));
+        }
+        tokio::time::sleep(http.policy.delay(attempt)).await;
+    }
 }
 
 /// Exchanges an authorization code for the operator's connected account id.
 pub async fn exchange_code(
-    http: &reqwest::Client,
+    http: &StripeHttp,
     connect_base: &url::Url,
     secret_key: &SecretString,
     code: &str,
 ) -> ProcessorResult<String> {
     let form = [("grant_type", "authorization_code"), ("code", code)];
-    let (status, json) = post(http, connect_base, "oauth/token", secret_key, &form).await?;
+    let (status, json, uncertain) = post(http, connect_base, "oauth/token", secret_key, &form).await?;
     match (status, json["stripe_user_id"].as_str()) {
         (200, Some(account)) => Ok(account.to_owned()),
+        // A code is single-use and the exchange has no idempotency key: if an earlier
+        // attempt may have spent it, the operator has to authorize again.
+        (400, _) if uncertain && json["error"] == "invalid_grant" => Err(ProcessorError::Unavailable(
+            "the authorization's outcome is unknown; ask the operator to authorize again".to_owned(),
+        )),
         (400, _) if json["error"] == "invalid_grant" => Err(ProcessorError::InvalidRequest(
             "authorization code does not exist, has expired or was already used".to_owned(),
         )),
@@ -70,14 +97,14 @@ pub async fn exchange_code(
 
 /// Disconnects the operator's account; one that is already disconnected counts as done.
 pub async fn deauthorize(
-    http: &reqwest::Client,
+    http: &StripeHttp,
     connect_base: &url::Url,
     secret_key: &SecretString,
     client_id: &str,
     connected_account_id: &str,
 ) -> ProcessorResult<()> {
     let form = [("client_id", client_id), ("stripe_user_id", connected_account_id)];
-    let (status, json) = post(http, connect_base, "oauth/deauthorize", secret_key, &form).await?;
+    let (status, json, _) = post(http, connect_base, "oauth/deauthorize", secret_key, &form).await?;
     match status {
         200 => Ok(()),
         400 if json["error"] == "invalid_client" => Ok(()),
