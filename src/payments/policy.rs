@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiResult};
+use crate::models::links::LinkFilter;
 use crate::models::{ChargeToken, Link, ParkingSession};
 
 pub fn require_admin(principal: &Principal) -> ApiResult<()> {
@@ -44,6 +45,27 @@ pub fn may_see_link(principal: &Principal, link: &Link) -> bool {
         Role::App(id) => id == link.app_id,
         Role::Operator(id) => id == link.operator_id,
     }
+}
+
+/// Narrows a links listing to the viewer's own links; `None` when the filter asks for
+/// someone else's (the answer is then an empty list, as for links that do not exist).
+pub fn narrow_links(principal: &Principal, mut filter: LinkFilter) -> Option<LinkFilter> {
+    match principal.role {
+        Role::Admin => {}
+        Role::App(me) => {
+            if filter.app_id.is_some_and(|id| id != me) {
+                return None;
+            }
+            filter.app_id = Some(me);
+        }
+        Role::Operator(me) => {
+            if filter.operator_id.is_some_and(|id| id != me) {
+                return None;
+            }
+            filter.operator_id = Some(me);
+        }
+    }
+    Some(filter)
 }
 
 pub fn may_see_session(principal: &Principal, session: &ParkingSession) -> bool {

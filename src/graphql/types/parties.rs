@@ -97,26 +97,23 @@ impl App {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Conn<Link>> {
-        let viewer = principal(ctx)?;
-        let mut filter = LinkFilter { app_id: Some(self.0.id), operator_id: None, status: status.map(Into::into) };
-        match viewer.role {
-            AuthRole::Admin => {}
-            AuthRole::App(id) if id == self.0.id => {}
-            AuthRole::Operator(id) => filter.operator_id = Some(id),
-            AuthRole::App(_) => return Ok(connection::empty()),
-        }
+        let filter = LinkFilter { app_id: Some(self.0.id), operator_id: None, status: status.map(Into::into) };
         links_page(ctx, filter, first, after).await
     }
 }
 
-/// Lists links with a filter already narrowed to what the viewer may see.
+/// Lists the links matching `filter` that the viewer may see.
 pub(crate) async fn links_page(
     ctx: &Context<'_>,
     filter: LinkFilter,
     first: Option<i32>,
     after: Option<String>,
 ) -> async_graphql::Result<Conn<Link>> {
+    let narrowed = policy::narrow_links(principal(ctx)?, filter);
     let page = connection::page(first, after.as_deref())?;
+    let Some(filter) = narrowed else {
+        return Ok(connection::empty());
+    };
     let mut conn = app(ctx).db().await?;
     let rows = models::Link::list(&mut conn, filter, page).await?;
     Ok(connection::build(rows, page, |l| l.id, Link, CountQuery::Links(filter)))
@@ -156,14 +153,7 @@ impl Operator {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Conn<Link>> {
-        let viewer = principal(ctx)?;
-        let mut filter = LinkFilter { app_id: None, operator_id: Some(self.0.id), status: status.map(Into::into) };
-        match viewer.role {
-            AuthRole::Admin => {}
-            AuthRole::Operator(id) if id == self.0.id => {}
-            AuthRole::App(id) => filter.app_id = Some(id),
-            AuthRole::Operator(_) => return Ok(connection::empty()),
-        }
+        let filter = LinkFilter { app_id: None, operator_id: Some(self.0.id), status: status.map(Into::into) };
         links_page(ctx, filter, first, after).await
     }
 }
