@@ -398,50 +398,142 @@ async fn stripe_errors_map_to_stable_codes() {
     assert_eq!(code_of(&response).as_deref(), Some("BAD_USER_INPUT"), "{response}");
 }
 
-/// A writer that keeps everything the server logs, to search it.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+/// The real binary in Stripe mode, its whole output (debug logs included) kept.
+struct ServerProcess {
+    child: tokio::process::Child,
+    base: String,
+    output: Arc<Mutex<String>>,
+}
 
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
+impl ServerProcess {
+    async fn spawn(s: &Stripe, encryption_key: &str) -> ServerProcess {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_curbpay"));
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CURBPAY_")) {
+            command.env_remove(name);
+        }
+        command
+            .arg("serve")
+            .env("DATABASE_URL", &s.t.db.url)
+            .env("CURBPAY_JWT_SECRET", crate::util::JWT_SECRET)
+            .env("CURBPAY_LISTEN_ADDR", "127.0.0.1:0")
+            .env("CURBPAY_PROCESSOR", "stripe")
+            .env("CURBPAY_STRIPE_API_BASE", &s.double.api_base)
+            .env("CURBPAY_STRIPE_CONNECT_BASE", &s.double.connect_base)
+            .env("CURBPAY_STRIPE_RETRY_BASE_DELAY", "5ms")
+            .env("CURBPAY_ENCRYPTION_KEY", encryption_key)
+            .env("RUST_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let (output, tx) = (output.clone(), tx.clone());
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    output.lock().unwrap().push_str(&line);
+                    output.lock().unwrap().push('\n');
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = rx.recv().await {
+                if let Some(url) = line.strip_prefix("curbpay is serving GraphQL at ") {
+                    return url.trim().trim_end_matches("graphql").to_owned();
+                }
+            }
+            panic!("curbpay exited before serving");
+        })
+        .await
+        .expect("curbpay started");
+        ServerProcess { child, base, output }
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+
+    async fn graphql(&self, token: &str, query: &str, variables: Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}graphql", self.base))
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
 #[tokio::test]
 async fn secrets_never_appear_in_logs_errors_responses_or_the_database() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    // Current-thread test runtime: the server's tasks log through this subscriber too.
-    let _guard = tracing::subscriber::set_default(subscriber);
-
     let s = stripe_mode().await;
-    let (w, account) = s.world("tok_visa").await;
-    let session_id = start(&s.t, &w, "k").await;
-    s.double.inject("POST", "/v1/charges", vec![Fault::ServerError { should_retry: true }]);
-    s.t.ok(&w.app_token, END_SESSION, json!({ "s": session_id, "a": 100, "c": "usd" })).await;
-    s.t.ok(&w.operator_token, CHARGE_SESSION, json!({ "s": session_id })).await;
-    let url = format!("http://{}/webhooks/stripe", s.t.addr);
-    s.double.deliver_webhook(&url, s.double.account_updated_event(&account), "whsec_forged", None).await;
-    let everything = s
-        .t
-        .post(Some(&s.t.admin()), "{ apps { edges { node { id processorAccountId publishableKey } } } }", json!({}))
-        .await;
+    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let mut server = ServerProcess::spawn(&s, &key).await;
+    let admin = s.t.admin();
+    let mut responses = String::new();
 
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(logged.contains("stripe request failed"), "the capture works: {logged}");
-    for secret in [&s.platform.secret_key, &s.platform.webhook_secret] {
+    // An app with a wrong key first (the error must not echo it), then the real one.
+    let mut wrong = Platform::generate();
+    wrong.secret_key = format!("{}X", s.platform.secret_key);
+    let refused = server.graphql(&admin, CREATE_APP, json!({ "s": credentials(&wrong) })).await;
+    assert_eq!(code_of(&refused).as_deref(), Some("PROCESSOR_ERROR"), "{refused}");
+    responses.push_str(&refused.to_string());
+    let data = server.graphql(&admin, CREATE_APP, json!({ "s": credentials(&s.platform), "fee": 100 })).await;
+    responses.push_str(&data.to_string());
+    let app_id = id(&data["data"]["createApp"]["app"]["id"]);
+    let data = server.graphql(&admin, "mutation { createOperator(input: {name: \"O\"}) { operator { id } } }", json!({})).await;
+    let operator_id = id(&data["data"]["createOperator"]["operator"]["id"]);
+    let data = server
+        .graphql(
+            &admin,
+            "mutation($a: ID!, $o: ID!) { linkOperator(input: {appId: $a, operatorId: $o}) { link { id authorizationUrl } } }",
+            json!({ "a": app_id, "o": operator_id }),
+        )
+        .await;
+    s.double.next_authorization("acct_leaktest");
+    let callback = consent(data["data"]["linkOperator"]["link"]["authorizationUrl"].as_str().unwrap()).await;
+    assert_eq!(reqwest::get(&callback).await.unwrap().status(), 200);
+
+    // A full session with a retried 500 on the charge, and a forged webhook.
+    let app_token = s.t.token(Role::App(app_id));
+    let operator_token = s.t.token(Role::Operator(operator_id));
+    let q = "mutation { tokenizeCustomer(input: {externalRef: \"u\", cardToken: \"tok_visa\"}) { customer { id } } }";
+    let customer = server.graphql(&app_token, q, json!({})).await;
+    let customer_id = id(&customer["data"]["tokenizeCustomer"]["customer"]["id"]);
+    let started = server
+        .graphql(&app_token, START_SESSION, json!({ "c": customer_id, "o": operator_id, "k": "k", "z": "Z", "p": "P" }))
+        .await;
+    let session_id = id(&started["data"]["startParkingSession"]["session"]["id"]);
+    server.graphql(&app_token, END_SESSION, json!({ "s": session_id, "a": 100, "c": "usd" })).await;
+    s.double.inject("POST", "/v1/charges", vec![Fault::ServerError { should_retry: true }]);
+    let charged = server.graphql(&operator_token, CHARGE_SESSION, json!({ "s": session_id })).await;
+    assert_eq!(charged["data"]["chargeSession"]["session"]["status"], "CHARGED", "{charged}");
+    let forged = s
+        .double
+        .deliver_webhook(&format!("{}webhooks/stripe", server.base), s.double.account_updated_event("acct_leaktest"), "whsec_forged", None)
+        .await;
+    assert_eq!(forged.status(), 400);
+    responses.push_str(&forged.text().await.unwrap());
+    let everything = server
+        .graphql(&admin, "{ apps { edges { node { id name publishableKey processorAccountId platformFeeBps } } } }", json!({}))
+        .await;
+    responses.push_str(&everything.to_string());
+
+    server.child.kill().await.unwrap();
+    let logged = server.output.lock().unwrap().clone();
+    assert!(logged.contains("stripe request failed"), "the output was captured:\n{logged}");
+    for secret in [&s.platform.secret_key, &s.platform.webhook_secret, &wrong.secret_key] {
         assert!(!logged.contains(secret.as_str()), "a secret reached the log");
-        assert!(!everything.to_string().contains(secret.as_str()));
+        assert!(!responses.contains(secret.as_str()), "a secret reached a response");
     }
+
     // At rest the secrets are sealed.
     let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&s.t.db.url).await.unwrap();
     #[derive(diesel::QueryableByName)]
@@ -455,45 +547,11 @@ async fn secrets_never_appear_in_logs_errors_responses_or_the_database() {
     )
     .await
     .unwrap();
-    assert!(!row.dump.contains(&s.platform.secret_key) && !row.dump.contains(&s.platform.webhook_secret));
-    assert!(!row.dump.contains(&hex(&s.platform.secret_key)));
+    for secret in [&s.platform.secret_key, &s.platform.webhook_secret] {
+        assert!(!row.dump.contains(secret.as_str()) && !row.dump.contains(&hex(secret)));
+    }
 }
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-#[tokio::test]
-async fn payment_method_customers_are_cloned_and_charged_with_payment_intents() {
-    let s = stripe_mode().await;
-    let (w, account) = s.world("pm_card_visa").await;
-    let session_id = start(&s.t, &w, "k").await;
-    let clone = s.double.requests().into_iter().find(|r| r.path == "/v1/payment_methods" && r.method == "POST").unwrap();
-    assert_eq!(clone.stripe_account.as_deref(), Some(account.as_str()));
-    assert!(clone.param("customer").unwrap().starts_with("cus_"));
-    let data = s
-        .t
-        .ok(&w.operator_token, "query($id: ID!) { parkingSession(id: $id) { chargeToken { token } } }", json!({ "id": session_id }))
-        .await;
-    assert!(data["parkingSession"]["chargeToken"]["token"].as_str().unwrap().starts_with("pm_"));
-    s.t.ok(&w.app_token, END_SESSION, json!({ "s": session_id, "a": 1000, "c": "usd" })).await;
-    let data = s.t.ok(&w.operator_token, CHARGE_SESSION, json!({ "s": session_id })).await;
-    assert_eq!(data["chargeSession"]["session"]["status"], "CHARGED");
-    let intent = s.double.requests().into_iter().find(|r| r.path == "/v1/payment_intents").unwrap();
-    assert_eq!(intent.stripe_account.as_deref(), Some(account.as_str()));
-    assert_eq!(intent.param("confirm"), Some("true"));
-    assert_eq!(intent.param("off_session"), Some("true"));
-    assert_eq!(intent.param("application_fee_amount"), Some("25"));
-
-    // Replacing the card with another PaymentMethod attaches it first.
-    let data = s
-        .t
-        .ok(
-            &w.app_token,
-            "mutation { tokenizeCustomer(input: {externalRef: \"user-1\", cardToken: \"pm_card_mastercard\"}) { created customer { card { last4 } } } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(data["tokenizeCustomer"]["created"], false);
-    assert_eq!(data["tokenizeCustomer"]["customer"]["card"]["last4"], "4444");
 }

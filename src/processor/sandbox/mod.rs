@@ -422,7 +422,12 @@ impl Processor for SandboxProcessor {
             return Err(ProcessorError::InvalidRequest("no such token on the operator's account".to_owned()));
         }
         if token.used_at.is_some() {
-            return Err(ProcessorError::InvalidRequest("a token can be used only once".to_owned()));
+            // Spent: by a concurrent request with this key that has just committed (its
+            // outcome is the answer), or by another charge.
+            return match charge_by_key(&mut conn, request.idempotency_key).await? {
+                Some(outcome) => Ok(outcome),
+                None => Err(ProcessorError::InvalidRequest("a token can be used only once".to_owned())),
+            };
         }
         if token.expires_at <= Utc::now() {
             return Err(ProcessorError::InvalidRequest("the token has expired".to_owned()));
