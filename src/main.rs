@@ -171,10 +171,10 @@ fn signing_secret(config: &Config, create: bool) -> anyhow::Result<Vec<u8>> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let (url, embedded) = database(&config).await?;
     let result = run(config, url).await;
-    if let Some(pg) = embedded {
-        if let Err(err) = pg.stop().await {
-            tracing::warn!(error = %err, "stopping the embedded Postgres");
-        }
+    if let Some(pg) = embedded
+        && let Err(err) = pg.stop().await
+    {
+        tracing::warn!(error = %err, "stopping the embedded Postgres");
     }
     result
 }

@@ -490,8 +490,11 @@ impl Processor for SandboxProcessor {
     }
 }
 
+/// A stored charge: id, status, failure code, decline code, failure message.
+type ChargeRow = (String, String, Option<String>, Option<String>, Option<String>);
+
 async fn charge_by_key(conn: &mut AsyncPgConnection, key: &str) -> ProcessorResult<Option<ChargeOutcome>> {
-    let row: Option<(String, String, Option<String>, Option<String>, Option<String>)> = sandbox_charges::table
+    let row: Option<ChargeRow> = sandbox_charges::table
         .filter(sandbox_charges::idempotency_key.eq(key))
         .select((
             sandbox_charges::id,
