@@ -24,20 +24,32 @@ struct Stripe {
     platform: Platform,
 }
 
-async fn stripe_mode() -> Stripe {
-    let double = StripeDouble::start().await;
+fn new_encryption_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+}
+
+/// Configures a server for Stripe mode against the double.
+fn stripe_config(double: &StripeDouble, key: &str) -> impl FnOnce(&mut curbpay::Config) + use<> {
     let api_base = url::Url::parse(&double.api_base).unwrap();
     let connect_base = url::Url::parse(&format!("{}/", double.connect_base)).unwrap();
-    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    let t = TestApp::with_config(move |c| {
+    let key = key.to_owned();
+    move |c| {
         c.processor = ProcessorKind::Stripe;
         c.stripe.api_base = api_base;
         c.stripe.connect_base = connect_base;
         c.stripe.retry_base_delay = Duration::from_millis(5);
         c.stripe.timeout = Duration::from_secs(2);
         c.encryption_key = Some(key.into());
-    })
-    .await;
+    }
+}
+
+async fn stripe_mode() -> Stripe {
+    stripe_mode_with_key(&new_encryption_key()).await
+}
+
+async fn stripe_mode_with_key(key: &str) -> Stripe {
+    let double = StripeDouble::start().await;
+    let t = TestApp::with_config(stripe_config(&double, key)).await;
     let platform = Platform::generate();
     double.add_platform(platform.clone());
     Stripe { t, double, platform }
@@ -474,8 +486,7 @@ impl ServerProcess {
 #[tokio::test]
 async fn secrets_never_appear_in_logs_errors_responses_or_the_database() {
     let s = stripe_mode().await;
-    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    let mut server = ServerProcess::spawn(&s, &key).await;
+    let mut server = ServerProcess::spawn(&s, &new_encryption_key()).await;
     let admin = s.t.admin();
     let mut responses = String::new();
 
@@ -554,4 +565,33 @@ async fn secrets_never_appear_in_logs_errors_responses_or_the_database() {
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn rotate_keys_reseals_app_secrets_under_the_new_key() {
+    let (old, new) = (new_encryption_key(), new_encryption_key());
+    let s = stripe_mode_with_key(&old).await;
+    let app_id = s.create_app(None).await;
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_curbpay"))
+        .arg("rotate-keys")
+        .env("DATABASE_URL", &s.t.db.url)
+        .env("CURBPAY_PROCESSOR", "stripe")
+        .env("CURBPAY_ENCRYPTION_KEY", &new)
+        .env("CURBPAY_ENCRYPTION_PREVIOUS_KEYS", &old)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("re-sealed the secrets of 1 app(s)"), "{stdout}");
+
+    // A server with only the new key opens the secrets; one with only the old key cannot.
+    let rotated = TestApp::on_db(s.t.db.clone(), stripe_config(&s.double, &new)).await;
+    rotated.tokenize(&rotated.token(Role::App(app_id)), "u1", "tok_visa").await;
+    let stale = TestApp::on_db(s.t.db.clone(), stripe_config(&s.double, &old)).await;
+    let q = "mutation { tokenizeCustomer(input: {externalRef: \"u2\", cardToken: \"tok_visa\"}) { customer { id } } }";
+    let response = stale.post(Some(&stale.token(Role::App(app_id))), q, json!({})).await;
+    assert_eq!(code_of(&response).as_deref(), Some("INTERNAL"), "{response}");
 }
