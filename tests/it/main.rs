@@ -12,4 +12,5 @@ mod loaders;
 mod schema;
 mod stripe;
 mod stripe_double;
+mod stripe_faults;
 mod subscriptions;

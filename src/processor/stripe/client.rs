@@ -79,13 +79,13 @@ impl StripeClientErr for CallError {
 }
 
 impl CallError {
-    /// Whether Stripe may have executed the request although we saw no success.
-    pub fn outcome_unknown(&self) -> bool {
-        match self {
-            CallError::Transport(_) => true,
-            CallError::Api { status, .. } => *status >= 500,
-            CallError::Decode(_) => false,
-        }
+    /// Stripe saved a 5xx for this idempotency key (it will replay it for 24 h): the
+    /// outcome is unknown and the same key can never tell. Only then may the caller
+    /// look the object up and, if it does not exist, retry under a new key. After a
+    /// transport failure or a retryable 5xx the same key stays right: Stripe may still
+    /// be executing the first request.
+    pub fn saved_failure(&self) -> bool {
+        matches!(self, CallError::Api { status, should_retry, .. } if *status >= 500 && *should_retry != Some(true))
     }
 }
 
@@ -227,18 +227,20 @@ mod tests {
     }
 
     #[test]
-    fn unknown_outcomes() {
-        assert!(CallError::Transport("reset".into()).outcome_unknown());
-        let api = |status| CallError::Api {
+    fn only_saved_5xx_are_unknown_outcomes_to_reconcile() {
+        assert!(!CallError::Transport("reset".into()).saved_failure());
+        let api = |status, should_retry| CallError::Api {
             status,
             kind: "api_error".into(),
             code: String::new(),
             decline_code: None,
             message: String::new(),
             request_id: "req_1".into(),
-            should_retry: Some(false),
+            should_retry,
         };
-        assert!(api(500).outcome_unknown());
-        assert!(!api(402).outcome_unknown());
+        assert!(api(500, Some(false)).saved_failure());
+        assert!(api(500, None).saved_failure());
+        assert!(!api(500, Some(true)).saved_failure());
+        assert!(!api(402, None).saved_failure());
     }
 }

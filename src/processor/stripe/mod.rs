@@ -33,6 +33,14 @@ use crate::models::customers::CardFacts;
 
 /// Metadata key carrying curbpay's own reference on every object it creates.
 const REF_KEY: &str = "curbpay_ref";
+/// How far back reconciliation lists objects, and how many pages of 100 it reads.
+const RECONCILE_WINDOW_SECONDS: i64 = 15 * 60;
+const RECONCILE_PAGES: usize = 10;
+
+/// Objects created within the reconciliation window.
+fn recent() -> stripe_types::RangeQueryTs {
+    stripe_types::RangeQueryTs::gte(Utc::now().timestamp() - RECONCILE_WINDOW_SECONDS)
+}
 
 pub struct StripeProcessor {
     http: StripeHttp,
@@ -51,6 +59,8 @@ impl From<CallError> for ProcessorError {
             CallError::Api { status: 400 | 404, code, .. } if code == "resource_missing" => {
                 ProcessorError::InvalidRequest("Stripe has no such object (check the card token)".to_owned())
             }
+            // Another request with the same key is still running at Stripe: retry later.
+            CallError::Api { status: 409, .. } => ProcessorError::Unavailable(err.to_string()),
             CallError::Api { status: 400, code, .. } if code == "idempotency_error" => {
                 ProcessorError::Failed("Stripe refused a repeated request with different parameters".to_owned())
             }
@@ -168,13 +178,87 @@ impl StripeProcessor {
         Ok(format!("{base}:a{attempt}"))
     }
 
+    /// Finds the customer curbpay made for `reference`. Search first (cheap, but it lags
+    /// behind writes), then the list of recent customers, which reads what was just
+    /// written: a saved 500 is reconciled moments after the request.
     async fn find_customer(&self, client: &KeyedClient, reference: &str) -> ProcessorResult<Option<stripe_shared::Customer>> {
+        let expand = || vec!["data.sources".to_owned(), "data.invoice_settings.default_payment_method".to_owned()];
         let query = format!("metadata['{REF_KEY}']:'{reference}'");
-        let found = stripe_core::customer::SearchCustomer::new(query)
-            .expand(vec!["data.sources".to_owned(), "data.invoice_settings.default_payment_method".to_owned()])
-            .send(client)
-            .await?;
-        Ok(found.data.into_iter().next())
+        let found = stripe_core::customer::SearchCustomer::new(query).expand(expand()).send(client).await?;
+        if let Some(customer) = found.data.into_iter().next() {
+            return Ok(Some(customer));
+        }
+        let mut after: Option<String> = None;
+        for _ in 0..RECONCILE_PAGES {
+            let mut list = stripe_core::customer::ListCustomer::new()
+                .created(recent())
+                .limit(100)
+                .expand(expand());
+            if let Some(after) = &after {
+                list = list.starting_after(after.clone());
+            }
+            let page = list.send(client).await?;
+            if let Some(customer) = page.data.iter().find(|c| c.metadata.as_ref().and_then(|m| m.get(REF_KEY)).map(String::as_str) == Some(reference)) {
+                return Ok(Some(customer.clone()));
+            }
+            match (page.has_more, page.data.last()) {
+                (true, Some(last)) => after = Some(last.id.to_string()),
+                _ => break,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Finds the charge (or PaymentIntent) curbpay made for `reference` on the connected
+    /// account, the same way as `find_customer`.
+    async fn find_charge(&self, client: &KeyedClient, request: &ChargeRequest<'_>) -> ProcessorResult<Option<ChargeOutcome>> {
+        let reference = request.idempotency_key;
+        let account = || account_id(request.connected_account_id);
+        if request.token.starts_with("pm_") {
+            let page = stripe_core::payment_intent::ListPaymentIntent::new()
+                .created(recent())
+                .limit(100)
+                .customize()
+                .account_id(account())
+                .send(client)
+                .await?;
+            let found = page.data.into_iter().find(|pi| pi.metadata.get(REF_KEY).map(String::as_str) == Some(reference));
+            return Ok(found.map(|pi| match pi.status {
+                stripe_shared::PaymentIntentStatus::Succeeded => ChargeOutcome::Succeeded { charge_id: pi.id.to_string() },
+                _ => {
+                    let error = pi.last_payment_error.as_deref();
+                    ChargeOutcome::Declined {
+                        code: error.and_then(|e| e.code.as_ref()).map(|c| c.as_str().to_owned()).unwrap_or_else(|| "card_declined".to_owned()),
+                        decline_code: error.and_then(|e| e.decline_code.clone()),
+                        message: error.and_then(|e| e.message.clone()).unwrap_or_else(|| "Your card was declined.".to_owned()),
+                    }
+                }
+            }));
+        }
+        let query = format!("metadata['{REF_KEY}']:'{reference}'");
+        let found = stripe_core::charge::SearchCharge::new(query).customize().account_id(account()).send(client).await?;
+        let mut charge = found.data.into_iter().next();
+        if charge.is_none() {
+            let page = stripe_core::charge::ListCharge::new()
+                .created(recent())
+                .limit(100)
+                .customize()
+                .account_id(account())
+                .send(client)
+                .await?;
+            charge = page.data.into_iter().find(|c| c.metadata.get(REF_KEY).map(String::as_str) == Some(reference));
+        }
+        Ok(charge.map(|charge| {
+            if charge.paid {
+                ChargeOutcome::Succeeded { charge_id: charge.id.to_string() }
+            } else {
+                ChargeOutcome::Declined {
+                    code: charge.failure_code.clone().unwrap_or_else(|| "card_declined".to_owned()),
+                    decline_code: None,
+                    message: charge.failure_message.clone().unwrap_or_else(|| "Your card was declined.".to_owned()),
+                }
+            }
+        }))
     }
 
     async fn create_customer_once(
@@ -200,6 +284,60 @@ impl StripeProcessor {
         };
         let strategy = strategy(key).map_err(|e| CallError::Decode(e.to_string()))?;
         request.customize().request_strategy(strategy).send(client).await
+    }
+
+    /// Replaces the customer's card (a `pm_…` is attached first).
+    async fn update_card_once(
+        &self,
+        client: &KeyedClient,
+        customer_id: &str,
+        card_token: &str,
+        key: &str,
+    ) -> Result<stripe_shared::Customer, CallError> {
+        let request = stripe_core::customer::UpdateCustomer::new(customer_id.to_owned())
+            .expand(vec!["sources".to_owned(), "invoice_settings.default_payment_method".to_owned()]);
+        let request = if card_token.starts_with("pm_") {
+            // A PaymentMethod must be attached to the customer before it can be its
+            // default. (Attaching a test PaymentMethod such as pm_card_visa makes a new one.)
+            let attached = stripe_payment::payment_method::AttachPaymentMethod::new(card_token.to_owned())
+                .customer(customer_id.to_owned())
+                .customize()
+                .request_strategy(strategy(&format!("{key}:attach")).map_err(|e| CallError::Decode(e.to_string()))?)
+                .send(client)
+                .await?;
+            request.invoice_settings(stripe_core::customer::UpdateCustomerInvoiceSettings {
+                default_payment_method: Some(attached.id.to_string()),
+                ..Default::default()
+            })
+        } else {
+            request.source(card_token)
+        };
+        let strategy = strategy(key).map_err(|e| CallError::Decode(e.to_string()))?;
+        request.customize().request_strategy(strategy).send(client).await
+    }
+
+    /// Whether Stripe marks a card token as used (false when it cannot tell).
+    async fn token_spent(&self, client: &KeyedClient, card_token: &str) -> bool {
+        if !card_token.starts_with("tok_") {
+            return false;
+        }
+        match stripe_core::token::RetrieveToken::new(card_token.to_owned()).send(client).await {
+            Ok(token) => token.used,
+            Err(_) => false,
+        }
+    }
+
+    async fn retrieve_customer(&self, client: &KeyedClient, customer_id: &str) -> ProcessorResult<stripe_shared::Customer> {
+        let found = stripe_core::customer::RetrieveCustomer::new(customer_id.to_owned())
+            .expand(vec!["sources".to_owned(), "invoice_settings.default_payment_method".to_owned()])
+            .send(client)
+            .await?;
+        match found {
+            stripe_core::customer::RetrieveCustomerReturned::Customer(customer) => Ok(customer),
+            stripe_core::customer::RetrieveCustomerReturned::DeletedCustomer(_) => {
+                Err(ProcessorError::Failed("the customer was deleted at Stripe".to_owned()))
+            }
+        }
     }
 
     /// A single-use token on the connected account: `POST /v1/tokens` from the
@@ -307,7 +445,7 @@ impl Processor for StripeProcessor {
         let key = self.key(reference).await?;
         let customer = match self.create_customer_once(&client, card_token, reference, &key).await {
             Ok(customer) => customer,
-            Err(err) if err.outcome_unknown() => match self.find_customer(&client, reference).await? {
+            Err(err) if err.saved_failure() => match self.find_customer(&client, reference).await? {
                 Some(customer) => customer,
                 None => {
                     let key = self.next_attempt(reference).await?;
@@ -326,28 +464,24 @@ impl Processor for StripeProcessor {
         platform: &Platform,
         customer_id: &str,
         card_token: &str,
-        idempotency_key: &str,
+        reference: &str,
     ) -> ProcessorResult<CardFacts> {
         let client = self.client(platform)?;
-        let request = stripe_core::customer::UpdateCustomer::new(customer_id.to_owned())
-            .expand(vec!["sources".to_owned(), "invoice_settings.default_payment_method".to_owned()]);
-        let request = if card_token.starts_with("pm_") {
-            // A PaymentMethod must be attached to the customer before it can be its default.
-            // (Attaching a test PaymentMethod such as pm_card_visa makes a new one.)
-            let attached = stripe_payment::payment_method::AttachPaymentMethod::new(card_token.to_owned())
-                .customer(customer_id.to_owned())
-                .customize()
-                .request_strategy(strategy(&format!("{idempotency_key}:attach"))?)
-                .send(&client)
-                .await?;
-            request.invoice_settings(stripe_core::customer::UpdateCustomerInvoiceSettings {
-                default_payment_method: Some(attached.id.to_string()),
-                ..Default::default()
-            })
-        } else {
-            request.source(card_token)
+        let key = self.key(reference).await?;
+        let customer = match self.update_card_once(&client, customer_id, card_token, &key).await {
+            Ok(customer) => customer,
+            Err(err) if err.saved_failure() => {
+                // A card token is single-use and only curbpay holds it: spent means this
+                // update took effect.
+                if self.token_spent(&client, card_token).await {
+                    self.retrieve_customer(&client, customer_id).await?
+                } else {
+                    let key = self.next_attempt(reference).await?;
+                    self.update_card_once(&client, customer_id, card_token, &key).await?
+                }
+            }
+            Err(err) => return Err(err.into()),
         };
-        let customer = request.customize().request_strategy(strategy(idempotency_key)?).send(&client).await?;
         customer_card(&customer).ok_or_else(|| ProcessorError::Failed("Stripe returned a customer without a card".to_owned()))
     }
 
@@ -375,12 +509,7 @@ impl Processor for StripeProcessor {
         reference: &str,
     ) -> ProcessorResult<IssuedToken> {
         let client = self.client(platform)?;
-        let customer = match stripe_core::customer::RetrieveCustomer::new(customer_id.to_owned()).send(&client).await? {
-            stripe_core::customer::RetrieveCustomerReturned::Customer(customer) => customer,
-            stripe_core::customer::RetrieveCustomerReturned::DeletedCustomer(_) => {
-                return Err(ProcessorError::Failed("the customer was deleted at Stripe".to_owned()));
-            }
-        };
+        let customer = self.retrieve_customer(&client, customer_id).await?;
         let key = self.key(reference).await?;
         let default_pm = customer
             .invoice_settings
@@ -395,7 +524,7 @@ impl Processor for StripeProcessor {
         let clone_pm = if customer.default_source.is_none() { default_pm } else { None };
         let token = match self.token_once(&client, customer_id, connected_account_id, clone_pm.as_deref(), &key).await {
             Ok(token) => token,
-            Err(CallError::Api { status, should_retry: Some(false) | None, .. }) if status >= 500 => {
+            Err(err) if err.saved_failure() => {
                 let key = self.next_attempt(reference).await?;
                 self.token_once(&client, customer_id, connected_account_id, clone_pm.as_deref(), &key).await?
             }
@@ -409,24 +538,19 @@ impl Processor for StripeProcessor {
         let key = self.key(request.idempotency_key).await?;
         match self.charge_once(&client, request, &key).await {
             Ok(outcome) => Ok(outcome),
-            Err(err) if err.outcome_unknown() => {
-                let query = format!("metadata['{REF_KEY}']:'{}'", request.idempotency_key);
-                let found = stripe_core::charge::SearchCharge::new(query)
-                    .customize()
-                    .account_id(account_id(request.connected_account_id))
-                    .send(&client)
-                    .await?;
-                match found.data.into_iter().next() {
-                    Some(charge) if charge.paid => Ok(ChargeOutcome::Succeeded { charge_id: charge.id.to_string() }),
-                    Some(charge) => Ok(ChargeOutcome::Declined {
-                        code: charge.failure_code.clone().unwrap_or_else(|| "card_declined".to_owned()),
-                        decline_code: None,
-                        message: charge.failure_message.clone().unwrap_or_else(|| "Your card was declined.".to_owned()),
-                    }),
-                    None => {
-                        let key = self.next_attempt(request.idempotency_key).await?;
-                        Ok(self.charge_once(&client, request, &key).await?)
-                    }
+            Err(err) if err.saved_failure() => {
+                if let Some(outcome) = self.find_charge(&client, request).await? {
+                    return Ok(outcome);
+                }
+                let key = self.next_attempt(request.idempotency_key).await?;
+                match self.charge_once(&client, request, &key).await {
+                    // Only curbpay holds the token: if it is spent, the first attempt
+                    // charged it after all; find that charge.
+                    Err(CallError::Api { code, .. }) if code == "token_already_used" => self
+                        .find_charge(&client, request)
+                        .await?
+                        .ok_or_else(|| ProcessorError::Unavailable("the charge's outcome is not visible yet; retry".to_owned())),
+                    other => Ok(other?),
                 }
             }
             Err(err) => Err(err.into()),

@@ -619,7 +619,7 @@ fn mask(key: &str) -> String {
 fn router(db: Shared) -> Router {
     Router::new()
         .route("/v1/account", get(op(account)))
-        .route("/v1/customers", post(op(create_customer)))
+        .route("/v1/customers", post(op(create_customer)).get(op(list)))
         .route("/v1/customers/search", get(op(search)))
         .route("/v1/customers/{id}", get(op(retrieve)).post(op(update_customer)))
         .route("/v1/tokens", post(op(create_token)))
@@ -627,10 +627,10 @@ fn router(db: Shared) -> Router {
         .route("/v1/payment_methods", post(op(clone_payment_method)))
         .route("/v1/payment_methods/{id}", get(op(retrieve)))
         .route("/v1/payment_methods/{id}/attach", post(op(attach_payment_method)))
-        .route("/v1/charges", post(op(create_charge)))
+        .route("/v1/charges", post(op(create_charge)).get(op(list)))
         .route("/v1/charges/search", get(op(search)))
         .route("/v1/charges/{id}", get(op(retrieve)))
-        .route("/v1/payment_intents", post(op(create_payment_intent)))
+        .route("/v1/payment_intents", post(op(create_payment_intent)).get(op(list)))
         .route("/v1/payment_intents/{id}", get(op(retrieve)))
         .route("/v1/balance_transactions/{id}", get(op(retrieve)))
         .route("/oauth/authorize", get(op(oauth_authorize)))
@@ -829,6 +829,28 @@ fn search(db: &mut Db, req: &Req) -> Result<Value, Reply> {
     found.sort_by_key(|o| std::cmp::Reverse(o.at));
     let data: Vec<Value> = found.into_iter().map(|o| o.body.clone()).collect();
     Ok(json!({ "object": "search_result", "data": data, "has_more": false, "next_page": null, "url": format!("/v1/{kind}s/search") }))
+}
+
+/// `GET /v1/{kind}s`: newest first, `created[gte]`, `limit`, `starting_after`. Unlike
+/// search, lists read what was just written.
+fn list(db: &mut Db, req: &Req) -> Result<Value, Reply> {
+    let kind = req.path.trim_start_matches("/v1/").trim_end_matches('s').to_owned();
+    let since: i64 = req.p("created[gte]").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let limit: usize = req.p("limit").and_then(|v| v.parse().ok()).unwrap_or(10).clamp(1, 100);
+    let account = &req.account;
+    let mut found: Vec<&Obj> = db
+        .objects
+        .values()
+        .filter(|o| o.kind == kind && o.account == *account && o.body["created"].as_i64().unwrap_or(0) >= since)
+        .collect();
+    found.sort_by_key(|o| std::cmp::Reverse(o.at));
+    if let Some(after) = req.p("starting_after") {
+        let position = found.iter().position(|o| o.body["id"] == after).map(|i| i + 1).unwrap_or(found.len());
+        found.drain(..position);
+    }
+    let has_more = found.len() > limit;
+    let data: Vec<Value> = found.into_iter().take(limit).map(|o| o.body.clone()).collect();
+    Ok(json!({ "object": "list", "data": data, "has_more": has_more, "url": format!("/v1/{kind}s") }))
 }
 
 fn customer_json(id: &str, req: &Req) -> Value {
