@@ -14,14 +14,15 @@ use serde_json::{Value, json};
 use crate::util::stripe::{Fault, Platform, StripeDouble};
 use crate::util::{CHARGE_SESSION, END_SESSION, START_SESSION, TestApp, code_of, id};
 
-const CREATE_APP: &str = "mutation($s: StripeCredentialsInput, $fee: Int) {
+pub(crate) const CREATE_APP: &str = "mutation($s: StripeCredentialsInput, $fee: Int) {
   createApp(input: {name: \"ParkNow\", stripe: $s, platformFeeBps: $fee}) { app { id publishableKey processor processorAccountId platformFeeBps } }
 }";
 
-struct Stripe {
-    t: TestApp,
-    double: StripeDouble,
-    platform: Platform,
+/// A server in Stripe mode, the Stripe double it talks to, and one platform account.
+pub(crate) struct Stripe {
+    pub t: TestApp,
+    pub double: StripeDouble,
+    pub platform: Platform,
 }
 
 fn new_encryption_key() -> String {
@@ -43,7 +44,7 @@ fn stripe_config(double: &StripeDouble, key: &str) -> impl FnOnce(&mut curbpay::
     }
 }
 
-async fn stripe_mode() -> Stripe {
+pub(crate) async fn stripe_mode() -> Stripe {
     stripe_mode_with_key(&new_encryption_key()).await
 }
 
@@ -55,7 +56,7 @@ async fn stripe_mode_with_key(key: &str) -> Stripe {
     Stripe { t, double, platform }
 }
 
-fn credentials(p: &Platform) -> Value {
+pub(crate) fn credentials(p: &Platform) -> Value {
     json!({
         "secretKey": p.secret_key,
         "publishableKey": p.publishable_key,
@@ -110,7 +111,7 @@ impl Stripe {
 use crate::util::World;
 
 /// Visits Stripe's consent page (the double approves) and returns where it redirects.
-async fn consent(url: &str) -> String {
+pub(crate) async fn consent(url: &str) -> String {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let response = client.get(url).send().await.unwrap();
     assert!(response.status().is_redirection(), "consent page answered {}", response.status());

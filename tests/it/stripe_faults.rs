@@ -19,13 +19,12 @@
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use base64::Engine;
 use curbpay::auth::Role;
-use curbpay::config::ProcessorKind;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::util::stripe::{Fault, Platform, Recorded, StripeDouble};
+use crate::stripe::{CREATE_APP, Stripe, consent, credentials, stripe_mode};
+use crate::util::stripe::{Fault, Recorded};
 use crate::util::{CHARGE_SESSION, END_SESSION, START_SESSION, TestApp, code_of, id};
 
 /// `CURBPAY_STRIPE_MAX_ATTEMPTS` in these tests (the default).
@@ -35,9 +34,6 @@ const PERSISTENT: usize = MAX_ATTEMPTS + 1;
 
 // ------------------------------------------------------------------------------ Stripe mode
 
-const CREATE_APP: &str = "mutation($s: StripeCredentialsInput, $fee: Int) {
-  createApp(input: {name: \"ParkNow\", stripe: $s, platformFeeBps: $fee}) { app { id processorAccountId } }
-}";
 const TOKENIZE: &str = "mutation($r: String!, $t: String!) {
   tokenizeCustomer(input: {externalRef: $r, cardToken: $t}) { created customer { id card { last4 } } }
 }";
@@ -45,49 +41,6 @@ const LINK_OPERATOR: &str =
     "mutation($a: ID!, $o: ID!) { linkOperator(input: {appId: $a, operatorId: $o}) { link { id authorizationUrl } } }";
 const UNLINK: &str = "mutation($l: ID!) { unlinkOperator(input: {linkId: $l}) { link { status } } }";
 const REISSUE: &str = "mutation($s: ID!) { reissueChargeToken(input: {sessionId: $s}) { chargeToken { status } } }";
-
-struct Stripe {
-    t: TestApp,
-    double: StripeDouble,
-    platform: Platform,
-}
-
-async fn stripe_mode() -> Stripe {
-    let double = StripeDouble::start().await;
-    let api_base = url::Url::parse(&double.api_base).unwrap();
-    let connect_base = url::Url::parse(&format!("{}/", double.connect_base)).unwrap();
-    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    let t = TestApp::with_config(move |c| {
-        c.processor = ProcessorKind::Stripe;
-        c.stripe.api_base = api_base;
-        c.stripe.connect_base = connect_base;
-        c.stripe.max_attempts = MAX_ATTEMPTS as u32;
-        c.stripe.retry_base_delay = Duration::from_millis(5);
-        c.stripe.timeout = Duration::from_secs(2);
-        c.encryption_key = Some(key.into());
-    })
-    .await;
-    let platform = Platform::generate();
-    double.add_platform(platform.clone());
-    Stripe { t, double, platform }
-}
-
-fn credentials(p: &Platform) -> Value {
-    json!({
-        "secretKey": p.secret_key,
-        "publishableKey": p.publishable_key,
-        "connectClientId": p.connect_client_id,
-        "webhookSecret": p.webhook_secret,
-    })
-}
-
-/// Visits Stripe's consent page (the double approves) and returns where it redirects.
-async fn consent(url: &str) -> String {
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = client.get(url).send().await.unwrap();
-    assert!(response.status().is_redirection(), "consent page answered {}", response.status());
-    response.headers()["location"].to_str().unwrap().to_owned()
-}
 
 /// `SELECT count(*) AS n …` on the test's database.
 async fn count(t: &TestApp, query: &str) -> i64 {
