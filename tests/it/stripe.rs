@@ -355,8 +355,23 @@ async fn deauthorization_by_webhook_revokes_the_link() {
     let data = s.t.ok(&w.app_token, "query($id: ID!) { link(id: $id) { status } }", json!({ "id": w.link_id })).await;
     assert_eq!(data["link"]["status"], "ACTIVE");
 
+    // The app watches its links; the revocation reaches it live.
+    let mut watcher = crate::util::node::NodeSubscriber::spawn(
+        &s.t.ws_url(),
+        &w.app_token,
+        "subscription { linkStatusChanged(after: \"0\") { status link { id } } }",
+        json!({}),
+        Some(3),
+    );
+    for expected in ["PENDING", "ACTIVE"] {
+        assert_eq!(watcher.next_data().await["linkStatusChanged"]["status"], expected);
+    }
+
     let delivered = s.double.deliver_webhook(&url, event.clone(), &s.platform.webhook_secret, None).await;
     assert_eq!(delivered.status(), 200);
+    let change = watcher.next_data().await;
+    assert_eq!(change["linkStatusChanged"]["status"], "REVOKED");
+    assert_eq!(id(&change["linkStatusChanged"]["link"]["id"]), w.link_id);
     let data = s
         .t
         .ok(&w.operator_token, "query($l: ID!, $s: ID!) { link(id: $l) { status } parkingSession(id: $s) { chargeToken { status } } }", json!({ "l": w.link_id, "s": session_id }))
