@@ -101,6 +101,9 @@ pub struct Config {
     /// API, comma-separated. Credentials travel in the `Authorization` header (never
     /// cookies), so any origin is safe by default; list origins to narrow it.
     pub cors_allowed_origins: Vec<String>,
+    /// `CURBPAY_WS_INIT_TIMEOUT` (default `10s`): a WebSocket that has not authenticated
+    /// (`connection_init`) by then is closed.
+    pub ws_init_timeout: Duration,
     /// `CURBPAY_DB_POOL_SIZE` (default 8): connections in the pool.
     pub db_pool_size: usize,
     /// `CURBPAY_DB_POOL_TIMEOUT` (default `5s`): how long a request waits for a
@@ -210,6 +213,7 @@ impl Config {
                 .filter(|origin| !origin.is_empty())
                 .collect(),
             charge_token_ttl: duration_var("CURBPAY_CHARGE_TOKEN_TTL", "15m")?,
+            ws_init_timeout: duration_var("CURBPAY_WS_INIT_TIMEOUT", "10s")?,
             db_pool_size,
             db_pool_timeout: duration_var("CURBPAY_DB_POOL_TIMEOUT", "5s")?,
             db_statement_timeout: duration_var("CURBPAY_DB_STATEMENT_TIMEOUT", "10s")?,
@@ -237,6 +241,7 @@ impl Config {
             previous_encryption_keys: Vec::new(),
             cors_allowed_origins: vec!["*".to_owned()],
             charge_token_ttl: Duration::from_secs(15 * 60),
+            ws_init_timeout: Duration::from_secs(10),
             db_pool_size: 8,
             db_pool_timeout: Duration::from_secs(5),
             db_statement_timeout: Duration::from_secs(10),

@@ -192,10 +192,29 @@ fn websocket(state: HttpState, protocol: GraphQLProtocol, upgrade: WebSocketUpgr
         .read_buffer_size(4096)
         .write_buffer_size(4096)
         .max_message_size(MAX_BODY_BYTES)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move { connection_init(&app, payload) })
-                .serve()
+        .on_upgrade(move |socket| async move {
+            // Sockets that never authenticate would otherwise stay open for ever.
+            let init_timeout = app.config.ws_init_timeout;
+            let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = authenticated.clone();
+            let serve = GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let data = connection_init(&app, payload)?;
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Ok(data)
+                })
+                .serve();
+            tokio::pin!(serve);
+            tokio::select! {
+                () = &mut serve => {}
+                () = tokio::time::sleep(init_timeout) => {
+                    if authenticated.load(std::sync::atomic::Ordering::Relaxed) {
+                        serve.await;
+                    } else {
+                        tracing::debug!("closing a WebSocket that sent no connection_init in time");
+                    }
+                }
+            }
         })
 }
 

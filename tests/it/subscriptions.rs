@@ -816,3 +816,32 @@ async fn an_expired_jwt_stops_authorizing_operations_on_an_open_websocket() {
         authorized.join("\n")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// A socket that never authenticates is closed; one that does stays open.
+
+#[tokio::test]
+async fn sockets_that_never_send_connection_init_are_closed() {
+    let t = TestApp::with_config(|c| c.ws_init_timeout = Duration::from_millis(300)).await;
+    let mut silent = WsClient::connect(&t.ws_url(), "graphql-transport-ws").await;
+    let started = std::time::Instant::now();
+    assert!(matches!(silent.incoming().await, Incoming::Closed(_)), "the silent socket was closed");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // An authenticated socket outlives the deadline and still serves subscriptions.
+    let w = t.world().await;
+    let first = issue(&t, &w, "k1").await;
+    let mut client = WsClient::connect(&t.ws_url(), "graphql-transport-ws").await;
+    client.init(bearer(&w.operator_token)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // past the init deadline on purpose
+    client
+        .send(json!({
+            "id": "1",
+            "type": "subscribe",
+            "payload": { "query": "subscription { chargeTokenIssued(after: \"0\") { chargeToken { id } } }" },
+        }))
+        .await;
+    let next = client.recv().await;
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(next["payload"]["data"]["chargeTokenIssued"]["chargeToken"]["id"], first.token_id.to_string().as_str());
+}
