@@ -2,7 +2,7 @@
 //! Stripe's real endpoints, faults on the calls (with the exact requests checked), a
 //! crash between a Stripe call and the commit, webhooks, and secrets never leaking.
 
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -11,6 +11,7 @@ use curbpay::auth::Role;
 use curbpay::config::ProcessorKind;
 use serde_json::{Value, json};
 
+use crate::util::process::Curbpay;
 use crate::util::stripe::{Fault, Platform, StripeDouble};
 use crate::util::{CHARGE_SESSION, END_SESSION, START_SESSION, TestApp, code_of, id};
 
@@ -426,83 +427,25 @@ async fn stripe_errors_map_to_stable_codes() {
     assert_eq!(code_of(&response).as_deref(), Some("BAD_USER_INPUT"), "{response}");
 }
 
-/// The real binary in Stripe mode, its whole output (debug logs included) kept.
-struct ServerProcess {
-    child: tokio::process::Child,
-    base: String,
-    output: Arc<Mutex<String>>,
-}
-
-impl ServerProcess {
-    async fn spawn(s: &Stripe, encryption_key: &str) -> ServerProcess {
-        use tokio::io::{AsyncBufReadExt, BufReader};
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_curbpay"));
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CURBPAY_")) {
-            command.env_remove(name);
-        }
-        command
-            .arg("serve")
-            .env("DATABASE_URL", &s.t.db.url)
-            .env("CURBPAY_JWT_SECRET", crate::util::JWT_SECRET)
-            .env("CURBPAY_LISTEN_ADDR", "127.0.0.1:0")
-            .env("CURBPAY_PROCESSOR", "stripe")
-            .env("CURBPAY_STRIPE_API_BASE", &s.double.api_base)
-            .env("CURBPAY_STRIPE_CONNECT_BASE", &s.double.connect_base)
-            .env("CURBPAY_STRIPE_RETRY_BASE_DELAY", "5ms")
-            .env("CURBPAY_ENCRYPTION_KEY", encryption_key)
-            .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let (output, tx) = (output.clone(), tx.clone());
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    output.lock().unwrap().push_str(&line);
-                    output.lock().unwrap().push('\n');
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let base = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = rx.recv().await {
-                if let Some(url) = line.strip_prefix("curbpay is serving GraphQL at ") {
-                    return url.trim().trim_end_matches("graphql").to_owned();
-                }
-            }
-            panic!("curbpay exited before serving");
-        })
-        .await
-        .expect("curbpay started");
-        ServerProcess { child, base, output }
-    }
-
-    async fn graphql(&self, token: &str, query: &str, variables: Value) -> Value {
-        reqwest::Client::new()
-            .post(format!("{}graphql", self.base))
-            .bearer_auth(token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
+/// The real binary in Stripe mode against the double, logging at debug level.
+async fn serve_stripe_mode(s: &Stripe, encryption_key: &str) -> Curbpay {
+    Curbpay::serve(&[
+        ("DATABASE_URL", s.t.db.url.as_str()),
+        ("CURBPAY_JWT_SECRET", crate::util::JWT_SECRET),
+        ("CURBPAY_PROCESSOR", "stripe"),
+        ("CURBPAY_STRIPE_API_BASE", s.double.api_base.as_str()),
+        ("CURBPAY_STRIPE_CONNECT_BASE", s.double.connect_base.as_str()),
+        ("CURBPAY_STRIPE_RETRY_BASE_DELAY", "5ms"),
+        ("CURBPAY_ENCRYPTION_KEY", encryption_key),
+        ("RUST_LOG", "debug"),
+    ])
+    .await
 }
 
 #[tokio::test]
 async fn secrets_never_appear_in_logs_errors_responses_or_the_database() {
     let s = stripe_mode().await;
-    let mut server = ServerProcess::spawn(&s, &new_encryption_key()).await;
+    let server = serve_stripe_mode(&s, &new_encryption_key()).await;
     let admin = s.t.admin();
     let mut responses = String::new();
 
@@ -553,8 +496,8 @@ async fn secrets_never_appear_in_logs_errors_responses_or_the_database() {
         .await;
     responses.push_str(&everything.to_string());
 
-    server.child.kill().await.unwrap();
-    let logged = server.output.lock().unwrap().clone();
+    let logged = server.output();
+    server.stop().await;
     assert!(logged.contains("stripe request failed"), "the output was captured:\n{logged}");
     for secret in [&s.platform.secret_key, &s.platform.webhook_secret, &wrong.secret_key] {
         assert!(!logged.contains(secret.as_str()), "a secret reached the log");

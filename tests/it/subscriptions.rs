@@ -8,18 +8,16 @@
 //! then issue the events that must arrive live. "Nothing else was delivered" is shown by a
 //! marker event: the next event a subscriber gets must be the marker, not a stray one.
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use curbpay::auth::{Claims, Role};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use uuid::Uuid;
 
+use crate::util::process::Curbpay;
 use crate::util::node::NodeSubscriber;
 use crate::util::{JWT_SECRET, START_SESSION, TestApp, TestDb, World, id};
 
@@ -551,89 +549,25 @@ async fn link_status_changes_reach_only_the_parties_of_the_link() {
 // ---------------------------------------------------------------------------------------
 // 8. Two server processes (the real binary) on one database.
 
-/// `curbpay serve` as a child process.
-struct ServerProcess {
-    _child: tokio::process::Child,
-    addr: SocketAddr,
-}
-
-impl ServerProcess {
-    async fn spawn(database_url: &str) -> ServerProcess {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_curbpay"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("CURBPAY_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .arg("serve")
-            .env("DATABASE_URL", database_url)
-            .env("CURBPAY_JWT_SECRET", JWT_SECRET)
-            .env("CURBPAY_LISTEN_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("spawn curbpay");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.expect("read curbpay's stdout") {
-                if let Some(url) = line.strip_prefix("curbpay is serving GraphQL at ") {
-                    let url = url::Url::parse(url.trim()).expect("a URL");
-                    return url.socket_addrs(|| None).unwrap()[0];
-                }
-            }
-            panic!("curbpay exited before serving");
-        })
-        .await
-        .expect("curbpay did not start within 30 s");
-        // Keep draining stdout (logs go there too) so the server never blocks on the pipe.
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[curbpay {addr}] {line}");
-            }
-        });
-        ServerProcess { _child: child, addr }
-    }
-
-    fn ws_url(&self) -> String {
-        format!("ws://{}/graphql", self.addr)
-    }
-
-    async fn ok(&self, http: &reqwest::Client, token: &str, query: &str, variables: Value) -> Value {
-        let response: Value = http
-            .post(format!("http://{}/graphql", self.addr))
-            .bearer_auth(token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(response.get("errors").is_none(), "unexpected errors: {response:#}");
-        response["data"].clone()
-    }
-}
-
 #[tokio::test]
 async fn tokens_issued_on_one_process_reach_subscribers_on_another() {
     let db = TestDb::new().await;
-    let one = ServerProcess::spawn(&db.url).await;
-    let two = ServerProcess::spawn(&db.url).await;
+    let env = [("DATABASE_URL", db.url.as_str()), ("CURBPAY_JWT_SECRET", JWT_SECRET), ("RUST_LOG", "warn")];
+    let one = Curbpay::serve(&env).await;
+    let two = Curbpay::serve(&env).await;
     assert_ne!(one.addr, two.addr);
     let http = reqwest::Client::new();
     let admin = mint(&Claims::new(Role::Admin, None, Duration::from_secs(600)), JWT_SECRET);
 
     // The whole setup goes through process 1 over HTTP.
     let data =
-        one.ok(&http, &admin, "mutation { createApp(input: {name: \"ParkNow\"}) { app { id } } }", json!({})).await;
+        one.ok(&admin, "mutation { createApp(input: {name: \"ParkNow\"}) { app { id } } }", json!({})).await;
     let app_id = id(&data["createApp"]["app"]["id"]);
     let data = one
-        .ok(&http, &admin, "mutation { createOperator(input: {name: \"Garages\"}) { operator { id } } }", json!({}))
+        .ok(&admin, "mutation { createOperator(input: {name: \"Garages\"}) { operator { id } } }", json!({}))
         .await;
     let operator_id = id(&data["createOperator"]["operator"]["id"]);
-    let data = one.ok(&http, &admin, LINK_OPERATOR, json!({ "a": app_id, "o": operator_id })).await;
+    let data = one.ok(&admin, LINK_OPERATOR, json!({ "a": app_id, "o": operator_id })).await;
     let url = data["linkOperator"]["link"]["authorizationUrl"].as_str().unwrap().to_owned();
     assert!(url.starts_with(&format!("http://{}/", one.addr)), "{url}");
     let consent = http.get(&url).send().await.unwrap();
@@ -643,7 +577,6 @@ async fn tokens_issued_on_one_process_reach_subscribers_on_another() {
     let operator_token = mint(&Claims::new(Role::Operator(operator_id), None, Duration::from_secs(600)), JWT_SECRET);
     let data = one
         .ok(
-            &http,
             &app_token,
             "mutation { tokenizeCustomer(input: {externalRef: \"u1\", cardToken: \"tok_visa\"}) { customer { id } } }",
             json!({}),
@@ -653,7 +586,7 @@ async fn tokens_issued_on_one_process_reach_subscribers_on_another() {
     let start = async |key: &str| {
         let (zone, plate) = (format!("Z-{key}"), format!("P-{key}"));
         let data =
-            one.ok(&http, &app_token, START_SESSION, session_vars(customer_id, operator_id, key, &zone, &plate)).await;
+            one.ok(&app_token, START_SESSION, session_vars(customer_id, operator_id, key, &zone, &plate)).await;
         issued_from(&data, &zone, &plate)
     };
 

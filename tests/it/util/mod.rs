@@ -20,6 +20,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 pub mod node;
+pub mod process;
 pub mod stripe;
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";

@@ -1,0 +1,124 @@
+//! The real `curbpay` binary as a child process: started with a clean `CURBPAY_*`
+//! environment plus the settings a test gives, its output kept (to read the address and
+//! the development token from, and to search for leaks), stopped by SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+const SERVING: &str = "curbpay is serving GraphQL at ";
+const TOKEN: &str = "{\"Authorization\": \"Bearer ";
+
+pub struct Curbpay {
+    child: Child,
+    pub addr: SocketAddr,
+    /// `http://<addr>/`.
+    pub base: String,
+    output: Arc<Mutex<String>>,
+}
+
+impl Curbpay {
+    /// Runs `curbpay serve` with `env` (and no other `CURBPAY_*` or `DATABASE_URL` of
+    /// the test's environment); returns once it listens.
+    pub async fn serve(env: &[(&str, &str)]) -> Curbpay {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_curbpay"));
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CURBPAY_") || name == "DATABASE_URL") {
+            command.env_remove(name);
+        }
+        command
+            .arg("serve")
+            .env("CURBPAY_LISTEN_ADDR", "127.0.0.1:0")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn curbpay");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let streams: [Box<dyn AsyncRead + Unpin + Send>; 2] =
+            [Box::new(child.stdout.take().unwrap()), Box::new(child.stderr.take().unwrap())];
+        for stream in streams {
+            let (output, tx) = (output.clone(), tx.clone());
+            // Keep draining, so the server never blocks on a full pipe.
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut output = output.lock().unwrap();
+                    output.push_str(&line);
+                    output.push('\n');
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
+        let url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = rx.recv().await {
+                if let Some(url) = line.strip_prefix(SERVING) {
+                    return url.trim().to_owned();
+                }
+            }
+            panic!("curbpay exited before serving");
+        })
+        .await
+        .expect("curbpay started within 60 s");
+        let url = url::Url::parse(&url).expect("a URL");
+        let addr = url.socket_addrs(|| None).unwrap()[0];
+        Curbpay { child, addr, base: format!("http://{addr}/"), output }
+    }
+
+    /// Everything the server printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// The development admin token the server printed (it has none with a configured secret).
+    pub async fn admin_token(&self) -> String {
+        for _ in 0..500 {
+            if let Some(token) = self.output().lines().find_map(|l| l.trim().strip_prefix(TOKEN).map(|t| t.trim_end_matches("\"}").to_owned())) {
+                return token;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("curbpay printed no admin token:\n{}", self.output());
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/graphql", self.addr)
+    }
+
+    /// POSTs a GraphQL request; returns the whole response.
+    pub async fn graphql(&self, token: &str, query: &str, variables: Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}graphql", self.base))
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Runs an operation that must succeed; returns `data`.
+    pub async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
+        let response = self.graphql(token, query, variables).await;
+        assert!(response.get("errors").is_none(), "unexpected errors: {response:#}");
+        response["data"].clone()
+    }
+
+    /// SIGTERM, then waits; the server must exit cleanly.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().expect("still running") as i32;
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.unwrap().unwrap();
+        assert!(status.success(), "clean exit on SIGTERM: {status}\n{}", self.output());
+    }
+}
