@@ -108,8 +108,9 @@ impl JwtVerifier {
                 let secret = generated_secret.ok_or_else(|| anyhow::anyhow!("no JWT key configured"))?;
                 (DecodingKey::from_secret(secret), Algorithm::HS256)
             }
-            JwtKey::PublicKeyPem { pem, path } => public_key(pem)
-                .ok_or_else(|| anyhow::anyhow!("{}: not an RSA, EC (P-256) or Ed25519 public key in PEM", path.display()))?,
+            JwtKey::PublicKeyPem { pem, path } => public_key(pem).ok_or_else(|| {
+                anyhow::anyhow!("{}: not an RSA, EC (P-256) or Ed25519 public key in PEM", path.display())
+            })?,
         };
         let mut validation = Validation::new(algorithm);
         // A configured `iss`/`aud` must be present, not just match when present.
@@ -163,7 +164,9 @@ fn principal(claims: Claims) -> Result<Principal, ApiError> {
     let role = match claims.role.as_str() {
         "admin" => Role::Admin,
         "app" => Role::App(claims.app_id.ok_or_else(|| bad("role app needs an app_id claim"))?),
-        "operator" => Role::Operator(claims.operator_id.ok_or_else(|| bad("role operator needs an operator_id claim"))?),
+        "operator" => {
+            Role::Operator(claims.operator_id.ok_or_else(|| bad("role operator needs an operator_id claim"))?)
+        }
         _ => return Err(bad("role must be admin, app or operator")),
     };
     let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or_else(|| bad("exp is out of range"))?;
@@ -213,7 +216,8 @@ mod tests {
         let err = v.verify(&mint(SECRET.as_bytes(), &claims).unwrap()).unwrap_err();
         assert!(err.to_string().contains("expired"));
 
-        let forged = mint(b"another-secret-another-secret-xx", &Claims::new(Role::Admin, None, Duration::from_secs(60)));
+        let forged =
+            mint(b"another-secret-another-secret-xx", &Claims::new(Role::Admin, None, Duration::from_secs(60)));
         assert!(v.verify(&forged.unwrap()).is_err());
 
         let mut claims = Claims::new(Role::Admin, None, Duration::from_secs(60));
@@ -236,12 +240,9 @@ mod tests {
     fn the_header_algorithm_is_not_trusted() {
         // A token signed "none"-style or with another algorithm must not pass.
         let claims = Claims::new(Role::Admin, None, Duration::from_secs(60));
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS512),
-            &claims,
-            &EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .unwrap();
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(SECRET.as_bytes()))
+                .unwrap();
         assert!(verifier(None, None).verify(&token).is_err());
     }
 

@@ -151,7 +151,8 @@ impl Config {
             }
             (None, None) => JwtKey::Generate,
         };
-        let stripe_settings = ["CURBPAY_STRIPE_API_BASE", "CURBPAY_STRIPE_CONNECT_BASE"].iter().any(|v| var(v).is_some());
+        let stripe_settings =
+            ["CURBPAY_STRIPE_API_BASE", "CURBPAY_STRIPE_CONNECT_BASE"].iter().any(|v| var(v).is_some());
         let processor = match var("CURBPAY_PROCESSOR").as_deref() {
             None if stripe_settings => ProcessorKind::Stripe,
             None | Some("sandbox") => ProcessorKind::Sandbox,
@@ -171,7 +172,9 @@ impl Config {
             api_base: url_var("CURBPAY_STRIPE_API_BASE", &defaults.api_base)?,
             connect_base: url_var("CURBPAY_STRIPE_CONNECT_BASE", &defaults.connect_base)?,
             max_attempts: match var("CURBPAY_STRIPE_MAX_ATTEMPTS") {
-                Some(raw) => raw.parse().ok().filter(|n| *n >= 1).context("CURBPAY_STRIPE_MAX_ATTEMPTS: a number, at least 1")?,
+                Some(raw) => {
+                    raw.parse().ok().filter(|n| *n >= 1).context("CURBPAY_STRIPE_MAX_ATTEMPTS: a number, at least 1")?
+                }
                 None => defaults.max_attempts,
             },
             retry_base_delay: duration_var("CURBPAY_STRIPE_RETRY_BASE_DELAY", "200ms")?,
@@ -179,10 +182,17 @@ impl Config {
         };
         let encryption_key = var("CURBPAY_ENCRYPTION_KEY").map(SecretString::from);
         if processor == ProcessorKind::Stripe && encryption_key.is_none() {
-            bail!("Stripe mode needs CURBPAY_ENCRYPTION_KEY (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)");
+            bail!(
+                "Stripe mode needs CURBPAY_ENCRYPTION_KEY (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)"
+            );
         }
         let previous_encryption_keys = var("CURBPAY_ENCRYPTION_PREVIOUS_KEYS")
-            .map(|keys| keys.split(',').filter(|k| !k.trim().is_empty()).map(|k| SecretString::from(k.trim().to_owned())).collect())
+            .map(|keys| {
+                keys.split(',')
+                    .filter(|k| !k.trim().is_empty())
+                    .map(|k| SecretString::from(k.trim().to_owned()))
+                    .collect()
+            })
             .unwrap_or_default();
         let db_pool_size = match var("CURBPAY_DB_POOL_SIZE") {
             Some(raw) => raw.parse().context("CURBPAY_DB_POOL_SIZE: expected a number")?,
@@ -196,11 +206,7 @@ impl Config {
             data_dir: PathBuf::from(var("CURBPAY_DATA_DIR").unwrap_or_else(|| ".curbpay".to_owned())),
             listen_addr,
             public_url,
-            jwt: JwtConfig {
-                key,
-                issuer: var("CURBPAY_JWT_ISSUER"),
-                audience: var("CURBPAY_JWT_AUDIENCE"),
-            },
+            jwt: JwtConfig { key, issuer: var("CURBPAY_JWT_ISSUER"), audience: var("CURBPAY_JWT_AUDIENCE") },
             state_secret: var("CURBPAY_STATE_SECRET").map(SecretString::from),
             processor,
             stripe,
@@ -229,11 +235,7 @@ impl Config {
             data_dir: PathBuf::from(".curbpay"),
             listen_addr,
             public_url: default_public_url(listen_addr),
-            jwt: JwtConfig {
-                key: JwtKey::Secret(jwt_secret.to_owned().into()),
-                issuer: None,
-                audience: None,
-            },
+            jwt: JwtConfig { key: JwtKey::Secret(jwt_secret.to_owned().into()), issuer: None, audience: None },
             state_secret: None,
             processor: ProcessorKind::Sandbox,
             stripe: StripeConfig::default(),

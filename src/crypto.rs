@@ -33,9 +33,8 @@ pub struct Sealed {
 }
 
 fn key(encoded: &str) -> anyhow::Result<Key> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .context("encryption key is not base64")?;
+    let bytes =
+        base64::engine::general_purpose::STANDARD.decode(encoded.trim()).context("encryption key is not base64")?;
     if bytes.len() != 32 {
         bail!("encryption key must be 32 bytes (base64 of 32 random bytes), got {}", bytes.len());
     }
@@ -86,7 +85,10 @@ impl Keyring {
         let (nonce, ciphertext) = sealed.ciphertext.split_at(NONCE_LEN);
         let plain = key
             .cipher
-            .decrypt(&Nonce::from(<[u8; NONCE_LEN]>::try_from(nonce).expect("split at NONCE_LEN")), Payload { msg: ciphertext, aad: context.as_bytes() })
+            .decrypt(
+                &Nonce::from(<[u8; NONCE_LEN]>::try_from(nonce).expect("split at NONCE_LEN")),
+                Payload { msg: ciphertext, aad: context.as_bytes() },
+            )
             .map_err(|_| anyhow::anyhow!("sealed secret does not open with key {} (tampered or moved)", key.id))?;
         Ok(SecretString::from(String::from_utf8(plain).context("sealed secret is not UTF-8")?))
     }

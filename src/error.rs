@@ -80,9 +80,7 @@ impl ApiError {
     /// The message a client may see. Internal detail stays in the log.
     pub fn client_message(&self) -> String {
         match self {
-            ApiError::Unavailable(_) => {
-                "The service is temporarily unavailable; retry the request.".to_owned()
-            }
+            ApiError::Unavailable(_) => "The service is temporarily unavailable; retry the request.".to_owned(),
             ApiError::Internal(_) => "An internal error occurred.".to_owned(),
             other => other.to_string(),
         }
@@ -110,12 +108,8 @@ impl From<diesel::result::Error> for ApiError {
         use diesel::result::{DatabaseErrorKind, Error};
         match &err {
             Error::NotFound => ApiError::Internal("row unexpectedly missing".into()),
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                ApiError::Unavailable(err.to_string())
-            }
-            Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => {
-                ApiError::Unavailable(err.to_string())
-            }
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => ApiError::Unavailable(err.to_string()),
+            Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => ApiError::Unavailable(err.to_string()),
             Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
                 ApiError::Unavailable(err.to_string())
             }

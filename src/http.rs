@@ -48,12 +48,10 @@ pub fn router(app: AppState) -> Router {
         .route("/webhooks/stripe", axum::routing::post(stripe_webhook))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
-        .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                // The path only: query strings can carry authorization codes and states.
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-            }),
-        )
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The path only: query strings can carry authorization codes and states.
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }))
         .with_state(state)
 }
 
@@ -111,10 +109,15 @@ async fn graphql_post(
                 &format!("the request body is larger than {} KiB", MAX_BODY_BYTES / 1024),
             );
         }
-        Err(rejection) => return bad_request(StatusCode::BAD_REQUEST, &format!("unreadable request body: {rejection}")),
+        Err(rejection) => {
+            return bad_request(StatusCode::BAD_REQUEST, &format!("unreadable request body: {rejection}"));
+        }
     };
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return bad_request(StatusCode::BAD_REQUEST, "the body must be one JSON object {\"query\": …}; batches are not supported");
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "the body must be one JSON object {\"query\": …}; batches are not supported",
+        );
     }
     match serde_json::from_slice::<async_graphql::Request>(&body) {
         Ok(request) => execute(&state, &headers, request).await.into_response(),
@@ -142,18 +145,21 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
     }
     let request = Request::from_parts(parts, body);
     let headers = request.headers().clone();
-    let request = match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(request, &state).await {
-        Ok(request) => request.into_inner(),
-        Err(rejection) => {
-            return bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {}", rejection.0));
-        }
-    };
+    let request =
+        match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(request, &state).await {
+            Ok(request) => request.into_inner(),
+            Err(rejection) => {
+                return bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {}", rejection.0));
+            }
+        };
     if !is_query(&request) {
-        return bad_request(StatusCode::METHOD_NOT_ALLOWED, "only queries may be sent with GET; use POST for mutations");
+        return bad_request(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only queries may be sent with GET; use POST for mutations",
+        );
     }
     execute(&state, &headers, request).await.into_response()
 }
-
 
 /// Whether the operation a GET would run is a query (parse errors are left to the
 /// executor, which reports them properly).
@@ -221,10 +227,7 @@ fn websocket(state: HttpState, protocol: GraphQLProtocol, upgrade: WebSocketUpgr
 /// Browsers cannot set headers on a WebSocket, so the JWT comes in the
 /// `connection_init` payload: `{"Authorization": "Bearer <JWT>"}`.
 fn connection_init(app: &AppState, payload: serde_json::Value) -> async_graphql::Result<Data> {
-    let value = payload
-        .get("Authorization")
-        .or_else(|| payload.get("authorization"))
-        .and_then(|v| v.as_str());
+    let value = payload.get("Authorization").or_else(|| payload.get("authorization")).and_then(|v| v.as_str());
     match authenticate(app, value) {
         Auth::Principal(principal) => {
             let mut data = Data::default();
@@ -285,9 +288,8 @@ async fn health(State(state): State<HttpState>) -> Response {
     .await;
     match ready {
         Ok(true) => (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))).into_response(),
-        Ok(false) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "migrations pending" }))).into_response()
-        }
+        Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "migrations pending" })))
+            .into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "health check failed");
             (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "database unavailable" })))
@@ -321,7 +323,9 @@ async fn connect_callback(State(state): State<HttpState>, Query(params): Query<C
         return page(StatusCode::BAD_REQUEST, "Link not completed", "The request has no authorization code.");
     };
     match links::complete_from_callback(app, signed_state, code).await {
-        Ok(_) => page(StatusCode::OK, "Link active", "The operator's account is now linked. You can close this window."),
+        Ok(_) => {
+            page(StatusCode::OK, "Link active", "The operator's account is now linked. You can close this window.")
+        }
         Err(err) => page(status_of(err.code()), "Link not completed", &err.client_message()),
     }
 }

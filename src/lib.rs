@@ -55,9 +55,9 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
     let state_secret: Vec<u8> = match (&config.state_secret, &config.jwt.key) {
         (Some(secret), _) => secret.expose_secret().as_bytes().to_vec(),
         (None, config::JwtKey::Secret(secret)) => secret.expose_secret().as_bytes().to_vec(),
-        (None, config::JwtKey::Generate) => generated_jwt_secret
-            .ok_or_else(|| anyhow::anyhow!("no JWT key configured"))?
-            .to_vec(),
+        (None, config::JwtKey::Generate) => {
+            generated_jwt_secret.ok_or_else(|| anyhow::anyhow!("no JWT key configured"))?.to_vec()
+        }
         (None, config::JwtKey::PublicKeyPem { .. }) => anyhow::bail!(
             "CURBPAY_STATE_SECRET is required when JWTs are verified with a public key \
              (it signs link authorizations and must be the same on every server)"

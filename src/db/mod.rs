@@ -61,9 +61,12 @@ pub fn pool(url: &str, settings: &PoolSettings, counter: StatementCounter) -> an
         let counter = counter.clone();
         async move {
             let mut conn = AsyncPgConnection::establish(url).await?;
-            diesel_async::RunQueryDsl::execute(diesel::sql_query(format!("SET statement_timeout = {timeout_ms}")), &mut conn)
-                .await
-                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            diesel_async::RunQueryDsl::execute(
+                diesel::sql_query(format!("SET statement_timeout = {timeout_ms}")),
+                &mut conn,
+            )
+            .await
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
             conn.set_instrumentation(CountStatements(counter));
             Ok(conn)
         }

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
+};
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument};
 use async_graphql::{Response, ServerError, ServerResult, Variables};
 use futures_util::StreamExt;

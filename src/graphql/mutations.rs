@@ -77,17 +77,18 @@ impl PartyMutation {
             connect_client_id: s.connect_client_id,
             webhook_secret: s.webhook_secret.into(),
         });
-        let request = parties::NewAppRequest {
-            name: &input.name,
-            credentials,
-            platform_fee_bps: input.platform_fee_bps,
-        };
+        let request =
+            parties::NewAppRequest { name: &input.name, credentials, platform_fee_bps: input.platform_fee_bps };
         let created = parties::create_app(app(ctx), principal(ctx)?, request).await?;
         Ok(CreateAppPayload { app: App(created) })
     }
 
     /// Creates an operator. Admin only.
-    async fn create_operator(&self, ctx: &Context<'_>, input: CreateOperatorInput) -> async_graphql::Result<CreateOperatorPayload> {
+    async fn create_operator(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateOperatorInput,
+    ) -> async_graphql::Result<CreateOperatorPayload> {
         let created = parties::create_operator(app(ctx), principal(ctx)?, &input.name).await?;
         Ok(CreateOperatorPayload { operator: Operator(created) })
     }
@@ -147,7 +148,11 @@ impl LinkMutation {
     /// Starts linking an operator's processor account to an app's platform. Admin, or
     /// the app itself. Idempotent: an existing pending or active link is returned; a
     /// revoked one asks for authorization again.
-    async fn link_operator(&self, ctx: &Context<'_>, input: LinkOperatorInput) -> async_graphql::Result<LinkOperatorPayload> {
+    async fn link_operator(
+        &self,
+        ctx: &Context<'_>,
+        input: LinkOperatorInput,
+    ) -> async_graphql::Result<LinkOperatorPayload> {
         let app_id = parse_id("appId", &input.app_id)?;
         let operator_id = parse_id("operatorId", &input.operator_id)?;
         let link = links::link_operator(app(ctx), principal(ctx)?, app_id, operator_id).await?;
@@ -156,7 +161,11 @@ impl LinkMutation {
 
     /// Completes a pending link with the authorization code from the processor's
     /// redirect (the same step `/connect/callback` performs). Admin, or a party to the link.
-    async fn complete_link(&self, ctx: &Context<'_>, input: CompleteLinkInput) -> async_graphql::Result<CompleteLinkPayload> {
+    async fn complete_link(
+        &self,
+        ctx: &Context<'_>,
+        input: CompleteLinkInput,
+    ) -> async_graphql::Result<CompleteLinkPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
         let link = links::complete_link(app(ctx), principal(ctx)?, link_id, &input.authorization_code).await?;
         Ok(CompleteLinkPayload { link: Link(link) })
@@ -164,7 +173,11 @@ impl LinkMutation {
 
     /// Revokes a link at the processor and here; its outstanding charge tokens become
     /// `VOIDED`. Admin, or a party to the link. Revoking twice is harmless.
-    async fn unlink_operator(&self, ctx: &Context<'_>, input: UnlinkOperatorInput) -> async_graphql::Result<UnlinkOperatorPayload> {
+    async fn unlink_operator(
+        &self,
+        ctx: &Context<'_>,
+        input: UnlinkOperatorInput,
+    ) -> async_graphql::Result<UnlinkOperatorPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
         let link = links::unlink(app(ctx), principal(ctx)?, link_id).await?;
         Ok(UnlinkOperatorPayload { link: Link(link) })
@@ -337,7 +350,11 @@ impl SessionMutation {
     /// Charges an ended session's amount with its token on the operator's account. The
     /// session's operator (or admin). Charging again returns the first outcome: a
     /// session is never charged twice.
-    async fn charge_session(&self, ctx: &Context<'_>, input: ChargeSessionInput) -> async_graphql::Result<ChargeSessionPayload> {
+    async fn charge_session(
+        &self,
+        ctx: &Context<'_>,
+        input: ChargeSessionInput,
+    ) -> async_graphql::Result<ChargeSessionPayload> {
         let session_id = parse_id("sessionId", &input.session_id)?;
         let session = sessions::charge(app(ctx), principal(ctx)?, session_id).await?;
         let succeeded = session.status == SessionStatus::Charged;

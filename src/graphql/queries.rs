@@ -45,7 +45,12 @@ impl PartyQuery {
     }
 
     /// The apps the viewer may see, oldest first.
-    async fn apps(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<Conn<App>> {
+    async fn apps(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<App>> {
         let viewer = principal(ctx)?;
         let scope = match viewer.role {
             Role::Admin => AppScope::All,

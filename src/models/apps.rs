@@ -62,9 +62,9 @@ fn scoped(scope: AppScope) -> apps::BoxedQuery<'static, diesel::pg::Pg> {
     match scope {
         AppScope::All => query,
         AppScope::Only(id) => query.filter(apps::id.eq(id)),
-        AppScope::LinkedTo(operator_id) => query.filter(
-            apps::id.eq_any(links::table.filter(links::operator_id.eq(operator_id)).select(links::app_id)),
-        ),
+        AppScope::LinkedTo(operator_id) => {
+            query.filter(apps::id.eq_any(links::table.filter(links::operator_id.eq(operator_id)).select(links::app_id)))
+        }
     }
 }
 
@@ -102,11 +102,7 @@ impl App {
     /// Apps whose secrets were sealed with another key than `current_key_id`.
     pub async fn sealed_with_other_keys(conn: &mut AsyncPgConnection, current_key_id: &str) -> QueryResult<Vec<App>> {
         apps::table
-            .filter(
-                apps::secret_key_key_id
-                    .ne(current_key_id)
-                    .or(apps::webhook_secret_key_id.ne(current_key_id)),
-            )
+            .filter(apps::secret_key_key_id.ne(current_key_id).or(apps::webhook_secret_key_id.ne(current_key_id)))
             .select(App::as_select())
             .load(conn)
             .await

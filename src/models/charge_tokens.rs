@@ -106,7 +106,10 @@ impl ChargeToken {
     }
 
     /// The session's token in flight (PENDING, ISSUED or ACKNOWLEDGED), if any.
-    pub async fn outstanding_for_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<Option<ChargeToken>> {
+    pub async fn outstanding_for_session(
+        conn: &mut AsyncPgConnection,
+        session_id: Uuid,
+    ) -> QueryResult<Option<ChargeToken>> {
         charge_tokens::table
             .filter(charge_tokens::session_id.eq(session_id))
             .filter(charge_tokens::status.eq_any(OUTSTANDING))
@@ -117,7 +120,10 @@ impl ChargeToken {
     }
 
     /// The session's consumed token, if a charge was attempted.
-    pub async fn consumed_for_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<Option<ChargeToken>> {
+    pub async fn consumed_for_session(
+        conn: &mut AsyncPgConnection,
+        session_id: Uuid,
+    ) -> QueryResult<Option<ChargeToken>> {
         charge_tokens::table
             .filter(charge_tokens::session_id.eq(session_id))
             .filter(charge_tokens::status.eq(ChargeTokenStatus::Consumed))

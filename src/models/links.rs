@@ -177,7 +177,12 @@ impl Link {
     }
 
     /// Records what the processor reports of the connected account.
-    pub async fn set_capabilities(conn: &mut AsyncPgConnection, id: Uuid, charges: bool, payouts: bool) -> QueryResult<Link> {
+    pub async fn set_capabilities(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        charges: bool,
+        payouts: bool,
+    ) -> QueryResult<Link> {
         diesel::update(links::table.find(id))
             .set((
                 links::charges_enabled.eq(charges),

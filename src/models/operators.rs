@@ -30,11 +30,7 @@ pub struct NewOperator<'a> {
 
 impl NewOperator<'_> {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<Operator> {
-        diesel::insert_into(operators::table)
-            .values(self)
-            .returning(Operator::as_returning())
-            .get_result(conn)
-            .await
+        diesel::insert_into(operators::table).values(self).returning(Operator::as_returning()).get_result(conn).await
     }
 }
 
@@ -71,7 +67,12 @@ impl Operator {
     }
 
     /// Records what the processor last reported of the operator's account.
-    pub async fn set_capabilities(conn: &mut AsyncPgConnection, id: Uuid, charges: bool, payouts: bool) -> QueryResult<usize> {
+    pub async fn set_capabilities(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        charges: bool,
+        payouts: bool,
+    ) -> QueryResult<usize> {
         diesel::update(operators::table.find(id))
             .set((
                 operators::charges_enabled.eq(charges),

@@ -109,13 +109,7 @@ impl ParkingSession {
 
     /// Like `find`, locking the row until the transaction ends.
     pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ParkingSession>> {
-        parking_sessions::table
-            .find(id)
-            .select(ParkingSession::as_select())
-            .for_update()
-            .first(conn)
-            .await
-            .optional()
+        parking_sessions::table.find(id).select(ParkingSession::as_select()).for_update().first(conn).await.optional()
     }
 
     pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<ParkingSession>> {
@@ -140,7 +134,11 @@ impl ParkingSession {
             .optional()
     }
 
-    pub async fn list(conn: &mut AsyncPgConnection, filter: SessionFilter, page: Page) -> QueryResult<Vec<ParkingSession>> {
+    pub async fn list(
+        conn: &mut AsyncPgConnection,
+        filter: SessionFilter,
+        page: Page,
+    ) -> QueryResult<Vec<ParkingSession>> {
         let mut query =
             filtered(filter).select(ParkingSession::as_select()).order(parking_sessions::id.asc()).limit(page.limit);
         if let Some(after) = page.after {
@@ -154,7 +152,12 @@ impl ParkingSession {
     }
 
     /// ACTIVE → ENDED with the amount owed.
-    pub async fn end(conn: &mut AsyncPgConnection, id: Uuid, amount: i64, currency: &str) -> QueryResult<ParkingSession> {
+    pub async fn end(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        amount: i64,
+        currency: &str,
+    ) -> QueryResult<ParkingSession> {
         diesel::update(parking_sessions::table.find(id).filter(parking_sessions::status.eq(SessionStatus::Active)))
             .set((
                 parking_sessions::status.eq(SessionStatus::Ended),
@@ -175,30 +178,33 @@ impl ParkingSession {
         id: Uuid,
         record: ChargeRecord<'_>,
     ) -> QueryResult<Option<ParkingSession>> {
-        let target =
-            parking_sessions::table.find(id).filter(parking_sessions::status.eq(SessionStatus::Ended));
+        let target = parking_sessions::table.find(id).filter(parking_sessions::status.eq(SessionStatus::Ended));
         let query = match record {
-            ChargeRecord::Charged { processor_charge_id } => diesel::update(target)
-                .set((
-                    parking_sessions::status.eq(SessionStatus::Charged),
-                    parking_sessions::processor_charge_id.eq(processor_charge_id),
-                    parking_sessions::charged_at.eq(diesel::dsl::now),
-                    parking_sessions::updated_at.eq(diesel::dsl::now),
-                ))
-                .returning(ParkingSession::as_returning())
-                .get_result(conn)
-                .await,
-            ChargeRecord::Failed { code, decline_code, message } => diesel::update(target)
-                .set((
-                    parking_sessions::status.eq(SessionStatus::PaymentFailed),
-                    parking_sessions::failure_code.eq(code),
-                    parking_sessions::failure_decline_code.eq(decline_code),
-                    parking_sessions::failure_message.eq(message),
-                    parking_sessions::updated_at.eq(diesel::dsl::now),
-                ))
-                .returning(ParkingSession::as_returning())
-                .get_result(conn)
-                .await,
+            ChargeRecord::Charged { processor_charge_id } => {
+                diesel::update(target)
+                    .set((
+                        parking_sessions::status.eq(SessionStatus::Charged),
+                        parking_sessions::processor_charge_id.eq(processor_charge_id),
+                        parking_sessions::charged_at.eq(diesel::dsl::now),
+                        parking_sessions::updated_at.eq(diesel::dsl::now),
+                    ))
+                    .returning(ParkingSession::as_returning())
+                    .get_result(conn)
+                    .await
+            }
+            ChargeRecord::Failed { code, decline_code, message } => {
+                diesel::update(target)
+                    .set((
+                        parking_sessions::status.eq(SessionStatus::PaymentFailed),
+                        parking_sessions::failure_code.eq(code),
+                        parking_sessions::failure_decline_code.eq(decline_code),
+                        parking_sessions::failure_message.eq(message),
+                        parking_sessions::updated_at.eq(diesel::dsl::now),
+                    ))
+                    .returning(ParkingSession::as_returning())
+                    .get_result(conn)
+                    .await
+            }
         };
         query.optional()
     }

@@ -37,10 +37,7 @@ pub async fn tokenize(
         }
         Some(existing) => {
             let key = format!("customer-card:{}:{}", customer.id, customer.updated_at.timestamp_micros());
-            let card = app
-                .processor
-                .update_customer_card(&platform, existing, card_token, &key)
-                .await?;
+            let card = app.processor.update_customer_card(&platform, existing, card_token, &key).await?;
             (existing.clone(), card, false)
         }
     };

@@ -10,12 +10,12 @@ use uuid::Uuid;
 
 use super::policy;
 use crate::app::App;
-use diesel_async::AsyncConnection;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
 use crate::models::{self, ChargeToken, Link, LinkEvent, LinkStatus};
 use crate::processor::AuthorizationRequest;
+use diesel_async::AsyncConnection;
 
 const STATE_AUDIENCE: &str = "curbpay:connect-state";
 /// How long an authorization URL stays usable.
@@ -66,7 +66,12 @@ impl StateSigner {
 }
 
 /// The authorization URL of a pending link, for the link's app or an admin.
-pub fn authorization_url(app: &App, principal: &Principal, link: &Link, platform: &models::App) -> ApiResult<Option<String>> {
+pub fn authorization_url(
+    app: &App,
+    principal: &Principal,
+    link: &Link,
+    platform: &models::App,
+) -> ApiResult<Option<String>> {
     let (LinkStatus::Pending, Some(nonce)) = (link.status, link.state_nonce) else {
         return Ok(None);
     };
@@ -87,10 +92,7 @@ pub fn authorization_url(app: &App, principal: &Principal, link: &Link, platform
 
 /// This server's OAuth redirect target.
 pub fn callback_url(app: &App) -> ApiResult<url::Url> {
-    app.config
-        .public_url
-        .join("connect/callback")
-        .map_err(|e| ApiError::internal(format!("bad public URL: {e}")))
+    app.config.public_url.join("connect/callback").map_err(|e| ApiError::internal(format!("bad public URL: {e}")))
 }
 
 /// Starts (or restarts) linking an operator to an app. An active link is returned as is.

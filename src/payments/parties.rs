@@ -99,7 +99,12 @@ fn check_credentials(credentials: &PlatformCredentials) -> ApiResult<()> {
     Ok(())
 }
 
-fn open(app: &App, ciphertext: &Option<Vec<u8>>, key_id: &Option<String>, context: String) -> ApiResult<Option<SecretString>> {
+fn open(
+    app: &App,
+    ciphertext: &Option<Vec<u8>>,
+    key_id: &Option<String>,
+    context: String,
+) -> ApiResult<Option<SecretString>> {
     let keyring = app.keyring.as_deref();
     open_with(keyring, ciphertext, key_id, context)
 }
@@ -122,7 +127,12 @@ fn open_with(
 pub fn platform(app: &App, row: &models::App) -> ApiResult<Platform> {
     Ok(Platform {
         account_id: row.processor_account_id.clone(),
-        secret_key: open(app, &row.secret_key_ciphertext, &row.secret_key_key_id, secret_context("secret_key", row.id))?,
+        secret_key: open(
+            app,
+            &row.secret_key_ciphertext,
+            &row.secret_key_key_id,
+            secret_context("secret_key", row.id),
+        )?,
         connect_client_id: row.connect_client_id.clone(),
     })
 }
@@ -138,8 +148,12 @@ pub async fn rotate_keys(conn: &mut diesel_async::AsyncPgConnection, keyring: &K
     let rows = models::App::sealed_with_other_keys(conn, keyring.current_key_id()).await?;
     let mut changed = 0;
     for row in rows {
-        let secret =
-            open_with(Some(keyring), &row.secret_key_ciphertext, &row.secret_key_key_id, secret_context("secret_key", row.id))?;
+        let secret = open_with(
+            Some(keyring),
+            &row.secret_key_ciphertext,
+            &row.secret_key_key_id,
+            secret_context("secret_key", row.id),
+        )?;
         let webhook = open_with(
             Some(keyring),
             &row.webhook_secret_ciphertext,

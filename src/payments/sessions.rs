@@ -6,12 +6,12 @@ use uuid::Uuid;
 use super::money::Money;
 use super::{policy, required_text, tokens};
 use crate::app::App;
-use diesel_async::AsyncConnection;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::models::parking_sessions::{ChargeRecord, NewParkingSession};
 use crate::models::{self, ChargeToken, ChargeTokenStatus, Customer, Link, LinkStatus, ParkingSession, SessionStatus};
 use crate::processor::{ChargeOutcome, ChargeRequest};
+use diesel_async::AsyncConnection;
 
 /// What `startParkingSession` asks for.
 pub struct StartSession<'a> {

@@ -5,11 +5,13 @@ use uuid::Uuid;
 
 use super::policy;
 use crate::app::App;
-use diesel_async::AsyncConnection;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
-use crate::models::{self, ChargeToken, ChargeTokenStatus, Customer, Link, LinkStatus, Operator, ParkingSession, SessionStatus};
+use crate::models::{
+    self, ChargeToken, ChargeTokenStatus, Customer, Link, LinkStatus, Operator, ParkingSession, SessionStatus,
+};
+use diesel_async::AsyncConnection;
 
 /// Issues a PENDING token at the processor and records it ISSUED with the operator's
 /// next delivery cursor. The processor request is keyed by the token row's id, so a
@@ -70,7 +72,9 @@ pub async fn reissue(app: &App, principal: &Principal, session_id: Uuid) -> ApiR
                 return Err(ApiError::conflict("the session has been charged; it needs no new token"));
             }
             if ChargeToken::consumed_for_session(conn, session.id).await?.is_some() {
-                return Err(ApiError::conflict("a charge with this session's token is in progress; retry chargeSession"));
+                return Err(ApiError::conflict(
+                    "a charge with this session's token is in progress; retry chargeSession",
+                ));
             }
             let link = Link::find(conn, session.link_id).await?.ok_or(ApiError::NotFound("link"))?;
             if link.status != LinkStatus::Active {

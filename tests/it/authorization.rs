@@ -154,7 +154,8 @@ async fn worlds() -> Worlds {
             json!({ "a": app_a, "b": app_b, "ca": cust_a, "cb": cust_b, "lx": link_ax, "ly": link_by }),
         )
         .await;
-    let s = |p: &str| secrets.pointer(p).and_then(Value::as_str).unwrap_or_else(|| panic!("{p} in {secrets}")).to_owned();
+    let s =
+        |p: &str| secrets.pointer(p).and_then(Value::as_str).unwrap_or_else(|| panic!("{p} in {secrets}")).to_owned();
     Worlds {
         app_a,
         app_b,
@@ -358,26 +359,27 @@ const LINK_URL: &str = "query($id: ID!) { link(id: $id) { status authorizationUr
 const LINKS: &str = "query($a: ID, $o: ID) { links(appId: $a, operatorId: $o) { totalCount nodes { id } } }";
 const CUSTOMER: &str = "query($id: ID!) { customer(id: $id) { id externalRef processorCustomerId card { last4 } } }";
 const CUSTOMERS: &str = "{ customers { totalCount nodes { id } } }";
-const SESSION: &str =
-    "query($id: ID!) { parkingSession(id: $id) { id zone vehiclePlate app { id } operator { id } customer { id } link { id } } }";
+const SESSION: &str = "query($id: ID!) { parkingSession(id: $id) { id zone vehiclePlate app { id } operator { id } customer { id } link { id } } }";
 const SESSIONS: &str = "{ parkingSessions { totalCount nodes { id } } }";
 const TOKEN: &str = "query($id: ID!) { chargeToken(id: $id) { id token status session { id } operator { id } } }";
-const SESSION_TOKENS: &str = "query($id: ID!) { parkingSession(id: $id) { chargeToken { id token } chargeTokens { id token } } }";
+const SESSION_TOKENS: &str =
+    "query($id: ID!) { parkingSession(id: $id) { chargeToken { id token } chargeTokens { id token } } }";
 const SESSION_CUSTOMER: &str =
     "query($id: ID!) { parkingSession(id: $id) { customer { externalRef processorCustomerId card { brand last4 } } } }";
 const SESSION_APP: &str = "query($id: ID!) { parkingSession(id: $id) { app { id processorAccountId } } }";
 const APP_LINKS: &str = "query($id: ID!) { app(id: $id) { links { totalCount nodes { id } } } }";
 const OPERATOR_LINKS: &str = "query($id: ID!) { operator(id: $id) { links { totalCount nodes { id } } } }";
-const LINK_BOTH_SIDES: &str =
-    "query($id: ID!) { link(id: $id) { app { links { totalCount nodes { id } } } operator { links { totalCount nodes { id } } } } }";
+const LINK_BOTH_SIDES: &str = "query($id: ID!) { link(id: $id) { app { links { totalCount nodes { id } } } operator { links { totalCount nodes { id } } } } }";
 
 fn query_cells(w: &Worlds) -> Vec<Cell> {
     let (a, b, x, y, z) = (w.app_a, w.app_b, w.op_x, w.op_y, w.op_z);
     let (ax, by, az) = (w.link_ax, w.link_by, w.link_az);
     let (ca, cb, sa, sb, ta, tb) = (w.cust_a, w.cust_b, w.sess_a, w.sess_b, w.tok_a, w.tok_b);
     let none = json!({});
-    let app_a_full = json!({ "app": { "id": a, "name": "App A", "processorAccountId": w.acct_a, "publishableKey": w.pk_a } });
-    let app_a_public = json!({ "app": { "id": a, "name": "App A", "processorAccountId": null, "publishableKey": w.pk_a } });
+    let app_a_full =
+        json!({ "app": { "id": a, "name": "App A", "processorAccountId": w.acct_a, "publishableKey": w.pk_a } });
+    let app_a_public =
+        json!({ "app": { "id": a, "name": "App A", "processorAccountId": null, "publishableKey": w.pk_a } });
     let op_x_data = json!({ "operator": { "id": x, "name": "Operator X" } });
     let link_ax_data = json!({ "link": { "id": ax, "status": "ACTIVE", "app": { "id": a }, "operator": { "id": x }, "connectedAccountId": w.conn_ax } });
     let cust_a_full = json!({ "customer": { "id": ca, "externalRef": "alice-of-a", "processorCustomerId": w.pcus_a, "card": { "last4": "4242" } } });
@@ -392,9 +394,27 @@ fn query_cells(w: &Worlds) -> Vec<Cell> {
 
     let mut cells = vec![
         // viewer
-        cell("viewer", Admin, VIEWER, none.clone(), Data(json!({ "viewer": { "role": "ADMIN", "appId": null, "operatorId": null } }))),
-        cell("viewer", AppA, VIEWER, none.clone(), Data(json!({ "viewer": { "role": "APP", "appId": a, "operatorId": null } }))),
-        cell("viewer", OpX, VIEWER, none.clone(), Data(json!({ "viewer": { "role": "OPERATOR", "appId": null, "operatorId": x } }))),
+        cell(
+            "viewer",
+            Admin,
+            VIEWER,
+            none.clone(),
+            Data(json!({ "viewer": { "role": "ADMIN", "appId": null, "operatorId": null } })),
+        ),
+        cell(
+            "viewer",
+            AppA,
+            VIEWER,
+            none.clone(),
+            Data(json!({ "viewer": { "role": "APP", "appId": a, "operatorId": null } })),
+        ),
+        cell(
+            "viewer",
+            OpX,
+            VIEWER,
+            none.clone(),
+            Data(json!({ "viewer": { "role": "OPERATOR", "appId": null, "operatorId": x } })),
+        ),
         // app(id)
         cell("app(A)", Admin, APP, id(a), Data(app_a_full.clone())),
         cell("app(A)", AppA, APP, id(a), Data(app_a_full.clone())),
@@ -431,7 +451,13 @@ fn query_cells(w: &Worlds) -> Vec<Cell> {
         cell("link(BY)", OpX, LINK, id(by), Data(nothing("link"))).same_as_missing("id"),
         cell("link(AZ).authorizationUrl", AppA, LINK_URL, id(az), Present("/link/authorizationUrl")),
         cell("link(AZ).authorizationUrl", Admin, LINK_URL, id(az), Present("/link/authorizationUrl")),
-        cell("link(AZ).authorizationUrl not for the operator", OpZ, LINK_URL, id(az), Data(json!({ "link": { "status": "PENDING", "authorizationUrl": null } }))),
+        cell(
+            "link(AZ).authorizationUrl not for the operator",
+            OpZ,
+            LINK_URL,
+            id(az),
+            Data(json!({ "link": { "status": "PENDING", "authorizationUrl": null } })),
+        ),
         cell("link(AZ)", AppB, LINK_URL, id(az), Data(nothing("link"))).same_as_missing("id"),
         // links, with and without filters
         cell("links", Admin, LINKS, none.clone(), Data(links(&[ax, by, az]))),
@@ -452,7 +478,8 @@ fn query_cells(w: &Worlds) -> Vec<Cell> {
         cell("links(appId: B)", OpX, LINKS, json!({ "a": b }), Data(no_links.clone())).same_as_missing("a"),
         cell("links(appId: A)", OpY, LINKS, json!({ "a": a }), Data(no_links.clone())).same_as_missing("a"),
         cell("links(operatorId: X)", OpY, LINKS, json!({ "o": x }), Data(no_links.clone())).same_as_missing("o"),
-        cell("links(appId: A, operatorId: X)", OpZ, LINKS, json!({ "a": a, "o": x }), Data(no_links.clone())).same_as_missing("o"),
+        cell("links(appId: A, operatorId: X)", OpZ, LINKS, json!({ "a": a, "o": x }), Data(no_links.clone()))
+            .same_as_missing("o"),
         // customer(id), customers
         cell("customer(a)", Admin, CUSTOMER, id(ca), Data(cust_a_full.clone())),
         cell("customer(a)", AppA, CUSTOMER, id(ca), Data(cust_a_full.clone())),
@@ -492,17 +519,48 @@ fn query_cells(w: &Worlds) -> Vec<Cell> {
         cell("chargeToken(a)", OpZ, TOKEN, id(ta), Data(nothing("chargeToken"))).same_as_missing("id"),
         cell("chargeToken(b)", AppA, TOKEN, id(tb), Data(nothing("chargeToken"))).same_as_missing("id"),
         cell("chargeToken(b)", OpX, TOKEN, id(tb), Data(nothing("chargeToken"))).same_as_missing("id"),
-        cell("chargeToken(b) with value", OpY, "query($id: ID!) { chargeToken(id: $id) { token } }", id(tb), Data(json!({ "chargeToken": { "token": w.tokval_b } }))),
+        cell(
+            "chargeToken(b) with value",
+            OpY,
+            "query($id: ID!) { chargeToken(id: $id) { token } }",
+            id(tb),
+            Data(json!({ "chargeToken": { "token": w.tokval_b } })),
+        ),
         // nested edges
         cell("session.chargeToken(s).token", OpX, SESSION_TOKENS, id(sa), Data(session_tokens_a(json!(w.tokval_a)))),
         cell("session.chargeToken(s).token", AppA, SESSION_TOKENS, id(sa), Data(session_tokens_a(Value::Null))),
         cell("session.chargeToken(s).token", Admin, SESSION_TOKENS, id(sa), Data(session_tokens_a(Value::Null))),
-        cell("session.chargeToken(s)", AppB, SESSION_TOKENS, id(sa), Data(nothing("parkingSession"))).same_as_missing("id"),
-        cell("session.chargeToken(s)", OpY, SESSION_TOKENS, id(sa), Data(nothing("parkingSession"))).same_as_missing("id"),
-        cell("session.customer.card", OpX, SESSION_CUSTOMER, id(sa), Data(json!({ "parkingSession": { "customer": { "externalRef": "alice-of-a", "processorCustomerId": null, "card": { "brand": "Visa", "last4": "4242" } } } }))),
-        cell("session.customer.card", AppA, SESSION_CUSTOMER, id(sa), Data(json!({ "parkingSession": { "customer": { "externalRef": "alice-of-a", "processorCustomerId": w.pcus_a, "card": { "brand": "Visa", "last4": "4242" } } } }))),
-        cell("session.customer.card", OpY, SESSION_CUSTOMER, id(sa), Data(nothing("parkingSession"))).same_as_missing("id"),
-        cell("session.app without processor account", OpX, SESSION_APP, id(sa), Data(json!({ "parkingSession": { "app": { "id": a, "processorAccountId": null } } }))),
+        cell("session.chargeToken(s)", AppB, SESSION_TOKENS, id(sa), Data(nothing("parkingSession")))
+            .same_as_missing("id"),
+        cell("session.chargeToken(s)", OpY, SESSION_TOKENS, id(sa), Data(nothing("parkingSession")))
+            .same_as_missing("id"),
+        cell(
+            "session.customer.card",
+            OpX,
+            SESSION_CUSTOMER,
+            id(sa),
+            Data(
+                json!({ "parkingSession": { "customer": { "externalRef": "alice-of-a", "processorCustomerId": null, "card": { "brand": "Visa", "last4": "4242" } } } }),
+            ),
+        ),
+        cell(
+            "session.customer.card",
+            AppA,
+            SESSION_CUSTOMER,
+            id(sa),
+            Data(
+                json!({ "parkingSession": { "customer": { "externalRef": "alice-of-a", "processorCustomerId": w.pcus_a, "card": { "brand": "Visa", "last4": "4242" } } } }),
+            ),
+        ),
+        cell("session.customer.card", OpY, SESSION_CUSTOMER, id(sa), Data(nothing("parkingSession")))
+            .same_as_missing("id"),
+        cell(
+            "session.app without processor account",
+            OpX,
+            SESSION_APP,
+            id(sa),
+            Data(json!({ "parkingSession": { "app": { "id": a, "processorAccountId": null } } })),
+        ),
         cell("app(A).links", Admin, APP_LINKS, id(a), Data(json!({ "app": links(&[ax, az]) }))),
         cell("app(A).links", AppA, APP_LINKS, id(a), Data(json!({ "app": links(&[ax, az]) }))),
         cell("app(A).links only its own", OpX, APP_LINKS, id(a), Data(json!({ "app": links(&[ax]) }))),
@@ -512,13 +570,49 @@ fn query_cells(w: &Worlds) -> Vec<Cell> {
         cell("operator(X).links", Admin, OPERATOR_LINKS, id(x), Data(json!({ "operator": links(&[ax]) }))),
         cell("operator(X).links", OpX, OPERATOR_LINKS, id(x), Data(json!({ "operator": links(&[ax]) }))),
         cell("operator(X).links", AppA, OPERATOR_LINKS, id(x), Data(json!({ "operator": links(&[ax]) }))),
-        cell("operator(X).links none of B's", AppB, OPERATOR_LINKS, id(x), Data(json!({ "operator": no_links.clone() }))),
-        cell("operator(X).links of another operator", OpY, OPERATOR_LINKS, id(x), Data(json!({ "operator": no_links.clone() }))),
-        cell("operator(X).links of another operator", OpZ, OPERATOR_LINKS, id(x), Data(json!({ "operator": no_links.clone() }))),
+        cell(
+            "operator(X).links none of B's",
+            AppB,
+            OPERATOR_LINKS,
+            id(x),
+            Data(json!({ "operator": no_links.clone() })),
+        ),
+        cell(
+            "operator(X).links of another operator",
+            OpY,
+            OPERATOR_LINKS,
+            id(x),
+            Data(json!({ "operator": no_links.clone() })),
+        ),
+        cell(
+            "operator(X).links of another operator",
+            OpZ,
+            OPERATOR_LINKS,
+            id(x),
+            Data(json!({ "operator": no_links.clone() })),
+        ),
         cell("operator(Y).links", AppA, OPERATOR_LINKS, id(y), Data(json!({ "operator": no_links.clone() }))),
-        cell("link(AX).app.links / operator.links", OpX, LINK_BOTH_SIDES, id(ax), Data(json!({ "link": { "app": links(&[ax]), "operator": links(&[ax]) } }))),
-        cell("link(AX).app.links / operator.links", AppA, LINK_BOTH_SIDES, id(ax), Data(json!({ "link": { "app": links(&[ax, az]), "operator": links(&[ax]) } }))),
-        cell("token.session", AppA, "query($id: ID!) { chargeToken(id: $id) { session { id } } }", id(ta), Data(json!({ "chargeToken": { "session": { "id": sa } } }))),
+        cell(
+            "link(AX).app.links / operator.links",
+            OpX,
+            LINK_BOTH_SIDES,
+            id(ax),
+            Data(json!({ "link": { "app": links(&[ax]), "operator": links(&[ax]) } })),
+        ),
+        cell(
+            "link(AX).app.links / operator.links",
+            AppA,
+            LINK_BOTH_SIDES,
+            id(ax),
+            Data(json!({ "link": { "app": links(&[ax, az]), "operator": links(&[ax]) } })),
+        ),
+        cell(
+            "token.session",
+            AppA,
+            "query($id: ID!) { chargeToken(id: $id) { session { id } } }",
+            id(ta),
+            Data(json!({ "chargeToken": { "session": { "id": sa } } })),
+        ),
     ];
 
     // Without valid credentials every query is UNAUTHENTICATED, whatever it names.
@@ -554,19 +648,20 @@ async fn query_matrix() {
 
 const CREATE_APP: &str = "mutation { createApp(input: {name: \"Intruder\"}) { app { id } } }";
 const CREATE_OPERATOR: &str = "mutation { createOperator(input: {name: \"Intruder\"}) { operator { id } } }";
-const LINK_OPERATOR: &str = "mutation($a: ID!, $o: ID!) { linkOperator(input: {appId: $a, operatorId: $o}) { link { id status } } }";
-const COMPLETE_LINK: &str = "mutation($l: ID!) { completeLink(input: {linkId: $l, authorizationCode: \"ac_guess\"}) { link { id status } } }";
+const LINK_OPERATOR: &str =
+    "mutation($a: ID!, $o: ID!) { linkOperator(input: {appId: $a, operatorId: $o}) { link { id status } } }";
+const COMPLETE_LINK: &str =
+    "mutation($l: ID!) { completeLink(input: {linkId: $l, authorizationCode: \"ac_guess\"}) { link { id status } } }";
 const UNLINK: &str = "mutation($l: ID!) { unlinkOperator(input: {linkId: $l}) { link { id status } } }";
-const TOKENIZE: &str =
-    "mutation { tokenizeCustomer(input: {externalRef: \"new-user\", cardToken: \"tok_visa\"}) { created customer { externalRef } } }";
+const TOKENIZE: &str = "mutation { tokenizeCustomer(input: {externalRef: \"new-user\", cardToken: \"tok_visa\"}) { created customer { externalRef } } }";
 const START: &str = "mutation($c: ID!, $o: ID!) {
   startParkingSession(input: {customerId: $c, operatorId: $o, zone: \"Z-9\", vehiclePlate: \"NEW-1\", idempotencyKey: \"matrix\"}) { replayed session { status } }
 }";
-const END: &str =
-    "mutation($s: ID!) { endParkingSession(input: {sessionId: $s, amount: {amount: 250, currency: \"usd\"}}) { session { id status amount { amount currency } } } }";
+const END: &str = "mutation($s: ID!) { endParkingSession(input: {sessionId: $s, amount: {amount: 250, currency: \"usd\"}}) { session { id status amount { amount currency } } } }";
 const CHARGE: &str = "mutation($s: ID!) { chargeSession(input: {sessionId: $s}) { succeeded session { id status } } }";
 const REISSUE: &str = "mutation($s: ID!) { reissueChargeToken(input: {sessionId: $s}) { chargeToken { id token } } }";
-const ACKNOWLEDGE: &str = "mutation($t: ID!) { acknowledgeChargeToken(input: {chargeTokenId: $t}) { chargeToken { id status } } }";
+const ACKNOWLEDGE: &str =
+    "mutation($t: ID!) { acknowledgeChargeToken(input: {chargeTokenId: $t}) { chargeToken { id status } } }";
 
 /// Everything a mutation could change, as the admin sees it.
 const SNAPSHOT: &str = "{
@@ -591,13 +686,30 @@ fn denied_mutation_cells(w: &Worlds) -> Vec<Cell> {
         cell("createOperator", AppB, CREATE_OPERATOR, none.clone(), Code("FORBIDDEN")),
         cell("createOperator", OpY, CREATE_OPERATOR, none.clone(), Code("FORBIDDEN")),
         // linkOperator: admin or the app itself; another app's id answers like a missing one
-        cell("linkOperator(A, X)", AppB, LINK_OPERATOR, json!({ "a": a, "o": x }), Code("NOT_FOUND")).same_as_missing("a"),
-        cell("linkOperator(A, Y)", AppB, LINK_OPERATOR, json!({ "a": a, "o": y }), Code("NOT_FOUND")).same_as_missing("a"),
-        cell("linkOperator(B, X)", AppA, LINK_OPERATOR, json!({ "a": b, "o": x }), Code("NOT_FOUND")).same_as_missing("a"),
-        cell("linkOperator(A, X)", OpX, LINK_OPERATOR, json!({ "a": a, "o": x }), Code("FORBIDDEN")).same_as_missing("a"),
-        cell("linkOperator(B, Y)", OpX, LINK_OPERATOR, json!({ "a": b, "o": y }), Code("FORBIDDEN")).same_as_missing("a"),
-        cell("linkOperator(A, missing)", Admin, LINK_OPERATOR, json!({ "a": a, "o": Uuid::new_v4() }), Code("NOT_FOUND")),
-        cell("linkOperator(missing, X)", Admin, LINK_OPERATOR, json!({ "a": Uuid::new_v4(), "o": x }), Code("NOT_FOUND")),
+        cell("linkOperator(A, X)", AppB, LINK_OPERATOR, json!({ "a": a, "o": x }), Code("NOT_FOUND"))
+            .same_as_missing("a"),
+        cell("linkOperator(A, Y)", AppB, LINK_OPERATOR, json!({ "a": a, "o": y }), Code("NOT_FOUND"))
+            .same_as_missing("a"),
+        cell("linkOperator(B, X)", AppA, LINK_OPERATOR, json!({ "a": b, "o": x }), Code("NOT_FOUND"))
+            .same_as_missing("a"),
+        cell("linkOperator(A, X)", OpX, LINK_OPERATOR, json!({ "a": a, "o": x }), Code("FORBIDDEN"))
+            .same_as_missing("a"),
+        cell("linkOperator(B, Y)", OpX, LINK_OPERATOR, json!({ "a": b, "o": y }), Code("FORBIDDEN"))
+            .same_as_missing("a"),
+        cell(
+            "linkOperator(A, missing)",
+            Admin,
+            LINK_OPERATOR,
+            json!({ "a": a, "o": Uuid::new_v4() }),
+            Code("NOT_FOUND"),
+        ),
+        cell(
+            "linkOperator(missing, X)",
+            Admin,
+            LINK_OPERATOR,
+            json!({ "a": Uuid::new_v4(), "o": x }),
+            Code("NOT_FOUND"),
+        ),
         // completeLink / unlinkOperator on someone else's link
         cell("completeLink(AX)", AppB, COMPLETE_LINK, l(ax), Code("NOT_FOUND")).same_as_missing("l"),
         cell("completeLink(AX)", OpY, COMPLETE_LINK, l(ax), Code("NOT_FOUND")).same_as_missing("l"),
@@ -612,11 +724,16 @@ fn denied_mutation_cells(w: &Worlds) -> Vec<Cell> {
         cell("tokenizeCustomer", Admin, TOKENIZE, none.clone(), Code("FORBIDDEN")),
         cell("tokenizeCustomer", OpX, TOKENIZE, none.clone(), Code("FORBIDDEN")),
         // startParkingSession: role app, its own customer
-        cell("startParkingSession(cust b @ X)", AppA, START, json!({ "c": cb, "o": x }), Code("NOT_FOUND")).same_as_missing("c"),
-        cell("startParkingSession(cust a @ Y)", AppB, START, json!({ "c": ca, "o": y }), Code("NOT_FOUND")).same_as_missing("c"),
-        cell("startParkingSession(cust a @ X)", AppB, START, json!({ "c": ca, "o": x }), Code("NOT_FOUND")).same_as_missing("c"),
-        cell("startParkingSession(cust a @ X)", Admin, START, json!({ "c": ca, "o": x }), Code("FORBIDDEN")).same_as_missing("c"),
-        cell("startParkingSession(cust a @ X)", OpX, START, json!({ "c": ca, "o": x }), Code("FORBIDDEN")).same_as_missing("c"),
+        cell("startParkingSession(cust b @ X)", AppA, START, json!({ "c": cb, "o": x }), Code("NOT_FOUND"))
+            .same_as_missing("c"),
+        cell("startParkingSession(cust a @ Y)", AppB, START, json!({ "c": ca, "o": y }), Code("NOT_FOUND"))
+            .same_as_missing("c"),
+        cell("startParkingSession(cust a @ X)", AppB, START, json!({ "c": ca, "o": x }), Code("NOT_FOUND"))
+            .same_as_missing("c"),
+        cell("startParkingSession(cust a @ X)", Admin, START, json!({ "c": ca, "o": x }), Code("FORBIDDEN"))
+            .same_as_missing("c"),
+        cell("startParkingSession(cust a @ X)", OpX, START, json!({ "c": ca, "o": x }), Code("FORBIDDEN"))
+            .same_as_missing("c"),
         cell("startParkingSession(own cust @ unlinked Y)", AppA, START, json!({ "c": ca, "o": y }), Code("CONFLICT")),
         // endParkingSession / chargeSession / reissueChargeToken on another tenant's session
         cell("endParkingSession(a)", AppB, END, s(sa), Code("NOT_FOUND")).same_as_missing("s"),
@@ -646,11 +763,13 @@ fn denied_mutation_cells(w: &Worlds) -> Vec<Cell> {
         cells.extend([
             cell("createApp", who, CREATE_APP, none.clone(), Code("UNAUTHENTICATED")),
             cell("createOperator", who, CREATE_OPERATOR, none.clone(), Code("UNAUTHENTICATED")),
-            cell("linkOperator(A, X)", who, LINK_OPERATOR, json!({ "a": a, "o": x }), Code("UNAUTHENTICATED")).same_as_missing("a"),
+            cell("linkOperator(A, X)", who, LINK_OPERATOR, json!({ "a": a, "o": x }), Code("UNAUTHENTICATED"))
+                .same_as_missing("a"),
             cell("completeLink(AX)", who, COMPLETE_LINK, l(ax), Code("UNAUTHENTICATED")).same_as_missing("l"),
             cell("unlinkOperator(AX)", who, UNLINK, l(ax), Code("UNAUTHENTICATED")).same_as_missing("l"),
             cell("tokenizeCustomer", who, TOKENIZE, none.clone(), Code("UNAUTHENTICATED")),
-            cell("startParkingSession", who, START, json!({ "c": ca, "o": x }), Code("UNAUTHENTICATED")).same_as_missing("c"),
+            cell("startParkingSession", who, START, json!({ "c": ca, "o": x }), Code("UNAUTHENTICATED"))
+                .same_as_missing("c"),
             cell("endParkingSession(a)", who, END, s(sa), Code("UNAUTHENTICATED")).same_as_missing("s"),
             cell("chargeSession(a)", who, CHARGE, s(sa), Code("UNAUTHENTICATED")).same_as_missing("s"),
             cell("reissueChargeToken(a)", who, REISSUE, s(sa), Code("UNAUTHENTICATED")).same_as_missing("s"),
@@ -668,28 +787,83 @@ fn allowed_mutation_cells(w: &Worlds) -> Vec<Cell> {
     let none = json!({});
     let link = |field: &str, id: Uuid, status: &str| json!({ field: { "link": { "id": id, "status": status } } });
     let ended = |s: Uuid| json!({ "endParkingSession": { "session": { "id": s, "status": "ENDED", "amount": { "amount": 250, "currency": "USD" } } } });
-    let charged = |s: Uuid| json!({ "chargeSession": { "succeeded": true, "session": { "id": s, "status": "CHARGED" } } });
+    let charged =
+        |s: Uuid| json!({ "chargeSession": { "succeeded": true, "session": { "id": s, "status": "CHARGED" } } });
     vec![
         cell("createApp", Admin, CREATE_APP, none.clone(), Present("/createApp/app/id")),
         cell("createOperator", Admin, CREATE_OPERATOR, none.clone(), Present("/createOperator/operator/id")),
-        cell("linkOperator(A, X) already active", AppA, LINK_OPERATOR, json!({ "a": a, "o": x }), Data(link("linkOperator", ax, "ACTIVE"))),
-        cell("linkOperator(B, Y) already active", Admin, LINK_OPERATOR, json!({ "a": b, "o": y }), Data(link("linkOperator", by, "ACTIVE"))),
-        cell("completeLink(AX) already active", AppA, COMPLETE_LINK, json!({ "l": ax }), Data(link("completeLink", ax, "ACTIVE"))),
-        cell("completeLink(AX) already active", OpX, COMPLETE_LINK, json!({ "l": ax }), Data(link("completeLink", ax, "ACTIVE"))),
-        cell("tokenizeCustomer", AppA, TOKENIZE, none.clone(), Data(json!({ "tokenizeCustomer": { "created": true, "customer": { "externalRef": "new-user" } } }))),
-        cell("startParkingSession", AppA, START, json!({ "c": ca, "o": x }), Data(json!({ "startParkingSession": { "replayed": false, "session": { "status": "ACTIVE" } } }))),
+        cell(
+            "linkOperator(A, X) already active",
+            AppA,
+            LINK_OPERATOR,
+            json!({ "a": a, "o": x }),
+            Data(link("linkOperator", ax, "ACTIVE")),
+        ),
+        cell(
+            "linkOperator(B, Y) already active",
+            Admin,
+            LINK_OPERATOR,
+            json!({ "a": b, "o": y }),
+            Data(link("linkOperator", by, "ACTIVE")),
+        ),
+        cell(
+            "completeLink(AX) already active",
+            AppA,
+            COMPLETE_LINK,
+            json!({ "l": ax }),
+            Data(link("completeLink", ax, "ACTIVE")),
+        ),
+        cell(
+            "completeLink(AX) already active",
+            OpX,
+            COMPLETE_LINK,
+            json!({ "l": ax }),
+            Data(link("completeLink", ax, "ACTIVE")),
+        ),
+        cell(
+            "tokenizeCustomer",
+            AppA,
+            TOKENIZE,
+            none.clone(),
+            Data(json!({ "tokenizeCustomer": { "created": true, "customer": { "externalRef": "new-user" } } })),
+        ),
+        cell(
+            "startParkingSession",
+            AppA,
+            START,
+            json!({ "c": ca, "o": x }),
+            Data(json!({ "startParkingSession": { "replayed": false, "session": { "status": "ACTIVE" } } })),
+        ),
         // Authorized, then stopped by the state: the token is still valid / the session active.
         cell("reissueChargeToken(a) passes authorization", AppA, REISSUE, json!({ "s": sa }), Code("CONFLICT")),
         cell("reissueChargeToken(a) passes authorization", OpX, REISSUE, json!({ "s": sa }), Code("CONFLICT")),
         cell("chargeSession(a) passes authorization", OpX, CHARGE, json!({ "s": sa }), Code("CONFLICT")),
-        cell("acknowledgeChargeToken(a)", OpX, ACKNOWLEDGE, json!({ "t": ta }), Data(json!({ "acknowledgeChargeToken": { "chargeToken": { "id": ta, "status": "ACKNOWLEDGED" } } }))),
+        cell(
+            "acknowledgeChargeToken(a)",
+            OpX,
+            ACKNOWLEDGE,
+            json!({ "t": ta }),
+            Data(json!({ "acknowledgeChargeToken": { "chargeToken": { "id": ta, "status": "ACKNOWLEDGED" } } })),
+        ),
         cell("endParkingSession(a) by its operator", OpX, END, json!({ "s": sa }), Data(ended(sa))),
         cell("endParkingSession(a) again by its app", AppA, END, json!({ "s": sa }), Data(ended(sa))),
         cell("endParkingSession(b) by admin", Admin, END, json!({ "s": sb }), Data(ended(sb))),
         cell("chargeSession(a) by its operator", OpX, CHARGE, json!({ "s": sa }), Data(charged(sa))),
         cell("chargeSession(b) by admin", Admin, CHARGE, json!({ "s": sb }), Data(charged(sb))),
-        cell("unlinkOperator(AZ) by its operator", OpZ, UNLINK, json!({ "l": az }), Data(link("unlinkOperator", az, "REVOKED"))),
-        cell("unlinkOperator(BY) by its app", AppB, UNLINK, json!({ "l": by }), Data(link("unlinkOperator", by, "REVOKED"))),
+        cell(
+            "unlinkOperator(AZ) by its operator",
+            OpZ,
+            UNLINK,
+            json!({ "l": az }),
+            Data(link("unlinkOperator", az, "REVOKED")),
+        ),
+        cell(
+            "unlinkOperator(BY) by its app",
+            AppB,
+            UNLINK,
+            json!({ "l": by }),
+            Data(link("unlinkOperator", by, "REVOKED")),
+        ),
     ]
 }
 
@@ -746,8 +920,10 @@ const PROBES: [&str; 16] = [
 async fn transcript(w: &Worlds, who: Who, target: Value) -> String {
     use futures_util::StreamExt;
     let everything = w.ask(who, EVERYTHING, json!({})).await;
-    let probes: Vec<Value> =
-        futures_util::stream::iter(PROBES.iter().map(|probe| w.ask(who, probe, target.clone()))).buffered(8).collect().await;
+    let probes: Vec<Value> = futures_util::stream::iter(PROBES.iter().map(|probe| w.ask(who, probe, target.clone())))
+        .buffered(8)
+        .collect()
+        .await;
     std::iter::once(everything).chain(probes).map(|response| response.to_string()).collect()
 }
 

@@ -90,16 +90,8 @@ async fn malformed_documents_and_variables_are_bad_user_input() {
         ("object for an ID", "query($id: ID!) { app(id: $id) { id } }", json!({ "id": { "x": 1 } })),
         ("null for a required variable", "query($id: ID!) { app(id: $id) { id } }", json!({ "id": null })),
         ("undeclared variable", "{ app(id: $id) { id } }", json!({ "id": Uuid::new_v4() })),
-        (
-            "input field missing",
-            "mutation { createApp(input: {}) { app { id } } }",
-            json!({}),
-        ),
-        (
-            "unknown input field",
-            "mutation { createApp(input: {name: \"x\", owner: \"y\"}) { app { id } } }",
-            json!({}),
-        ),
+        ("input field missing", "mutation { createApp(input: {}) { app { id } } }", json!({})),
+        ("unknown input field", "mutation { createApp(input: {name: \"x\", owner: \"y\"}) { app { id } } }", json!({})),
         ("subscription over POST", "subscription { chargeTokenIssued { cursor } }", json!({})),
     ];
     let before = snapshot(&t).await;
@@ -152,11 +144,7 @@ async fn malformed_ids_are_bad_user_input_naming_the_argument() {
         ),
         ("mutation($v: ID!) { unlinkOperator(input: {linkId: $v}) { link { id } } }", json!({ "v": bad }), "linkId"),
         (END_SESSION, json!({ "s": bad, "a": 100, "c": "usd" }), "sessionId"),
-        (
-            "mutation($v: ID!) { chargeSession(input: {sessionId: $v}) { succeeded } }",
-            json!({ "v": bad }),
-            "sessionId",
-        ),
+        ("mutation($v: ID!) { chargeSession(input: {sessionId: $v}) { succeeded } }", json!({ "v": bad }), "sessionId"),
         (
             "mutation($v: ID!) { reissueChargeToken(input: {sessionId: $v}) { chargeToken { id } } }",
             json!({ "v": bad }),
@@ -200,9 +188,21 @@ async fn page_arguments_are_checked_on_every_list() {
     let admin = t.admin();
     let lists = [
         ("apps", "query($f: Int, $a: String) { l: apps(first: $f, after: $a) { totalCount nodes { id } } }", json!({})),
-        ("operators", "query($f: Int, $a: String) { l: operators(first: $f, after: $a) { totalCount nodes { id } } }", json!({})),
-        ("links", "query($f: Int, $a: String) { l: links(first: $f, after: $a) { totalCount nodes { id } } }", json!({})),
-        ("customers", "query($f: Int, $a: String) { l: customers(first: $f, after: $a) { totalCount nodes { id } } }", json!({})),
+        (
+            "operators",
+            "query($f: Int, $a: String) { l: operators(first: $f, after: $a) { totalCount nodes { id } } }",
+            json!({}),
+        ),
+        (
+            "links",
+            "query($f: Int, $a: String) { l: links(first: $f, after: $a) { totalCount nodes { id } } }",
+            json!({}),
+        ),
+        (
+            "customers",
+            "query($f: Int, $a: String) { l: customers(first: $f, after: $a) { totalCount nodes { id } } }",
+            json!({}),
+        ),
         (
             "parkingSessions",
             "query($f: Int, $a: String) { l: parkingSessions(first: $f, after: $a) { totalCount nodes { id } } }",
@@ -225,8 +225,13 @@ async fn page_arguments_are_checked_on_every_list() {
             variables.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             variables
         };
-        for bad in [json!({ "f": 101 }), json!({ "f": -1 }), json!({ "f": i32::MIN }), json!({ "a": "bogus" }), json!({ "a": "" })]
-        {
+        for bad in [
+            json!({ "f": 101 }),
+            json!({ "f": -1 }),
+            json!({ "f": i32::MIN }),
+            json!({ "a": "bogus" }),
+            json!({ "a": "" }),
+        ] {
             let (code, message) = rejected(&t, Some(&admin), query, with(bad.clone())).await;
             assert_eq!(code, "BAD_USER_INPUT", "{label} {bad}: {message}");
         }
@@ -328,7 +333,8 @@ async fn text_inputs_are_checked_and_rejections_change_nothing() {
     let before = snapshot(&t).await;
 
     // startParkingSession: zone 1–100, plate 1–20, idempotencyKey 1–255 characters.
-    let start = |z: String, p: String, k: String| json!({ "c": w.customer_id, "o": w.operator_id, "k": k, "z": z, "p": p });
+    let start =
+        |z: String, p: String, k: String| json!({ "c": w.customer_id, "o": w.operator_id, "k": k, "z": z, "p": p });
     let ok = || ("Z-1".to_owned(), "B-CP 1".to_owned(), "key".to_owned());
     let mut bad_starts = Vec::new();
     for empty in ["", "   ", "\t\n"] {
@@ -384,15 +390,17 @@ async fn text_inputs_are_checked_and_rejections_change_nothing() {
     assert_eq!(snapshot(&t).await, before, "a rejected mutation changed something");
 
     // The limits are exact: the longest allowed values pass (counted in characters).
-    let data = t
-        .ok(&w.app_token, START_SESSION, start("z".repeat(100), "P".repeat(20), "k".repeat(255)))
-        .await;
+    let data = t.ok(&w.app_token, START_SESSION, start("z".repeat(100), "P".repeat(20), "k".repeat(255))).await;
     assert_eq!(data["startParkingSession"]["session"]["status"], "ACTIVE");
     for r in ["r".repeat(255), "é".repeat(255)] {
         t.ok(&w.app_token, tokenize, json!({ "r": r, "t": "tok_visa" })).await;
     }
-    t.ok(&admin, "mutation($n: String!) { createApp(input: {name: $n}) { app { id } } }", json!({ "n": "n".repeat(200) }))
-        .await;
+    t.ok(
+        &admin,
+        "mutation($n: String!) { createApp(input: {name: $n}) { app { id } } }",
+        json!({ "n": "n".repeat(200) }),
+    )
+    .await;
 }
 
 /// Control characters (a NUL, which Postgres refuses in `text`) are refused up front as
@@ -411,7 +419,12 @@ async fn control_characters_in_text_are_a_clean_error() {
         ("zone", &w.app_token, START_SESSION, start("k1", "Z\u{0}", "P")),
         ("vehiclePlate", &w.app_token, START_SESSION, start("k2", "Z", "P\u{0}")),
         ("createApp name", &admin, "mutation { createApp(input: {name: \"A\\u0000\"}) { app { id } } }", json!({})),
-        ("createOperator name", &admin, "mutation { createOperator(input: {name: \"O\\u0000\"}) { operator { id } } }", json!({})),
+        (
+            "createOperator name",
+            &admin,
+            "mutation { createOperator(input: {name: \"O\\u0000\"}) { operator { id } } }",
+            json!({}),
+        ),
     ];
     let mut wrong = Vec::new();
     for (field, token, query, variables) in cases {
@@ -482,7 +495,9 @@ async fn batches_and_malformed_bodies_are_400() {
         let (status, body) = t.post_raw(Some(&admin), batch).await;
         graphql_error(status, &body, StatusCode::BAD_REQUEST);
     }
-    for raw in ["{not json", "", "null", "42", "\"{ viewer { role } }\"", "{\"query\": 42}", "[\"{ viewer { role } }\", {}]"] {
+    for raw in
+        ["{not json", "", "null", "42", "\"{ viewer { role } }\"", "{\"query\": 42}", "[\"{ viewer { role } }\", {}]"]
+    {
         let (status, body) = t.send(raw_post(&admin, raw)).await;
         graphql_error(status, &body, StatusCode::BAD_REQUEST);
     }
@@ -510,7 +525,10 @@ async fn a_body_over_64_kib_is_413() {
     let admin = t.admin();
     // Just under the limit: served.
     let (status, body) = t
-        .post_raw(Some(&admin), json!({ "query": "{ viewer { role } }", "variables": { "pad": "x".repeat(60 * 1024) } }))
+        .post_raw(
+            Some(&admin),
+            json!({ "query": "{ viewer { role } }", "variables": { "pad": "x".repeat(60 * 1024) } }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // Over it: refused before anything runs.
@@ -704,11 +722,16 @@ async fn bad_credentials_are_unauthenticated_without_echoing_the_token() {
 #[tokio::test]
 async fn introspection_root_names_match_schema_graphql() {
     let t = TestApp::new().await;
-    let response = t.post(None, "{ __schema { queryType { name } mutationType { name } subscriptionType { name } } }", json!({})).await;
+    let response = t
+        .post(None, "{ __schema { queryType { name } mutationType { name } subscriptionType { name } } }", json!({}))
+        .await;
     let sdl = curbpay::graphql::sdl();
     for root in ["queryType", "mutationType", "subscriptionType"] {
         let name = response["data"]["__schema"][root]["name"].as_str().unwrap();
-        assert!(sdl.contains(&format!("\ntype {name} {{")), "introspection's {root} {name} is not a type of schema.graphql");
+        assert!(
+            sdl.contains(&format!("\ntype {name} {{")),
+            "introspection's {root} {name} is not a type of schema.graphql"
+        );
     }
 }
 
@@ -724,8 +747,11 @@ async fn health_and_graphiql_are_served() {
         async move {
             let response = router.oneshot(get(path, None)).await.unwrap();
             let status = response.status();
-            let content_type =
-                response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+            let content_type = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
             let bytes = response.into_body().collect().await.unwrap().to_bytes();
             (status, content_type, String::from_utf8_lossy(&bytes).into_owned())
         }
@@ -756,7 +782,6 @@ async fn health_and_graphiql_are_served() {
     assert_eq!(response.headers()[header::LOCATION], "/graphiql");
 }
 
-
 /// A required variable that is not sent is BAD_USER_INPUT (the GraphQL spec's request
 /// error), whether the argument it feeds is required or not.
 #[tokio::test]
@@ -779,7 +804,6 @@ async fn missing_required_variables_are_bad_user_input() {
     assert_eq!(operator_count(&t).await, 0);
     assert!(wrong.is_empty(), "missing required variables not BAD_USER_INPUT:\n{}", wrong.join("\n"));
 }
-
 
 /// A JSON array body is never executed: async-graphql's `Request` would deserialize
 /// from a sequence by field order, taking `["<document>"]` as `{"query": "<document>"}`.

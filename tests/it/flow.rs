@@ -13,7 +13,11 @@ async fn the_tour_end_to_end() {
     let admin = t.admin();
 
     let data = t
-        .ok(&admin, "mutation { createApp(input: {name: \"ParkNow\"}) { app { id name publishableKey processor } } }", json!({}))
+        .ok(
+            &admin,
+            "mutation { createApp(input: {name: \"ParkNow\"}) { app { id name publishableKey processor } } }",
+            json!({}),
+        )
         .await;
     let app = &data["createApp"]["app"];
     assert_eq!(app["name"], "ParkNow");
@@ -21,7 +25,13 @@ async fn the_tour_end_to_end() {
     assert!(app["publishableKey"].as_str().unwrap().starts_with("pk_test_"));
     let app_id = id(&app["id"]);
 
-    let data = t.ok(&admin, "mutation { createOperator(input: {name: \"Downtown Garages\"}) { operator { id name } } }", json!({})).await;
+    let data = t
+        .ok(
+            &admin,
+            "mutation { createOperator(input: {name: \"Downtown Garages\"}) { operator { id name } } }",
+            json!({}),
+        )
+        .await;
     let operator_id = id(&data["createOperator"]["operator"]["id"]);
 
     // The app links itself to the operator; the link waits for authorization.
@@ -45,7 +55,13 @@ async fn the_tour_end_to_end() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("Link active"));
     assert!(visited.last().unwrap().contains("/connect/callback?code="));
-    let data = t.ok(&app_token, "query($id: ID!) { link(id: $id) { status connectedAccountId authorizationUrl activatedAt } }", json!({ "id": link_id })).await;
+    let data = t
+        .ok(
+            &app_token,
+            "query($id: ID!) { link(id: $id) { status connectedAccountId authorizationUrl activatedAt } }",
+            json!({ "id": link_id }),
+        )
+        .await;
     assert_eq!(data["link"]["status"], "ACTIVE");
     assert!(data["link"]["connectedAccountId"].as_str().unwrap().starts_with("acct_"));
     assert!(data["link"]["authorizationUrl"].is_null());
@@ -112,7 +128,13 @@ async fn the_tour_end_to_end() {
     assert_eq!(data["parkingSession"]["customer"]["card"]["last4"], "4444");
 
     // The app sees the token's state but never its value.
-    let data = t.ok(&app_token, "query($id: ID!) { parkingSession(id: $id) { chargeToken { token status } } }", json!({ "id": session_id })).await;
+    let data = t
+        .ok(
+            &app_token,
+            "query($id: ID!) { parkingSession(id: $id) { chargeToken { token status } } }",
+            json!({ "id": session_id }),
+        )
+        .await;
     assert!(data["parkingSession"]["chargeToken"]["token"].is_null());
     assert_eq!(data["parkingSession"]["chargeToken"]["status"], "ISSUED");
 
@@ -150,7 +172,11 @@ async fn the_tour_end_to_end() {
 
     // Lists are Relay connections.
     let data = t
-        .ok(&admin, "{ parkingSessions(status: CHARGED) { totalCount edges { cursor node { id } } pageInfo { hasNextPage } } }", json!({}))
+        .ok(
+            &admin,
+            "{ parkingSessions(status: CHARGED) { totalCount edges { cursor node { id } } pageInfo { hasNextPage } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(data["parkingSessions"]["totalCount"], 1);
     assert_eq!(id(&data["parkingSessions"]["edges"][0]["node"]["id"]), session_id);
@@ -179,7 +205,8 @@ async fn unknown_card_tokens_and_card_numbers_are_rejected() {
     let t = TestApp::new().await;
     let app_id = t.create_app("A").await;
     let app_token = t.token(Role::App(app_id));
-    let q = "mutation($t: String!) { tokenizeCustomer(input: {externalRef: \"u\", cardToken: $t}) { customer { id } } }";
+    let q =
+        "mutation($t: String!) { tokenizeCustomer(input: {externalRef: \"u\", cardToken: $t}) { customer { id } } }";
     for bad in ["tok_nonexistent", "4242424242424242"] {
         let response = t.post(Some(&app_token), q, json!({ "t": bad })).await;
         assert_eq!(code_of(&response).as_deref(), Some("BAD_USER_INPUT"), "{response}");
@@ -204,7 +231,8 @@ async fn complete_link_by_mutation_and_the_denied_path() {
     // The operator declines: the link stays PENDING with the reason.
     let (status, body, _) = t.follow(&format!("{url}&sandbox_decision=deny")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let data = t.ok(&app_token, "query($id: ID!) { link(id: $id) { status failureReason } }", json!({ "id": link_id })).await;
+    let data =
+        t.ok(&app_token, "query($id: ID!) { link(id: $id) { status failureReason } }", json!({ "id": link_id })).await;
     assert_eq!(data["link"]["status"], "PENDING");
     assert_eq!(data["link"]["failureReason"], "The user denied your request");
 
@@ -222,7 +250,10 @@ async fn complete_link_by_mutation_and_the_denied_path() {
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let code = url::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
     let complete = "mutation($l: ID!, $c: String!) { completeLink(input: {linkId: $l, authorizationCode: $c}) { link { status connectedAccountId } } }";
-    assert_eq!(t.error_code(Some(&app_token), complete, json!({ "l": link_id, "c": "ac_wrong" })).await, "BAD_USER_INPUT");
+    assert_eq!(
+        t.error_code(Some(&app_token), complete, json!({ "l": link_id, "c": "ac_wrong" })).await,
+        "BAD_USER_INPUT"
+    );
     let data = t.ok(&app_token, complete, json!({ "l": link_id, "c": code })).await;
     assert_eq!(data["completeLink"]["link"]["status"], "ACTIVE");
 }
@@ -233,18 +264,30 @@ async fn unlinking_voids_outstanding_tokens() {
     let w = t.world().await;
     let session_id = id(&t.start_session(&w, "k1").await["session"]["id"]);
     let data = t
-        .ok(&w.app_token, "mutation($l: ID!) { unlinkOperator(input: {linkId: $l}) { link { status revokedAt } } }", json!({ "l": w.link_id }))
+        .ok(
+            &w.app_token,
+            "mutation($l: ID!) { unlinkOperator(input: {linkId: $l}) { link { status revokedAt } } }",
+            json!({ "l": w.link_id }),
+        )
         .await;
     assert_eq!(data["unlinkOperator"]["link"]["status"], "REVOKED");
     let data = t
-        .ok(&w.operator_token, "query($id: ID!) { parkingSession(id: $id) { chargeToken { status voidedAt } } }", json!({ "id": session_id }))
+        .ok(
+            &w.operator_token,
+            "query($id: ID!) { parkingSession(id: $id) { chargeToken { status voidedAt } } }",
+            json!({ "id": session_id }),
+        )
         .await;
     assert_eq!(data["parkingSession"]["chargeToken"]["status"], "VOIDED");
     // No new token while the link is revoked, and no new sessions.
     let reissue = "mutation($s: ID!) { reissueChargeToken(input: {sessionId: $s}) { chargeToken { id } } }";
     assert_eq!(t.error_code(Some(&w.app_token), reissue, json!({ "s": session_id })).await, "CONFLICT");
     let response = t
-        .post(Some(&w.app_token), crate::util::START_SESSION, json!({ "c": w.customer_id, "o": w.operator_id, "k": "k2", "z": "Z", "p": "P" }))
+        .post(
+            Some(&w.app_token),
+            crate::util::START_SESSION,
+            json!({ "c": w.customer_id, "o": w.operator_id, "k": "k2", "z": "Z", "p": "P" }),
+        )
         .await;
     assert_eq!(code_of(&response).as_deref(), Some("CONFLICT"));
 
@@ -253,7 +296,11 @@ async fn unlinking_voids_outstanding_tokens() {
     let data = t.ok(&w.app_token, reissue, json!({ "s": session_id })).await;
     assert!(data["reissueChargeToken"]["chargeToken"]["id"].is_string());
     let data = t
-        .ok(&w.operator_token, "query($id: ID!) { parkingSession(id: $id) { chargeTokens { status } } }", json!({ "id": session_id }))
+        .ok(
+            &w.operator_token,
+            "query($id: ID!) { parkingSession(id: $id) { chargeTokens { status } } }",
+            json!({ "id": session_id }),
+        )
         .await;
     assert_eq!(data["parkingSession"]["chargeTokens"], json!([{ "status": "VOIDED" }, { "status": "ISSUED" }]));
 }
@@ -263,7 +310,8 @@ async fn expired_tokens_are_reissued() {
     let t = TestApp::with_config(|c| c.charge_token_ttl = std::time::Duration::from_millis(300)).await;
     let w = t.world().await;
     let session_id = id(&t.start_session(&w, "k1").await["session"]["id"]);
-    let reissue = "mutation($s: ID!) { reissueChargeToken(input: {sessionId: $s}) { chargeToken { id status token } } }";
+    let reissue =
+        "mutation($s: ID!) { reissueChargeToken(input: {sessionId: $s}) { chargeToken { id status token } } }";
     // Still valid: the operator should use it.
     assert_eq!(t.error_code(Some(&w.app_token), reissue, json!({ "s": session_id })).await, "CONFLICT");
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;

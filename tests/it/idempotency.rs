@@ -59,10 +59,8 @@ async fn parallel_starts_with_one_key_make_one_session() {
     let t = TestApp::new().await;
     let w = t.world().await;
     let vars = json!({ "c": w.customer_id, "o": w.operator_id, "k": "race", "z": "Z-12", "p": "B-CP 123" });
-    let responses = futures_util::future::join_all(
-        (0..16).map(|_| t.post(Some(&w.app_token), START_SESSION, vars.clone())),
-    )
-    .await;
+    let responses =
+        futures_util::future::join_all((0..16).map(|_| t.post(Some(&w.app_token), START_SESSION, vars.clone()))).await;
     let ids: std::collections::HashSet<_> = responses
         .iter()
         .map(|r| {
@@ -111,7 +109,11 @@ async fn a_crash_after_issuing_is_finished_by_a_retry() {
     let token_query = "query($id: ID!) { parkingSession(id: $id) { chargeTokens { token cursor } } }";
     let before = t.ok(&w.operator_token, token_query, json!({ "id": session_id })).await;
     // The processor issued the token but the commit that records it was lost.
-    exec(&t, "UPDATE charge_tokens SET status = 'PENDING', token = NULL, cursor = NULL, expires_at = NULL, issued_at = NULL").await;
+    exec(
+        &t,
+        "UPDATE charge_tokens SET status = 'PENDING', token = NULL, cursor = NULL, expires_at = NULL, issued_at = NULL",
+    )
+    .await;
     exec(&t, "UPDATE operators SET token_seq = 0").await;
     let retry = t.start_session(&w, "k").await;
     assert_eq!(retry["replayed"], true);

@@ -2,7 +2,6 @@
 //! Stripe's real endpoints, faults on the calls (with the exact requests checked), a
 //! crash between a Stripe call and the commit, webhooks, and secrets never leaking.
 
-
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -68,7 +67,8 @@ pub(crate) fn credentials(p: &Platform) -> Value {
 
 impl Stripe {
     async fn create_app(&self, fee: Option<i32>) -> uuid::Uuid {
-        let data = self.t.ok(&self.t.admin(), CREATE_APP, json!({ "s": credentials(&self.platform), "fee": fee })).await;
+        let data =
+            self.t.ok(&self.t.admin(), CREATE_APP, json!({ "s": credentials(&self.platform), "fee": fee })).await;
         id(&data["createApp"]["app"]["id"])
     }
 
@@ -121,7 +121,11 @@ pub(crate) async fn consent(url: &str) -> String {
 
 async fn start(t: &TestApp, w: &World, key: &str) -> uuid::Uuid {
     let data = t
-        .ok(&w.app_token, START_SESSION, json!({ "c": w.customer_id, "o": w.operator_id, "k": key, "z": "Z-1", "p": "PLATE" }))
+        .ok(
+            &w.app_token,
+            START_SESSION,
+            json!({ "c": w.customer_id, "o": w.operator_id, "k": key, "z": "Z-1", "p": "PLATE" }),
+        )
         .await;
     id(&data["startParkingSession"]["session"]["id"])
 }
@@ -158,7 +162,9 @@ async fn the_tour_runs_on_stripe() {
     let (status, body, _) = t.follow(&consent(url.as_str()).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let link_id = id(&data["linkOperator"]["link"]["id"]);
-    let data = t.ok(&t.admin(), "query($id: ID!) { link(id: $id) { status connectedAccountId } }", json!({ "id": link_id })).await;
+    let data = t
+        .ok(&t.admin(), "query($id: ID!) { link(id: $id) { status connectedAccountId } }", json!({ "id": link_id }))
+        .await;
     assert_eq!(data["link"], json!({ "status": "ACTIVE", "connectedAccountId": "acct_operator1" }));
     assert!(double.is_connected(&s.platform.account_id, "acct_operator1"));
 
@@ -194,7 +200,11 @@ async fn the_tour_runs_on_stripe() {
     assert_eq!(token_request.stripe_account.as_deref(), Some("acct_operator1"));
     assert!(token_request.idempotency_key.as_deref().unwrap().starts_with("charge-token:"));
     let data = t
-        .ok(&w.operator_token, "query($id: ID!) { parkingSession(id: $id) { chargeToken { token } } }", json!({ "id": session_id }))
+        .ok(
+            &w.operator_token,
+            "query($id: ID!) { parkingSession(id: $id) { chargeToken { token } } }",
+            json!({ "id": session_id }),
+        )
         .await;
     let token = data["parkingSession"]["chargeToken"]["token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("tok_"));
@@ -213,7 +223,12 @@ async fn the_tour_runs_on_stripe() {
     assert_eq!(double.objects("charge"), 1);
 
     // Unlink: Stripe deauthorizes the operator's account.
-    t.ok(&app_token, "mutation($l: ID!) { unlinkOperator(input: {linkId: $l}) { link { status } } }", json!({ "l": link_id })).await;
+    t.ok(
+        &app_token,
+        "mutation($l: ID!) { unlinkOperator(input: {linkId: $l}) { link { status } } }",
+        json!({ "l": link_id }),
+    )
+    .await;
     assert_eq!(double.count("POST", "/oauth/deauthorize"), 1);
     assert!(!double.is_connected(&s.platform.account_id, "acct_operator1"));
 }
@@ -320,16 +335,20 @@ async fn a_crash_between_the_stripe_call_and_the_commit_is_finished_by_a_retry()
     let (w, _) = s.world("tok_visa").await;
     let session_id = start(&s.t, &w, "k").await;
     // Simulate a crash after Stripe minted the token but before curbpay recorded it.
-    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&s.t.db.url).await.unwrap();
+    let mut conn =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&s.t.db.url).await.unwrap();
     diesel_async::RunQueryDsl::execute(
         diesel::sql_query("UPDATE charge_tokens SET status = 'PENDING', token = NULL, cursor = NULL, expires_at = NULL, issued_at = NULL"),
         &mut conn,
     )
     .await
     .unwrap();
-    let data = s
-        .t
-        .ok(&w.app_token, START_SESSION, json!({ "c": w.customer_id, "o": w.operator_id, "k": "k", "z": "Z-1", "p": "PLATE" }))
+    let data =
+        s.t.ok(
+            &w.app_token,
+            START_SESSION,
+            json!({ "c": w.customer_id, "o": w.operator_id, "k": "k", "z": "Z-1", "p": "PLATE" }),
+        )
         .await;
     assert_eq!(data["startParkingSession"]["replayed"], true);
     assert_eq!(id(&data["startParkingSession"]["session"]["id"]), session_id);
@@ -351,7 +370,10 @@ async fn deauthorization_by_webhook_revokes_the_link() {
     // Forged (another secret) and stale (signed ten minutes ago) deliveries are refused.
     let forged = s.double.deliver_webhook(&url, event.clone(), "whsec_forged", None).await;
     assert_eq!(forged.status(), 400);
-    let stale = s.double.deliver_webhook(&url, event.clone(), &s.platform.webhook_secret, Some(chrono::Utc::now().timestamp() - 600)).await;
+    let stale = s
+        .double
+        .deliver_webhook(&url, event.clone(), &s.platform.webhook_secret, Some(chrono::Utc::now().timestamp() - 600))
+        .await;
     assert_eq!(stale.status(), 400);
     let data = s.t.ok(&w.app_token, "query($id: ID!) { link(id: $id) { status } }", json!({ "id": w.link_id })).await;
     assert_eq!(data["link"]["status"], "ACTIVE");
@@ -373,9 +395,12 @@ async fn deauthorization_by_webhook_revokes_the_link() {
     let change = watcher.next_data().await;
     assert_eq!(change["linkStatusChanged"]["status"], "REVOKED");
     assert_eq!(id(&change["linkStatusChanged"]["link"]["id"]), w.link_id);
-    let data = s
-        .t
-        .ok(&w.operator_token, "query($l: ID!, $s: ID!) { link(id: $l) { status } parkingSession(id: $s) { chargeToken { status } } }", json!({ "l": w.link_id, "s": session_id }))
+    let data =
+        s.t.ok(
+            &w.operator_token,
+            "query($l: ID!, $s: ID!) { link(id: $l) { status } parkingSession(id: $s) { chargeToken { status } } }",
+            json!({ "l": w.link_id, "s": session_id }),
+        )
         .await;
     assert_eq!(data["link"]["status"], "REVOKED");
     assert_eq!(data["parkingSession"]["chargeToken"]["status"], "VOIDED");
@@ -409,7 +434,8 @@ async fn account_updates_reach_the_link_and_operator() {
 async fn stripe_errors_map_to_stable_codes() {
     let s = stripe_mode().await;
     let app_id = s.create_app(None).await;
-    let q = "mutation($t: String!) { tokenizeCustomer(input: {externalRef: \"u\", cardToken: $t}) { customer { id } } }";
+    let q =
+        "mutation($t: String!) { tokenizeCustomer(input: {externalRef: \"u\", cardToken: $t}) { customer { id } } }";
     let response = s.t.post(Some(&s.t.token(Role::App(app_id))), q, json!({ "t": "tok_unknownToken" })).await;
     assert_eq!(code_of(&response).as_deref(), Some("BAD_USER_INPUT"), "{response}");
     // Stripe down (every attempt refused) is UNAVAILABLE: retry later.
@@ -458,7 +484,9 @@ async fn secrets_never_appear_in_logs_errors_responses_or_the_database() {
     let data = server.graphql(&admin, CREATE_APP, json!({ "s": credentials(&s.platform), "fee": 100 })).await;
     responses.push_str(&data.to_string());
     let app_id = id(&data["data"]["createApp"]["app"]["id"]);
-    let data = server.graphql(&admin, "mutation { createOperator(input: {name: \"O\"}) { operator { id } } }", json!({})).await;
+    let data = server
+        .graphql(&admin, "mutation { createOperator(input: {name: \"O\"}) { operator { id } } }", json!({}))
+        .await;
     let operator_id = id(&data["data"]["createOperator"]["operator"]["id"]);
     let data = server
         .graphql(
@@ -487,12 +515,21 @@ async fn secrets_never_appear_in_logs_errors_responses_or_the_database() {
     assert_eq!(charged["data"]["chargeSession"]["session"]["status"], "CHARGED", "{charged}");
     let forged = s
         .double
-        .deliver_webhook(&format!("{}webhooks/stripe", server.base), s.double.account_updated_event("acct_leaktest"), "whsec_forged", None)
+        .deliver_webhook(
+            &format!("{}webhooks/stripe", server.base),
+            s.double.account_updated_event("acct_leaktest"),
+            "whsec_forged",
+            None,
+        )
         .await;
     assert_eq!(forged.status(), 400);
     responses.push_str(&forged.text().await.unwrap());
     let everything = server
-        .graphql(&admin, "{ apps { edges { node { id name publishableKey processorAccountId platformFeeBps } } } }", json!({}))
+        .graphql(
+            &admin,
+            "{ apps { edges { node { id name publishableKey processorAccountId platformFeeBps } } } }",
+            json!({}),
+        )
         .await;
     responses.push_str(&everything.to_string());
 
@@ -505,7 +542,8 @@ async fn secrets_never_appear_in_logs_errors_responses_or_the_database() {
     }
 
     // At rest the secrets are sealed.
-    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&s.t.db.url).await.unwrap();
+    let mut conn =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&s.t.db.url).await.unwrap();
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Text)]

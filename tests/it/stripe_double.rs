@@ -35,7 +35,14 @@ impl Api {
         Api { http: reqwest::Client::new(), base: double.api_base.clone(), key: key.to_owned() }
     }
 
-    async fn send(&self, post: bool, path: &str, account: Option<&str>, idem: Option<&str>, form: &[(&str, &str)]) -> reqwest::Result<Call> {
+    async fn send(
+        &self,
+        post: bool,
+        path: &str,
+        account: Option<&str>,
+        idem: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> reqwest::Result<Call> {
         let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
         let url = format!("{}{}", self.base, path.trim_start_matches('/'));
         let mut request = match post {
@@ -85,19 +92,29 @@ async fn setup() -> (StripeDouble, Platform, Api) {
 /// Connects a new account to the platform through the OAuth code exchange.
 async fn connect(double: &StripeDouble, platform: &Platform) -> String {
     let code = double.authorization_code(&platform.connect_client_id, "acct_operator1");
-    let (status, body) = oauth(double, "/oauth/token", &[("grant_type", "authorization_code"), ("code", &code), ("client_secret", &platform.secret_key)]).await;
+    let (status, body) = oauth(
+        double,
+        "/oauth/token",
+        &[("grant_type", "authorization_code"), ("code", &code), ("client_secret", &platform.secret_key)],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     body["stripe_user_id"].as_str().unwrap().to_owned()
 }
 
 async fn oauth(double: &StripeDouble, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
     let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    let response = reqwest::Client::new().post(format!("{}{path}", double.connect_base)).body(encoded).send().await.unwrap();
+    let response =
+        reqwest::Client::new().post(format!("{}{path}", double.connect_base)).body(encoded).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
-const CUSTOMER: &[(&str, &str)] =
-    &[("source", "tok_visa"), ("metadata[curbpay_id]", "user-1"), ("expand[]", "default_source"), ("expand[]", "sources")];
+const CUSTOMER: &[(&str, &str)] = &[
+    ("source", "tok_visa"),
+    ("metadata[curbpay_id]", "user-1"),
+    ("expand[]", "default_source"),
+    ("expand[]", "sources"),
+];
 
 #[tokio::test]
 async fn customers_carry_the_card_and_idempotent_requests_replay() {
@@ -108,9 +125,15 @@ async fn customers_carry_the_card_and_idempotent_requests_replay() {
     assert!(first.header("idempotent-replayed").is_none());
     let customer = &first.body;
     assert!(customer["id"].as_str().unwrap().starts_with("cus_"));
-    assert_eq!((customer["livemode"].clone(), customer["metadata"]["curbpay_id"].clone()), (json!(false), json!("user-1")));
+    assert_eq!(
+        (customer["livemode"].clone(), customer["metadata"]["curbpay_id"].clone()),
+        (json!(false), json!("user-1"))
+    );
     let card = &customer["default_source"]; // expanded
-    assert_eq!((card["brand"].as_str(), card["last4"].as_str(), card["funding"].as_str()), (Some("Visa"), Some("4242"), Some("credit")));
+    assert_eq!(
+        (card["brand"].as_str(), card["last4"].as_str(), card["funding"].as_str()),
+        (Some("Visa"), Some("4242"), Some("credit"))
+    );
     assert_eq!(customer["sources"]["data"][0]["id"], card["id"]);
 
     let again = api.post("/v1/customers", None, Some("key-1"), CUSTOMER).await;
@@ -127,7 +150,14 @@ async fn customers_carry_the_card_and_idempotent_requests_replay() {
     let fetched = api.get(&format!("/v1/customers/{}", customer["id"].as_str().unwrap()), None, &[]).await;
     assert_eq!(fetched.body["default_source"], card["id"]);
     assert!(fetched.body.get("sources").is_none(), "sources only when expanded");
-    let updated = api.post(&format!("/v1/customers/{}", customer["id"].as_str().unwrap()), None, None, &[("source", "tok_amex"), ("expand[]", "sources")]).await;
+    let updated = api
+        .post(
+            &format!("/v1/customers/{}", customer["id"].as_str().unwrap()),
+            None,
+            None,
+            &[("source", "tok_amex"), ("expand[]", "sources")],
+        )
+        .await;
     assert_eq!(updated.body["sources"]["data"][0]["last4"], "0005");
     assert_ne!(updated.body["default_source"], card["id"]);
     assert_eq!(double.objects("card"), 1, "the replaced default card is deleted");
@@ -170,14 +200,23 @@ async fn rate_limits_and_retryable_500s_are_not_saved() {
 #[tokio::test]
 async fn validation_errors_are_not_saved() {
     let (double, _, api) = setup().await;
-    let invalid = api.post("/v1/customers", None, Some("k"), &[("source", "tok_visa"), ("metadata[curbpay_id]", "u")]).await;
+    let invalid =
+        api.post("/v1/customers", None, Some("k"), &[("source", "tok_visa"), ("metadata[curbpay_id]", "u")]).await;
     assert_eq!(invalid.status, 200);
     let missing = api.post("/v1/charges", None, Some("c"), &[("source", "tok_visa"), ("currency", "usd")]).await;
-    assert_eq!((missing.status, missing.error()["code"].as_str(), missing.error()["param"].as_str()), (400, Some("parameter_missing"), Some("amount")));
-    let fixed = api.post("/v1/charges", None, Some("c"), &[("source", "tok_visa"), ("currency", "usd"), ("amount", "700")]).await;
+    assert_eq!(
+        (missing.status, missing.error()["code"].as_str(), missing.error()["param"].as_str()),
+        (400, Some("parameter_missing"), Some("amount"))
+    );
+    let fixed = api
+        .post("/v1/charges", None, Some("c"), &[("source", "tok_visa"), ("currency", "usd"), ("amount", "700")])
+        .await;
     assert_eq!((fixed.status, fixed.header("idempotent-replayed")), (200, None));
     let unknown = api.post("/v1/customers", None, Some("u"), &[("source", "tok_nonexistent")]).await;
-    assert_eq!((unknown.status, unknown.error()["code"].as_str(), unknown.error()["param"].as_str()), (400, Some("resource_missing"), Some("source")));
+    assert_eq!(
+        (unknown.status, unknown.error()["code"].as_str(), unknown.error()["param"].as_str()),
+        (400, Some("resource_missing"), Some("source"))
+    );
     assert_eq!(double.objects("charge"), 1);
 }
 
@@ -185,7 +224,10 @@ async fn validation_errors_are_not_saved() {
 async fn a_request_the_client_gave_up_on_still_completes() {
     let (double, _, api) = setup().await;
     double.inject("POST", "/v1/customers", vec![Fault::Delay(Duration::from_millis(1000))]);
-    let impatient = Api { http: reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap(), ..Api::new(&double, &api.key) };
+    let impatient = Api {
+        http: reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap(),
+        ..Api::new(&double, &api.key)
+    };
     let error = impatient.send(true, "/v1/customers", None, Some("k"), CUSTOMER).await.err().expect("a timeout");
     assert!(error.is_timeout(), "{error:?}");
     wait_in_flight(&double).await;
@@ -244,16 +286,31 @@ async fn shared_customer_tokens_are_single_use_on_the_connected_account() {
     let replayed = api.post("/v1/tokens", Some(&acct), Some("handoff-1"), &[("customer", cus)]).await;
     assert_eq!(replayed.body["id"], tok, "replaying the key returns the same token");
 
-    let charge_form = [("source", tok), ("amount", "1250"), ("currency", "usd"), ("application_fee_amount", "100"), ("metadata[curbpay_id]", "s-1")];
+    let charge_form = [
+        ("source", tok),
+        ("amount", "1250"),
+        ("currency", "usd"),
+        ("application_fee_amount", "100"),
+        ("metadata[curbpay_id]", "s-1"),
+    ];
     let charge = api.post("/v1/charges", Some(&acct), None, &charge_form).await;
     assert_eq!(charge.status, 200, "{}", charge.body);
-    assert_eq!((charge.body["status"].as_str(), charge.body["paid"].as_bool(), charge.body["amount"].as_i64()), (Some("succeeded"), Some(true), Some(1250)));
+    assert_eq!(
+        (charge.body["status"].as_str(), charge.body["paid"].as_bool(), charge.body["amount"].as_i64()),
+        (Some("succeeded"), Some(true), Some(1250))
+    );
     assert_eq!(charge.body["payment_method_details"]["card"]["brand"], "visa");
     let again = api.post("/v1/charges", Some(&acct), None, &charge_form).await;
-    assert_eq!((again.status, again.error()["code"].as_str(), again.error()["param"].as_str()), (400, Some("token_already_used"), Some("source")));
+    assert_eq!(
+        (again.status, again.error()["code"].as_str(), again.error()["param"].as_str()),
+        (400, Some("token_already_used"), Some("source"))
+    );
 
     let found = api.get("/v1/charges/search", Some(&acct), &[("query", "metadata['curbpay_id']:'s-1'")]).await;
-    assert_eq!((found.body["object"].as_str(), found.body["data"][0]["id"].clone()), (Some("search_result"), charge.body["id"].clone()));
+    assert_eq!(
+        (found.body["object"].as_str(), found.body["data"][0]["id"].clone()),
+        (Some("search_result"), charge.body["id"].clone())
+    );
     let on_platform = api.get("/v1/charges/search", None, &[("query", "metadata['curbpay_id']:'s-1'")]).await;
     assert_eq!(on_platform.body["data"], json!([]));
     let customers = api.get("/v1/customers/search", None, &[("query", "metadata['curbpay_id']:'user-1'")]).await;
@@ -265,11 +322,25 @@ async fn shared_customer_tokens_are_single_use_on_the_connected_account() {
 async fn declines_are_card_errors() {
     let (double, platform, api) = setup().await;
     let acct = connect(&double, &platform).await;
-    for (tok, code, decline) in [("tok_chargeDeclinedInsufficientFunds", "card_declined", Some("insufficient_funds")), ("tok_chargeDeclinedExpiredCard", "expired_card", None)] {
+    for (tok, code, decline) in [
+        ("tok_chargeDeclinedInsufficientFunds", "card_declined", Some("insufficient_funds")),
+        ("tok_chargeDeclinedExpiredCard", "expired_card", None),
+    ] {
         let customer = api.post("/v1/customers", None, None, &[("source", tok)]).await.body;
-        let token = api.post("/v1/tokens", Some(&acct), None, &[("customer", customer["id"].as_str().unwrap())]).await.body;
-        let charge = api.post("/v1/charges", Some(&acct), None, &[("source", token["id"].as_str().unwrap()), ("amount", "500"), ("currency", "usd")]).await;
-        assert_eq!((charge.status, charge.error()["type"].as_str(), charge.error()["code"].as_str()), (402, Some("card_error"), Some(code)));
+        let token =
+            api.post("/v1/tokens", Some(&acct), None, &[("customer", customer["id"].as_str().unwrap())]).await.body;
+        let charge = api
+            .post(
+                "/v1/charges",
+                Some(&acct),
+                None,
+                &[("source", token["id"].as_str().unwrap()), ("amount", "500"), ("currency", "usd")],
+            )
+            .await;
+        assert_eq!(
+            (charge.status, charge.error()["type"].as_str(), charge.error()["code"].as_str()),
+            (402, Some("card_error"), Some(code))
+        );
         assert_eq!(charge.error()["decline_code"].as_str(), decline);
         assert!(charge.error()["charge"].as_str().unwrap().starts_with("ch_"));
     }
@@ -280,14 +351,29 @@ async fn declines_are_card_errors() {
 async fn payment_methods_are_cloned_and_charged_with_payment_intents() {
     let (double, platform, api) = setup().await;
     let acct = connect(&double, &platform).await;
-    let form = [("payment_method", "pm_card_visa"), ("invoice_settings[default_payment_method]", "pm_card_visa"), ("expand[]", "invoice_settings.default_payment_method")];
+    let form = [
+        ("payment_method", "pm_card_visa"),
+        ("invoice_settings[default_payment_method]", "pm_card_visa"),
+        ("expand[]", "invoice_settings.default_payment_method"),
+    ];
     let customer = api.post("/v1/customers", None, None, &form).await.body;
     let default_pm = &customer["invoice_settings"]["default_payment_method"];
-    assert_eq!((default_pm["object"].as_str(), default_pm["card"]["last4"].as_str()), (Some("payment_method"), Some("4242")));
+    assert_eq!(
+        (default_pm["object"].as_str(), default_pm["card"]["last4"].as_str()),
+        (Some("payment_method"), Some("4242"))
+    );
     let (cus, pm) = (customer["id"].as_str().unwrap(), default_pm["id"].as_str().unwrap());
-    let unattached = api.post(&format!("/v1/customers/{cus}"), None, None, &[("invoice_settings[default_payment_method]", "pm_card_amex")]).await;
+    let unattached = api
+        .post(
+            &format!("/v1/customers/{cus}"),
+            None,
+            None,
+            &[("invoice_settings[default_payment_method]", "pm_card_amex")],
+        )
+        .await;
     assert_eq!((unattached.status, unattached.error()["code"].as_str()), (400, Some("resource_missing")));
-    let search = [("query", "metadata['nothing']:'here'"), ("expand[]", "data.invoice_settings.default_payment_method")];
+    let search =
+        [("query", "metadata['nothing']:'here'"), ("expand[]", "data.invoice_settings.default_payment_method")];
     assert_eq!(api.get("/v1/customers/search", None, &search).await.body["data"], json!([]));
     let no_card = api.post("/v1/tokens", Some(&acct), None, &[("customer", cus)]).await;
     assert_eq!((no_card.status, no_card.error()["param"].as_str()), (400, Some("customer")));
@@ -295,14 +381,26 @@ async fn payment_methods_are_cloned_and_charged_with_payment_intents() {
     assert_eq!(clone.status, 200, "{}", clone.body);
     let cloned = clone.body["id"].as_str().unwrap();
     assert_ne!(cloned, pm);
-    let form = [("amount", "900"), ("currency", "eur"), ("payment_method", cloned), ("confirm", "true"), ("off_session", "true")];
+    let form = [
+        ("amount", "900"),
+        ("currency", "eur"),
+        ("payment_method", cloned),
+        ("confirm", "true"),
+        ("off_session", "true"),
+    ];
     let pi = api.post("/v1/payment_intents", Some(&acct), None, &form).await;
     assert_eq!((pi.status, pi.body["status"].as_str()), (200, Some("succeeded")), "{}", pi.body);
     assert!(pi.body["latest_charge"].as_str().unwrap().starts_with("ch_"));
     let reuse = api.post("/v1/payment_intents", Some(&acct), None, &form).await;
     assert_eq!(reuse.status, 400, "a customer-less payment method is single use");
 
-    let declined_form = [("amount", "900"), ("currency", "eur"), ("payment_method", "pm_card_chargeDeclined"), ("confirm", "true"), ("off_session", "true")];
+    let declined_form = [
+        ("amount", "900"),
+        ("currency", "eur"),
+        ("payment_method", "pm_card_chargeDeclined"),
+        ("confirm", "true"),
+        ("off_session", "true"),
+    ];
     let declined = api.post("/v1/payment_intents", Some(&acct), None, &declined_form).await;
     assert_eq!((declined.status, declined.error()["decline_code"].as_str()), (402, Some("generic_decline")));
     assert_eq!(declined.error()["payment_intent"]["status"], "requires_payment_method");
@@ -320,8 +418,13 @@ async fn accounts_keys_and_resources_are_scoped() {
     let cus = customer["id"].as_str().unwrap();
     let elsewhere = api.get(&format!("/v1/customers/{cus}"), Some(&acct), &[]).await;
     assert_eq!((elsewhere.status, elsewhere.error()["code"].as_str()), (404, Some("resource_missing")));
-    let as_param = api.post("/v1/payment_intents", Some(&acct), None, &[("amount", "900"), ("currency", "usd"), ("customer", cus)]).await;
-    assert_eq!((as_param.status, as_param.error()["code"].as_str(), as_param.error()["param"].as_str()), (400, Some("resource_missing"), Some("customer")));
+    let as_param = api
+        .post("/v1/payment_intents", Some(&acct), None, &[("amount", "900"), ("currency", "usd"), ("customer", cus)])
+        .await;
+    assert_eq!(
+        (as_param.status, as_param.error()["code"].as_str(), as_param.error()["param"].as_str()),
+        (400, Some("resource_missing"), Some("customer"))
+    );
 
     let stranger = api.get("/v1/account", Some("acct_stranger"), &[]).await;
     assert_eq!((stranger.status, stranger.error()["code"].as_str()), (403, Some("account_invalid")));
@@ -339,18 +442,37 @@ async fn accounts_keys_and_resources_are_scoped() {
 async fn oauth_codes_are_single_use_and_deauthorize_revokes() {
     let (double, platform, api) = setup().await;
     let code = double.authorization_code(&platform.connect_client_id, "acct_op");
-    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("client_secret", platform.secret_key.as_str())];
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("client_secret", platform.secret_key.as_str()),
+    ];
     let (status, grant) = oauth(&double, "/oauth/token", &form).await;
-    assert_eq!((status, grant["stripe_user_id"].as_str(), grant["token_type"].as_str()), (200, Some("acct_op"), Some("bearer")));
+    assert_eq!(
+        (status, grant["stripe_user_id"].as_str(), grant["token_type"].as_str()),
+        (200, Some("acct_op"), Some("bearer"))
+    );
     assert!(grant["access_token"].as_str().unwrap().starts_with("sk_test_"));
     let (status, used) = oauth(&double, "/oauth/token", &form).await;
     assert_eq!((status, used["error"].as_str()), (400, Some("invalid_grant")));
-    let (status, unknown) = oauth(&double, "/oauth/token", &[("grant_type", "authorization_code"), ("code", "ac_nope"), ("client_secret", &platform.secret_key)]).await;
-    assert_eq!((status, unknown["error_description"].as_str()), (400, Some("Authorization code does not exist: ac_nope")));
+    let (status, unknown) = oauth(
+        &double,
+        "/oauth/token",
+        &[("grant_type", "authorization_code"), ("code", "ac_nope"), ("client_secret", &platform.secret_key)],
+    )
+    .await;
+    assert_eq!(
+        (status, unknown["error_description"].as_str()),
+        (400, Some("Authorization code does not exist: ac_nope"))
+    );
 
     let access = Api::new(&double, grant["access_token"].as_str().unwrap());
     assert_eq!(access.get("/v1/account", None, &[]).await.body["id"], "acct_op");
-    let deauth = [("client_id", platform.connect_client_id.as_str()), ("stripe_user_id", "acct_op"), ("client_secret", platform.secret_key.as_str())];
+    let deauth = [
+        ("client_id", platform.connect_client_id.as_str()),
+        ("stripe_user_id", "acct_op"),
+        ("client_secret", platform.secret_key.as_str()),
+    ];
     assert_eq!(oauth(&double, "/oauth/deauthorize", &deauth).await, (200, json!({ "stripe_user_id": "acct_op" })));
     let (status, again) = oauth(&double, "/oauth/deauthorize", &deauth).await;
     assert_eq!((status, again["error"].as_str()), (400, Some("invalid_client")));
@@ -372,8 +494,15 @@ async fn oauth_authorize_redirects_as_the_operator_chose() {
     assert_eq!(approved.status(), 302);
     let location = url::Url::parse(approved.headers()["location"].to_str().unwrap()).unwrap();
     let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
-    assert_eq!((location.host_str(), location.path(), query["x"].as_str(), query["state"].as_str()), (Some("app.test"), "/cb", "1", "st-1"));
-    let form = [("grant_type", "authorization_code"), ("code", query["code"].as_str()), ("client_secret", platform.secret_key.as_str())];
+    assert_eq!(
+        (location.host_str(), location.path(), query["x"].as_str(), query["state"].as_str()),
+        (Some("app.test"), "/cb", "1", "st-1")
+    );
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", query["code"].as_str()),
+        ("client_secret", platform.secret_key.as_str()),
+    ];
     assert_eq!(oauth(&double, "/oauth/token", &form).await.1["stripe_user_id"], "acct_chosen");
     assert!(double.is_connected(&platform.account_id, "acct_chosen"));
 
@@ -402,7 +531,10 @@ async fn webhooks_are_signed_like_stripe() {
 
     double.connect(&platform.account_id, "acct_gone");
     let event = double.deauthorized_event(&platform.connect_client_id, "acct_gone");
-    assert_eq!((event["type"].as_str(), event["account"].as_str()), (Some("account.application.deauthorized"), Some("acct_gone")));
+    assert_eq!(
+        (event["type"].as_str(), event["account"].as_str()),
+        (Some("account.application.deauthorized"), Some("acct_gone"))
+    );
     assert_eq!(double.deliver_webhook(&url, event, &platform.webhook_secret, None).await.status(), 200);
     double.set_account("acct_gone", false, true);
     let updated = double.account_updated_event("acct_gone");
@@ -416,8 +548,14 @@ async fn webhooks_are_signed_like_stripe() {
     assert!((chrono::Utc::now().timestamp() - t).abs() < 10);
     let mut mac = Hmac::<Sha256>::new_from_slice(platform.webhook_secret.as_bytes()).unwrap();
     mac.update(format!("{t}.{payload}").as_bytes());
-    mac.verify_slice(&(0..v1.len()).step_by(2).map(|i| u8::from_str_radix(&v1[i..i + 2], 16).unwrap()).collect::<Vec<_>>()).expect("v1 verifies");
-    assert_eq!(serde_json::from_str::<Value>(payload).unwrap()["data"]["object"]["id"], platform.connect_client_id.as_str());
+    mac.verify_slice(
+        &(0..v1.len()).step_by(2).map(|i| u8::from_str_radix(&v1[i..i + 2], 16).unwrap()).collect::<Vec<_>>(),
+    )
+    .expect("v1 verifies");
+    assert_eq!(
+        serde_json::from_str::<Value>(payload).unwrap()["data"]["object"]["id"],
+        platform.connect_client_id.as_str()
+    );
 
     let (stale, stale_payload) = &received[1];
     assert!(stale.starts_with("t=1000000,v1="));
@@ -455,12 +593,16 @@ impl stripe_client_core::StripeClientErr for SdkError {
 impl stripe_client_core::StripeClient for Sdk {
     type Err = SdkError;
 
-    async fn execute(&self, request: stripe_client_core::CustomizedStripeRequest) -> Result<axum::body::Bytes, SdkError> {
+    async fn execute(
+        &self,
+        request: stripe_client_core::CustomizedStripeRequest,
+    ) -> Result<axum::body::Bytes, SdkError> {
         use stripe_client_core::{RequestStrategy, StripeMethod};
         let (request, config) = request.into_pieces();
         let query = request.query.map(|q| format!("?{q}")).unwrap_or_default();
         let url = format!("{}v1{}{query}", self.base, request.path);
-        let method = if matches!(request.method, StripeMethod::Get) { reqwest::Method::GET } else { reqwest::Method::POST };
+        let method =
+            if matches!(request.method, StripeMethod::Get) { reqwest::Method::GET } else { reqwest::Method::POST };
         let mut builder = self.http.request(method, url).bearer_auth(&self.key);
         if let Some(account) = config.account_id {
             builder = builder.header("stripe-account", account.as_str());
@@ -501,28 +643,68 @@ async fn async_stripe_parses_the_answers() {
     let customer = customer.customize().request_strategy(key).send(&sdk).await.unwrap();
     assert!(matches!(customer.default_source, Some(Expandable::Id(_))));
     assert_eq!(customer.sources.as_ref().unwrap().data.len(), 1);
-    let found = SearchCustomer::new("metadata['curbpay_id']:'u1'").expand(vec!["data.sources".to_owned()]).send(&sdk).await.unwrap();
+    let found = SearchCustomer::new("metadata['curbpay_id']:'u1'")
+        .expand(vec!["data.sources".to_owned()])
+        .send(&sdk)
+        .await
+        .unwrap();
     assert_eq!(found.data[0].id, customer.id);
 
-    let token = stripe_core::token::CreateToken::new().customer(customer.id.as_str()).customize().account_id(on()).send(&sdk).await.unwrap();
-    let charge = stripe_core::charge::CreateCharge::new().source(token.id.as_str()).amount(1250).currency(Currency::USD);
-    let charge = charge.application_fee_amount(100).metadata(metadata.clone()).customize().account_id(on()).send(&sdk).await.unwrap();
+    let token = stripe_core::token::CreateToken::new()
+        .customer(customer.id.as_str())
+        .customize()
+        .account_id(on())
+        .send(&sdk)
+        .await
+        .unwrap();
+    let charge =
+        stripe_core::charge::CreateCharge::new().source(token.id.as_str()).amount(1250).currency(Currency::USD);
+    let charge = charge
+        .application_fee_amount(100)
+        .metadata(metadata.clone())
+        .customize()
+        .account_id(on())
+        .send(&sdk)
+        .await
+        .unwrap();
     assert!(charge.paid);
     let search = stripe_core::charge::SearchCharge::new("metadata['curbpay_id']:'u1'").customize().account_id(on());
     assert_eq!(search.send(&sdk).await.unwrap().data[0].id, charge.id);
-    match stripe_core::charge::CreateCharge::new().source(token.id.as_str()).amount(1250).currency(Currency::USD).customize().account_id(on()).send(&sdk).await {
+    match stripe_core::charge::CreateCharge::new()
+        .source(token.id.as_str())
+        .amount(1250)
+        .currency(Currency::USD)
+        .customize()
+        .account_id(on())
+        .send(&sdk)
+        .await
+    {
         Err(SdkError { status: 400, body }) => assert_eq!(body["error"]["code"], "token_already_used"),
         other => panic!("{other:?}"),
     }
 
-    let settings = CreateCustomerInvoiceSettings { default_payment_method: Some("pm_card_visa".to_owned()), ..Default::default() };
-    let pm_customer = CreateCustomer::new().payment_method("pm_card_visa").invoice_settings(settings).expand(expand).send(&sdk).await.unwrap();
-    let Some(Expandable::Object(pm)) = pm_customer.invoice_settings.as_ref().unwrap().default_payment_method.as_ref() else { panic!() };
+    let settings =
+        CreateCustomerInvoiceSettings { default_payment_method: Some("pm_card_visa".to_owned()), ..Default::default() };
+    let pm_customer = CreateCustomer::new()
+        .payment_method("pm_card_visa")
+        .invoice_settings(settings)
+        .expand(expand)
+        .send(&sdk)
+        .await
+        .unwrap();
+    let Some(Expandable::Object(pm)) = pm_customer.invoice_settings.as_ref().unwrap().default_payment_method.as_ref()
+    else {
+        panic!()
+    };
     assert_eq!(pm.card.as_ref().unwrap().last4, "4242");
-    let clone = stripe_payment::payment_method::CreatePaymentMethod::new().customer(pm_customer.id.as_str()).payment_method(pm.id.as_str());
+    let clone = stripe_payment::payment_method::CreatePaymentMethod::new()
+        .customer(pm_customer.id.as_str())
+        .payment_method(pm.id.as_str());
     let clone = clone.customize().account_id(on()).send(&sdk).await.unwrap();
     let off_session = stripe_core::payment_intent::CreatePaymentIntentOffSession::Bool(true);
-    let intent = stripe_core::payment_intent::CreatePaymentIntent::new(900, Currency::EUR).payment_method(clone.id.as_str()).confirm(true);
+    let intent = stripe_core::payment_intent::CreatePaymentIntent::new(900, Currency::EUR)
+        .payment_method(clone.id.as_str())
+        .confirm(true);
     let intent = intent.off_session(off_session).customize().account_id(on()).send(&sdk).await.unwrap();
     assert_eq!(intent.status.as_str(), "succeeded");
 

@@ -49,13 +49,15 @@ async fn count(t: &TestApp, query: &str) -> i64 {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&t.db.url).await.unwrap();
+    let mut conn =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&t.db.url).await.unwrap();
     let row: Count = diesel_async::RunQueryDsl::get_result(diesel::sql_query(query), &mut conn).await.unwrap();
     row.n
 }
 
 async fn execute(t: &TestApp, statement: &str) {
-    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&t.db.url).await.unwrap();
+    let mut conn =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&t.db.url).await.unwrap();
     diesel_async::RunQueryDsl::execute(diesel::sql_query(statement), &mut conn).await.unwrap();
 }
 
@@ -162,7 +164,8 @@ impl Scene {
     }
 
     async fn start_session(&mut self) {
-        let variables = json!({ "c": self.customer_id, "o": self.operator_id, "k": "fault-cell", "z": "Z-1", "p": "PLATE" });
+        let variables =
+            json!({ "c": self.customer_id, "o": self.operator_id, "k": "fault-cell", "z": "Z-1", "p": "PLATE" });
         let data = self.s.t.ok(&self.app_token, START_SESSION, variables).await;
         self.session_id = id(&data["startParkingSession"]["session"]["id"]);
     }
@@ -222,7 +225,9 @@ impl Mutation {
         let t = &scene.s.t;
         match self {
             Mutation::CreateApp => {
-                let response = t.post(Some(&t.admin()), CREATE_APP, json!({ "s": credentials(&scene.s.platform), "fee": 250 })).await;
+                let response = t
+                    .post(Some(&t.admin()), CREATE_APP, json!({ "s": credentials(&scene.s.platform), "fee": 250 }))
+                    .await;
                 outcome(&response, |data| {
                     let account = &data["createApp"]["app"]["processorAccountId"];
                     expect(*account == json!(scene.s.platform.account_id), || format!("processorAccountId {account}"))
@@ -242,8 +247,7 @@ impl Mutation {
                 })
             }
             Mutation::Start { .. } => {
-                let variables =
-                    json!({ "c": scene.customer_id, "o": scene.operator_id, "k": "fault-cell", "z": "Z-1", "p": "PLATE" });
+                let variables = json!({ "c": scene.customer_id, "o": scene.operator_id, "k": "fault-cell", "z": "Z-1", "p": "PLATE" });
                 let response = t.post(Some(&scene.app_token), START_SESSION, variables).await;
                 outcome(&response, |data| {
                     let payload = &data["startParkingSession"];
@@ -259,7 +263,8 @@ impl Mutation {
                 })
             }
             Mutation::Charge { .. } => {
-                let response = t.post(Some(&scene.operator_token), CHARGE_SESSION, json!({ "s": scene.session_id })).await;
+                let response =
+                    t.post(Some(&scene.operator_token), CHARGE_SESSION, json!({ "s": scene.session_id })).await;
                 outcome(&response, |data| {
                     let payload = &data["chargeSession"];
                     let ok = payload["succeeded"] == true && payload["session"]["status"] == "CHARGED";
@@ -291,7 +296,9 @@ impl Mutation {
             Mutation::CreateApp => "SELECT count(*) AS n FROM apps",
             Mutation::TokenizeNew => "SELECT count(*) AS n FROM customers WHERE processor_customer_id IS NOT NULL",
             Mutation::TokenizeAgain => "SELECT count(*) AS n FROM customers WHERE card_last4 = '4444'",
-            Mutation::Start { .. } | Mutation::Reissue => "SELECT count(*) AS n FROM charge_tokens WHERE status = 'ISSUED'",
+            Mutation::Start { .. } | Mutation::Reissue => {
+                "SELECT count(*) AS n FROM charge_tokens WHERE status = 'ISSUED'"
+            }
             Mutation::Charge { .. } => "SELECT count(*) AS n FROM parking_sessions WHERE status = 'CHARGED'",
             Mutation::Callback => "SELECT count(*) AS n FROM links WHERE status = 'ACTIVE'",
             Mutation::Unlink => "SELECT count(*) AS n FROM links WHERE status = 'REVOKED'",
@@ -413,29 +420,37 @@ fn saved_500() -> Fault {
 /// A fault once, then success: retried with the same key (`key`: `a1` or `-`).
 fn retried_once(key: &str, made: usize) -> Vec<Row> {
     let calls = |status: &str| [format!("{status} {key}"), format!("200 {key}")];
-    [("429 once", once_429(), "429"), ("500 Should-Retry once", retryable_500(), "500"), ("drop once", Fault::Drop, "0")]
-        .into_iter()
-        .map(|(label, fault, status)| {
-            let [fault_call, success] = calls(status);
-            row(label, vec![fault]).ok(&[&fault_call, &success]).objects(made)
-        })
-        .collect()
+    [
+        ("429 once", once_429(), "429"),
+        ("500 Should-Retry once", retryable_500(), "500"),
+        ("drop once", Fault::Drop, "0"),
+    ]
+    .into_iter()
+    .map(|(label, fault, status)| {
+        let [fault_call, success] = calls(status);
+        row(label, vec![fault]).ok(&[&fault_call, &success]).objects(made)
+    })
+    .collect()
 }
 
 /// The fault on every attempt and once more: the mutation fails with UNAVAILABLE and is
 /// not recorded as done; a retry meets the last fault, then succeeds, with the same key.
 fn persistent(key: &str, made: usize) -> Vec<Row> {
-    [("persistent 429", once_429(), "429"), ("persistent 500 Should-Retry", retryable_500(), "500"), ("persistent drop", Fault::Drop, "0")]
-        .into_iter()
-        .map(|(label, fault, status)| {
-            let fault_call = format!("{status} {key}");
-            let success = format!("200 {key}");
-            row(&format!("{label} ×{PERSISTENT}"), vec![fault; PERSISTENT])
-                .fails("UNAVAILABLE", &[fault_call.as_str(); MAX_ATTEMPTS])
-                .then_retry(&[&fault_call, &success])
-                .objects(made)
-        })
-        .collect()
+    [
+        ("persistent 429", once_429(), "429"),
+        ("persistent 500 Should-Retry", retryable_500(), "500"),
+        ("persistent drop", Fault::Drop, "0"),
+    ]
+    .into_iter()
+    .map(|(label, fault, status)| {
+        let fault_call = format!("{status} {key}");
+        let success = format!("200 {key}");
+        row(&format!("{label} ×{PERSISTENT}"), vec![fault; PERSISTENT])
+            .fails("UNAVAILABLE", &[fault_call.as_str(); MAX_ATTEMPTS])
+            .then_retry(&[&fault_call, &success])
+            .objects(made)
+    })
+    .collect()
 }
 
 /// Renders the requests to the call in the matrix notation. `names` keeps the key
@@ -573,7 +588,13 @@ async fn matrix(endpoint: Endpoint, rows: Vec<Row>) {
         }
     }
     println!("[{}] {total} cells in {:.1?}", endpoint.name, started.elapsed());
-    assert!(failures.is_empty(), "{} of {total} cells of {} failed:\n{}", failures.len(), endpoint.name, failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cells of {} failed:\n{}",
+        failures.len(),
+        endpoint.name,
+        failures.join("\n")
+    );
 }
 
 impl Endpoint {
@@ -597,9 +618,8 @@ fn reconciled_by_search() -> Vec<Row> {
     // Stripe's search lags behind writes, so reconciliation also reads the list of
     // recent objects, which is consistent: an object made a moment ago is found, never
     // made twice, and a charge's single-use token is never sent again.
-    let mut lagging = row("saved 500 after success, search lagging 1 s", vec![Fault::AfterSuccess500])
-        .ok(&["500 a1"])
-        .searches(None);
+    let mut lagging =
+        row("saved 500 after success, search lagging 1 s", vec![Fault::AfterSuccess500]).ok(&["500 a1"]).searches(None);
     lagging.search_lag = Some(Duration::from_secs(1));
     rows.push(lagging);
     rows
@@ -623,7 +643,9 @@ fn new_key_on_saved_500(made: usize) -> Vec<Row> {
 fn get_rows(made: usize) -> Vec<Row> {
     let mut rows = retried_once("-", made);
     rows.push(row("drop after success", vec![Fault::DropAfterSuccess]).ok(&["0 -", "200 -"]).objects(made));
-    for (label, fault) in [("500 Should-Retry false after success", Fault::AfterSuccess500), ("500 Should-Retry false", saved_500())] {
+    for (label, fault) in
+        [("500 Should-Retry false after success", Fault::AfterSuccess500), ("500 Should-Retry false", saved_500())]
+    {
         rows.push(row(label, vec![fault]).fails("UNAVAILABLE", &["500 -"]).then_retry(&["200 -"]).objects(made));
     }
     rows.extend(persistent("-", made));
@@ -659,12 +681,10 @@ async fn post_customers_by_tokenize_customer_new() {
     // The first try is still running at Stripe when it times out (2 s); the other tries
     // are dropped. All tries keep the key, so the mutation answers UNAVAILABLE, the
     // running request finishes, and a retry gets its saved answer: one customer.
-    let mut timeout = row("timeout while Stripe still runs, then drops", vec![
-        Fault::Delay(Duration::from_millis(2500)),
-        Fault::Drop,
-        Fault::Drop,
-        Fault::Drop,
-    ])
+    let mut timeout = row(
+        "timeout while Stripe still runs, then drops",
+        vec![Fault::Delay(Duration::from_millis(2500)), Fault::Drop, Fault::Drop, Fault::Drop],
+    )
     .fails("UNAVAILABLE", &["0 a1", "0 a1", "0 a1", "200 a1"])
     .then_retry(&["200 a1 replayed"]);
     timeout.settle = Some(Duration::from_millis(2800));
@@ -814,7 +834,11 @@ async fn post_oauth_token_by_connect_callback() {
     let mut rows = retried_once("-", 0);
     // The code is spent but the answer lost: the retry is refused (`invalid_grant`), the
     // link stays PENDING, and the operator consents again (the retry here): linked.
-    rows.push(row("drop after success", vec![Fault::DropAfterSuccess]).fails("UNAVAILABLE", &["0 -", "400 -"]).then_retry(&["200 -"]));
+    rows.push(
+        row("drop after success", vec![Fault::DropAfterSuccess])
+            .fails("UNAVAILABLE", &["0 -", "400 -"])
+            .then_retry(&["200 -"]),
+    );
     rows.push(
         row("500 Should-Retry false after success", vec![Fault::AfterSuccess500])
             .fails("UNAVAILABLE", &["500 -", "400 -"])

@@ -17,8 +17,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use uuid::Uuid;
 
-use crate::util::process::Curbpay;
 use crate::util::node::NodeSubscriber;
+use crate::util::process::Curbpay;
 use crate::util::{JWT_SECRET, START_SESSION, TestApp, TestDb, World, id};
 
 const TOKENS: &str = "subscription($after: String) {
@@ -560,12 +560,10 @@ async fn tokens_issued_on_one_process_reach_subscribers_on_another() {
     let admin = mint(&Claims::new(Role::Admin, None, Duration::from_secs(600)), JWT_SECRET);
 
     // The whole setup goes through process 1 over HTTP.
-    let data =
-        one.ok(&admin, "mutation { createApp(input: {name: \"ParkNow\"}) { app { id } } }", json!({})).await;
+    let data = one.ok(&admin, "mutation { createApp(input: {name: \"ParkNow\"}) { app { id } } }", json!({})).await;
     let app_id = id(&data["createApp"]["app"]["id"]);
-    let data = one
-        .ok(&admin, "mutation { createOperator(input: {name: \"Garages\"}) { operator { id } } }", json!({}))
-        .await;
+    let data =
+        one.ok(&admin, "mutation { createOperator(input: {name: \"Garages\"}) { operator { id } } }", json!({})).await;
     let operator_id = id(&data["createOperator"]["operator"]["id"]);
     let data = one.ok(&admin, LINK_OPERATOR, json!({ "a": app_id, "o": operator_id })).await;
     let url = data["linkOperator"]["link"]["authorizationUrl"].as_str().unwrap().to_owned();
@@ -585,8 +583,7 @@ async fn tokens_issued_on_one_process_reach_subscribers_on_another() {
     let customer_id = id(&data["tokenizeCustomer"]["customer"]["id"]);
     let start = async |key: &str| {
         let (zone, plate) = (format!("Z-{key}"), format!("P-{key}"));
-        let data =
-            one.ok(&app_token, START_SESSION, session_vars(customer_id, operator_id, key, &zone, &plate)).await;
+        let data = one.ok(&app_token, START_SESSION, session_vars(customer_id, operator_id, key, &zone, &plate)).await;
         issued_from(&data, &zone, &plate)
     };
 

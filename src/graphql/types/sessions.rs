@@ -85,10 +85,7 @@ impl ParkingSession {
     }
     /// The amount owed, once ended.
     async fn amount(&self) -> Option<Money> {
-        Some(Money {
-            amount: i32::try_from(self.0.amount?).unwrap_or(i32::MAX),
-            currency: self.0.currency.clone()?,
-        })
+        Some(Money { amount: i32::try_from(self.0.amount?).unwrap_or(i32::MAX), currency: self.0.currency.clone()? })
     }
     /// When the charge succeeded.
     async fn charged_at(&self) -> Option<DateTime<Utc>> {

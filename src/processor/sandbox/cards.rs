@@ -27,7 +27,13 @@ const fn ok(token: &'static str, brand: &'static str, last4: &'static str) -> Te
     TestCard { token, brand, last4, decline: None }
 }
 
-const fn declined(token: &'static str, last4: &'static str, code: &'static str, decline_code: Option<&'static str>, message: &'static str) -> TestCard {
+const fn declined(
+    token: &'static str,
+    last4: &'static str,
+    code: &'static str,
+    decline_code: Option<&'static str>,
+    message: &'static str,
+) -> TestCard {
     TestCard { token, brand: "Visa", last4, decline: Some(Decline { code, decline_code, message }) }
 }
 
@@ -55,7 +61,13 @@ pub const TEST_CARDS: &[TestCard] = &[
     declined("tok_chargeDeclinedStolenCard", "9979", "card_declined", Some("stolen_card"), "Your card was declined."),
     declined("tok_chargeDeclinedFraudulent", "0019", "card_declined", Some("fraudulent"), "Your card was declined."),
     declined("tok_chargeDeclinedExpiredCard", "0069", "expired_card", None, "Your card has expired."),
-    declined("tok_chargeDeclinedIncorrectCvc", "0127", "incorrect_cvc", None, "Your card's security code is incorrect."),
+    declined(
+        "tok_chargeDeclinedIncorrectCvc",
+        "0127",
+        "incorrect_cvc",
+        None,
+        "Your card's security code is incorrect.",
+    ),
     declined(
         "tok_chargeDeclinedProcessingError",
         "0119",

@@ -15,13 +15,13 @@ use super::{
     AuthorizationRequest, ChargeOutcome, ChargeRequest, CreatedCustomer, IssuedToken, Platform, PlatformAccount,
     PlatformCredentials, Processor, ProcessorError, ProcessorResult, WebhookEvent,
 };
-use secrecy::SecretString;
 use crate::db::DbPool;
 use crate::db::schema::{
     sandbox_accounts, sandbox_authorization_codes, sandbox_charges, sandbox_connections, sandbox_customers,
     sandbox_tokens,
 };
 use crate::models::customers::CardFacts;
+use secrecy::SecretString;
 
 /// How long an authorization code from the sandbox's consent page stays valid.
 const CODE_TTL_SECONDS: i64 = 300;
@@ -242,9 +242,7 @@ impl Processor for SandboxProcessor {
         let card = cards::lookup(card_token).ok_or_else(unknown_card_token)?;
         let mut conn = self.conn().await?;
         let updated = diesel::update(
-            sandbox_customers::table
-                .find(customer_id)
-                .filter(sandbox_customers::account_id.eq(platform_account_id)),
+            sandbox_customers::table.find(customer_id).filter(sandbox_customers::account_id.eq(platform_account_id)),
         )
         .set((
             sandbox_customers::test_token.eq(card.token),
@@ -282,39 +280,37 @@ impl Processor for SandboxProcessor {
         let platform = platform.account_id.clone();
         let code = code.to_owned();
         conn.transaction(async move |conn| {
-            {
-                let connected: Option<String> = diesel::update(
-                    sandbox_authorization_codes::table
-                        .find(&code)
-                        .filter(sandbox_authorization_codes::platform_account_id.eq(&platform))
-                        .filter(sandbox_authorization_codes::used_at.is_null())
-                        .filter(sandbox_authorization_codes::expires_at.gt(diesel::dsl::now)),
-                )
-                .set(sandbox_authorization_codes::used_at.eq(diesel::dsl::now))
-                .returning(sandbox_authorization_codes::connected_account_id)
-                .get_result(conn)
-                .await
-                .optional()?;
-                let Some(connected) = connected else {
-                    return Err(ProcessorError::InvalidRequest(
-                        "authorization code does not exist, has expired or was already used".to_owned(),
-                    ));
-                };
-                diesel::insert_into(sandbox_connections::table)
-                    .values((
-                        sandbox_connections::platform_account_id.eq(&platform),
-                        sandbox_connections::connected_account_id.eq(&connected),
-                    ))
-                    .on_conflict((sandbox_connections::platform_account_id, sandbox_connections::connected_account_id))
-                    .do_update()
-                    .set((
-                        sandbox_connections::revoked_at.eq(None::<DateTime<Utc>>),
-                        sandbox_connections::connected_at.eq(diesel::dsl::now),
-                    ))
-                    .execute(conn)
-                    .await?;
-                Ok::<_, ProcessorError>(connected)
-            }
+            let connected: Option<String> = diesel::update(
+                sandbox_authorization_codes::table
+                    .find(&code)
+                    .filter(sandbox_authorization_codes::platform_account_id.eq(&platform))
+                    .filter(sandbox_authorization_codes::used_at.is_null())
+                    .filter(sandbox_authorization_codes::expires_at.gt(diesel::dsl::now)),
+            )
+            .set(sandbox_authorization_codes::used_at.eq(diesel::dsl::now))
+            .returning(sandbox_authorization_codes::connected_account_id)
+            .get_result(conn)
+            .await
+            .optional()?;
+            let Some(connected) = connected else {
+                return Err(ProcessorError::InvalidRequest(
+                    "authorization code does not exist, has expired or was already used".to_owned(),
+                ));
+            };
+            diesel::insert_into(sandbox_connections::table)
+                .values((
+                    sandbox_connections::platform_account_id.eq(&platform),
+                    sandbox_connections::connected_account_id.eq(&connected),
+                ))
+                .on_conflict((sandbox_connections::platform_account_id, sandbox_connections::connected_account_id))
+                .do_update()
+                .set((
+                    sandbox_connections::revoked_at.eq(None::<DateTime<Utc>>),
+                    sandbox_connections::connected_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            Ok::<_, ProcessorError>(connected)
         })
         .await
     }
@@ -354,9 +350,7 @@ impl Processor for SandboxProcessor {
             return Ok(IssuedToken { token, expires_at });
         }
         let customer_known: bool = diesel::select(diesel::dsl::exists(
-            sandbox_customers::table
-                .find(customer_id)
-                .filter(sandbox_customers::account_id.eq(platform_account_id)),
+            sandbox_customers::table.find(customer_id).filter(sandbox_customers::account_id.eq(platform_account_id)),
         ))
         .get_result(&mut conn)
         .await?;
@@ -442,31 +436,29 @@ impl Processor for SandboxProcessor {
         let key = request.idempotency_key.to_owned();
         let recorded = conn
             .transaction(async move |conn| {
-                {
-                    let inserted = diesel::insert_into(sandbox_charges::table)
-                        .values((
-                            sandbox_charges::id.eq(object_id("ch")),
-                            sandbox_charges::connected_account_id.eq(request.connected_account_id),
-                            sandbox_charges::token_id.eq(&token.id),
-                            sandbox_charges::idempotency_key.eq(request.idempotency_key),
-                            sandbox_charges::amount.eq(request.amount),
-                            sandbox_charges::currency.eq(request.currency.to_ascii_lowercase()),
-                            sandbox_charges::status.eq(if decline.is_some() { "failed" } else { "succeeded" }),
-                            sandbox_charges::failure_code.eq(decline.map(|d| d.code)),
-                            sandbox_charges::decline_code.eq(decline.and_then(|d| d.decline_code)),
-                            sandbox_charges::failure_message.eq(decline.map(|d| d.message)),
-                        ))
-                        .on_conflict_do_nothing()
+                let inserted = diesel::insert_into(sandbox_charges::table)
+                    .values((
+                        sandbox_charges::id.eq(object_id("ch")),
+                        sandbox_charges::connected_account_id.eq(request.connected_account_id),
+                        sandbox_charges::token_id.eq(&token.id),
+                        sandbox_charges::idempotency_key.eq(request.idempotency_key),
+                        sandbox_charges::amount.eq(request.amount),
+                        sandbox_charges::currency.eq(request.currency.to_ascii_lowercase()),
+                        sandbox_charges::status.eq(if decline.is_some() { "failed" } else { "succeeded" }),
+                        sandbox_charges::failure_code.eq(decline.map(|d| d.code)),
+                        sandbox_charges::decline_code.eq(decline.and_then(|d| d.decline_code)),
+                        sandbox_charges::failure_message.eq(decline.map(|d| d.message)),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                if inserted == 1 {
+                    diesel::update(sandbox_tokens::table.find(&token.id))
+                        .set(sandbox_tokens::used_at.eq(diesel::dsl::now))
                         .execute(conn)
                         .await?;
-                    if inserted == 1 {
-                        diesel::update(sandbox_tokens::table.find(&token.id))
-                            .set(sandbox_tokens::used_at.eq(diesel::dsl::now))
-                            .execute(conn)
-                            .await?;
-                    }
-                    Ok::<_, diesel::result::Error>(inserted == 1)
                 }
+                Ok::<_, diesel::result::Error>(inserted == 1)
             })
             .await?;
         // Lost a race: a concurrent request with the same key charged first (replay its

@@ -115,10 +115,7 @@ fn customer_card(customer: &stripe_shared::Customer) -> Option<CardFacts> {
 }
 
 fn secret(platform: &Platform) -> ProcessorResult<SecretString> {
-    platform
-        .secret_key
-        .clone()
-        .ok_or_else(|| ProcessorError::Failed("the app has no Stripe credentials".to_owned()))
+    platform.secret_key.clone().ok_or_else(|| ProcessorError::Failed("the app has no Stripe credentials".to_owned()))
 }
 
 fn strategy(key: &str) -> ProcessorResult<RequestStrategy> {
@@ -181,7 +178,11 @@ impl StripeProcessor {
     /// Finds the customer curbpay made for `reference`. Search first (cheap, but it lags
     /// behind writes), then the list of recent customers, which reads what was just
     /// written: a saved 500 is reconciled moments after the request.
-    async fn find_customer(&self, client: &KeyedClient, reference: &str) -> ProcessorResult<Option<stripe_shared::Customer>> {
+    async fn find_customer(
+        &self,
+        client: &KeyedClient,
+        reference: &str,
+    ) -> ProcessorResult<Option<stripe_shared::Customer>> {
         let expand = || vec!["data.sources".to_owned(), "data.invoice_settings.default_payment_method".to_owned()];
         let query = format!("metadata['{REF_KEY}']:'{reference}'");
         let found = stripe_core::customer::SearchCustomer::new(query).expand(expand()).send(client).await?;
@@ -190,15 +191,16 @@ impl StripeProcessor {
         }
         let mut after: Option<String> = None;
         for _ in 0..RECONCILE_PAGES {
-            let mut list = stripe_core::customer::ListCustomer::new()
-                .created(recent())
-                .limit(100)
-                .expand(expand());
+            let mut list = stripe_core::customer::ListCustomer::new().created(recent()).limit(100).expand(expand());
             if let Some(after) = &after {
                 list = list.starting_after(after.clone());
             }
             let page = list.send(client).await?;
-            if let Some(customer) = page.data.iter().find(|c| c.metadata.as_ref().and_then(|m| m.get(REF_KEY)).map(String::as_str) == Some(reference)) {
+            if let Some(customer) = page
+                .data
+                .iter()
+                .find(|c| c.metadata.as_ref().and_then(|m| m.get(REF_KEY)).map(String::as_str) == Some(reference))
+            {
                 return Ok(Some(customer.clone()));
             }
             match (page.has_more, page.data.last()) {
@@ -211,7 +213,11 @@ impl StripeProcessor {
 
     /// Finds the charge (or PaymentIntent) curbpay made for `reference` on the connected
     /// account, the same way as `find_customer`.
-    async fn find_charge(&self, client: &KeyedClient, request: &ChargeRequest<'_>) -> ProcessorResult<Option<ChargeOutcome>> {
+    async fn find_charge(
+        &self,
+        client: &KeyedClient,
+        request: &ChargeRequest<'_>,
+    ) -> ProcessorResult<Option<ChargeOutcome>> {
         let reference = request.idempotency_key;
         let account = || account_id(request.connected_account_id);
         if request.token.starts_with("pm_") {
@@ -222,21 +228,30 @@ impl StripeProcessor {
                 .account_id(account())
                 .send(client)
                 .await?;
-            let found = page.data.into_iter().find(|pi| pi.metadata.get(REF_KEY).map(String::as_str) == Some(reference));
+            let found =
+                page.data.into_iter().find(|pi| pi.metadata.get(REF_KEY).map(String::as_str) == Some(reference));
             return Ok(found.map(|pi| match pi.status {
-                stripe_shared::PaymentIntentStatus::Succeeded => ChargeOutcome::Succeeded { charge_id: pi.id.to_string() },
+                stripe_shared::PaymentIntentStatus::Succeeded => {
+                    ChargeOutcome::Succeeded { charge_id: pi.id.to_string() }
+                }
                 _ => {
                     let error = pi.last_payment_error.as_deref();
                     ChargeOutcome::Declined {
-                        code: error.and_then(|e| e.code.as_ref()).map(|c| c.as_str().to_owned()).unwrap_or_else(|| "card_declined".to_owned()),
+                        code: error
+                            .and_then(|e| e.code.as_ref())
+                            .map(|c| c.as_str().to_owned())
+                            .unwrap_or_else(|| "card_declined".to_owned()),
                         decline_code: error.and_then(|e| e.decline_code.clone()),
-                        message: error.and_then(|e| e.message.clone()).unwrap_or_else(|| "Your card was declined.".to_owned()),
+                        message: error
+                            .and_then(|e| e.message.clone())
+                            .unwrap_or_else(|| "Your card was declined.".to_owned()),
                     }
                 }
             }));
         }
         let query = format!("metadata['{REF_KEY}']:'{reference}'");
-        let found = stripe_core::charge::SearchCharge::new(query).customize().account_id(account()).send(client).await?;
+        let found =
+            stripe_core::charge::SearchCharge::new(query).customize().account_id(account()).send(client).await?;
         let mut charge = found.data.into_iter().next();
         if charge.is_none() {
             let page = stripe_core::charge::ListCharge::new()
@@ -273,12 +288,10 @@ impl StripeProcessor {
             .metadata(metadata)
             .expand(vec!["sources".to_owned(), "invoice_settings.default_payment_method".to_owned()]);
         request = if card_token.starts_with("pm_") {
-            request.payment_method(card_token).invoice_settings(
-                stripe_core::customer::CreateCustomerInvoiceSettings {
-                    default_payment_method: Some(card_token.to_owned()),
-                    ..Default::default()
-                },
-            )
+            request.payment_method(card_token).invoice_settings(stripe_core::customer::CreateCustomerInvoiceSettings {
+                default_payment_method: Some(card_token.to_owned()),
+                ..Default::default()
+            })
         } else {
             request.source(card_token)
         };
@@ -327,7 +340,11 @@ impl StripeProcessor {
         }
     }
 
-    async fn retrieve_customer(&self, client: &KeyedClient, customer_id: &str) -> ProcessorResult<stripe_shared::Customer> {
+    async fn retrieve_customer(
+        &self,
+        client: &KeyedClient,
+        customer_id: &str,
+    ) -> ProcessorResult<stripe_shared::Customer> {
         let found = stripe_core::customer::RetrieveCustomer::new(customer_id.to_owned())
             .expand(vec!["sources".to_owned(), "invoice_settings.default_payment_method".to_owned()])
             .send(client)
@@ -372,9 +389,17 @@ impl StripeProcessor {
         }
     }
 
-    async fn charge_once(&self, client: &KeyedClient, request: &ChargeRequest<'_>, key: &str) -> Result<ChargeOutcome, CallError> {
+    async fn charge_once(
+        &self,
+        client: &KeyedClient,
+        request: &ChargeRequest<'_>,
+        key: &str,
+    ) -> Result<ChargeOutcome, CallError> {
         let metadata = std::collections::HashMap::from([(REF_KEY.to_owned(), request.idempotency_key.to_owned())]);
-        let currency = request.currency.to_ascii_lowercase().parse::<stripe_types::Currency>()
+        let currency = request
+            .currency
+            .to_ascii_lowercase()
+            .parse::<stripe_types::Currency>()
             .map_err(|_| CallError::Decode("unsupported currency".to_owned()))?;
         let strategy = strategy(key).map_err(|e| CallError::Decode(e.to_string()))?;
         let result = if request.token.starts_with("pm_") {
@@ -440,7 +465,12 @@ impl Processor for StripeProcessor {
         Ok(PlatformAccount { account_id: account.id.to_string(), publishable_key: credentials.publishable_key.clone() })
     }
 
-    async fn create_customer(&self, platform: &Platform, card_token: &str, reference: &str) -> ProcessorResult<CreatedCustomer> {
+    async fn create_customer(
+        &self,
+        platform: &Platform,
+        card_token: &str,
+        reference: &str,
+    ) -> ProcessorResult<CreatedCustomer> {
         let client = self.client(platform)?;
         let key = self.key(reference).await?;
         let customer = match self.create_customer_once(&client, card_token, reference, &key).await {
@@ -482,7 +512,8 @@ impl Processor for StripeProcessor {
             }
             Err(err) => return Err(err.into()),
         };
-        customer_card(&customer).ok_or_else(|| ProcessorError::Failed("Stripe returned a customer without a card".to_owned()))
+        customer_card(&customer)
+            .ok_or_else(|| ProcessorError::Failed("Stripe returned a customer without a card".to_owned()))
     }
 
     fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> ProcessorResult<url::Url> {
@@ -511,11 +542,8 @@ impl Processor for StripeProcessor {
         let client = self.client(platform)?;
         let customer = self.retrieve_customer(&client, customer_id).await?;
         let key = self.key(reference).await?;
-        let default_pm = customer
-            .invoice_settings
-            .as_ref()
-            .and_then(|s| s.default_payment_method.as_ref())
-            .map(|pm| match pm {
+        let default_pm =
+            customer.invoice_settings.as_ref().and_then(|s| s.default_payment_method.as_ref()).map(|pm| match pm {
                 Expandable::Id(id) => id.to_string(),
                 Expandable::Object(pm) => pm.id.to_string(),
             });
@@ -546,10 +574,11 @@ impl Processor for StripeProcessor {
                 match self.charge_once(&client, request, &key).await {
                     // Only curbpay holds the token: if it is spent, the first attempt
                     // charged it after all; find that charge.
-                    Err(CallError::Api { code, .. }) if code == "token_already_used" => self
-                        .find_charge(&client, request)
-                        .await?
-                        .ok_or_else(|| ProcessorError::Unavailable("the charge's outcome is not visible yet; retry".to_owned())),
+                    Err(CallError::Api { code, .. }) if code == "token_already_used" => {
+                        self.find_charge(&client, request).await?.ok_or_else(|| {
+                            ProcessorError::Unavailable("the charge's outcome is not visible yet; retry".to_owned())
+                        })
+                    }
                     other => Ok(other?),
                 }
             }
@@ -573,7 +602,9 @@ impl Processor for StripeProcessor {
                 Err(WebhookError::BadTimestamp(_)) => {
                     return Err(ProcessorError::InvalidRequest("webhook signature is too old".to_owned()));
                 }
-                Err(_) => return Err(ProcessorError::InvalidRequest("webhook signature or body is invalid".to_owned())),
+                Err(_) => {
+                    return Err(ProcessorError::InvalidRequest("webhook signature or body is invalid".to_owned()));
+                }
             };
             let event_id = event.id.to_string();
             let parsed = match (&event.data.object, event.account.clone()) {

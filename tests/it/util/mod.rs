@@ -210,7 +210,11 @@ pub struct World {
 impl TestApp {
     pub async fn create_app(&self, name: &str) -> Uuid {
         let data = self
-            .ok(&self.admin(), "mutation($n: String!) { createApp(input: {name: $n}) { app { id } } }", json!({ "n": name }))
+            .ok(
+                &self.admin(),
+                "mutation($n: String!) { createApp(input: {name: $n}) { app { id } } }",
+                json!({ "n": name }),
+            )
             .await;
         id(&data["createApp"]["app"]["id"])
     }
@@ -264,7 +268,14 @@ impl TestApp {
         let link_id = self.activate_link(app_id, operator_id).await;
         let app_token = self.token(Role::App(app_id));
         let customer_id = self.tokenize(&app_token, "user-1", card_token).await;
-        World { app_id, operator_id, link_id, customer_id, app_token, operator_token: self.token(Role::Operator(operator_id)) }
+        World {
+            app_id,
+            operator_id,
+            link_id,
+            customer_id,
+            app_token,
+            operator_token: self.token(Role::Operator(operator_id)),
+        }
     }
 
     /// Starts a session; returns the whole `startParkingSession` payload.

@@ -80,7 +80,11 @@ impl Curbpay {
     /// The development admin token the server printed (it has none with a configured secret).
     pub async fn admin_token(&self) -> String {
         for _ in 0..500 {
-            if let Some(token) = self.output().lines().find_map(|l| l.trim().strip_prefix(TOKEN).map(|t| t.trim_end_matches("\"}").to_owned())) {
+            if let Some(token) = self
+                .output()
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(TOKEN).map(|t| t.trim_end_matches("\"}").to_owned()))
+            {
                 return token;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

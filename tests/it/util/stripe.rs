@@ -187,7 +187,11 @@ impl StripeDouble {
     }
 
     pub fn count(&self, method: &str, path_prefix: &str) -> usize {
-        self.db().log.iter().filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.starts_with(path_prefix)).count()
+        self.db()
+            .log
+            .iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.starts_with(path_prefix))
+            .count()
     }
 
     /// How many objects of a kind (customer, card, token, payment_method, charge,
@@ -227,7 +231,13 @@ impl StripeDouble {
 
     /// POSTs `event` as Stripe does: pretty-printed, signed with `secret` at `timestamp`
     /// (default now).
-    pub async fn deliver_webhook(&self, url: &str, event: Value, secret: &str, timestamp: Option<i64>) -> reqwest::Response {
+    pub async fn deliver_webhook(
+        &self,
+        url: &str,
+        event: Value,
+        secret: &str,
+        timestamp: Option<i64>,
+    ) -> reqwest::Response {
         let payload = serde_json::to_string_pretty(&event).unwrap();
         let signature = sign(&payload, secret, timestamp.unwrap_or_else(now));
         let request = reqwest::Client::new().post(url).header("content-type", "application/json; charset=utf-8");
@@ -354,7 +364,8 @@ impl Req {
         self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
     fn need(&self, name: &str) -> Result<&str, Reply> {
-        self.p(name).ok_or_else(|| err(400, "parameter_missing", format!("Missing required param: {name}."), Some(name)))
+        self.p(name)
+            .ok_or_else(|| err(400, "parameter_missing", format!("Missing required param: {name}."), Some(name)))
     }
     fn int(&self, name: &str) -> Option<i64> {
         self.p(name).and_then(|v| v.parse().ok())
@@ -385,27 +396,32 @@ impl Db {
         let name = if kind == "payment_method" { "PaymentMethod" } else { kind };
         let message = format!("No such {name}: '{id}'");
         let status = if param == "id" { 404 } else { 400 };
-        self.find(kind, account, id).ok_or_else(|| Reply::error(status, "invalid_request_error", Some("resource_missing"), message, Some(param)))
+        self.find(kind, account, id).ok_or_else(|| {
+            Reply::error(status, "invalid_request_error", Some("resource_missing"), message, Some(param))
+        })
     }
 
     fn mint_code(&mut self, client_id: &str, account: &str) -> String {
         let code = new_id("ac");
         self.account(account);
-        self.codes.insert(code.clone(), Code { client_id: client_id.to_owned(), account: account.to_owned(), used: false });
+        self.codes
+            .insert(code.clone(), Code { client_id: client_id.to_owned(), account: account.to_owned(), used: false });
         code
     }
 
     /// The next fault for a request, if it applies at this stage: `Status`, `Drop` and
     /// `Delay` on arrival, the others once the request executes.
     fn take_fault(&mut self, method: &str, path: &str, arrival: bool) -> Option<Fault> {
-        let (_, _, queue) = self.faults.iter_mut().find(|(m, p, q)| m == method && path.starts_with(p.as_str()) && !q.is_empty())?;
+        let (_, _, queue) =
+            self.faults.iter_mut().find(|(m, p, q)| m == method && path.starts_with(p.as_str()) && !q.is_empty())?;
         let on_arrival = matches!(queue[0], Fault::Status(_) | Fault::Drop | Fault::Delay(_));
         if on_arrival == arrival { queue.pop_front() } else { None }
     }
 
     /// The platform whose secret this is (OAuth endpoints).
     fn platform_by_secret(&self, secret: Option<&str>) -> Result<Platform, Reply> {
-        let platform = secret.and_then(|s| self.keys.get(s)).filter(|k| k.platform).and_then(|k| self.platforms.get(&k.account));
+        let platform =
+            secret.and_then(|s| self.keys.get(s)).filter(|k| k.platform).and_then(|k| self.platforms.get(&k.account));
         platform.cloned().ok_or_else(|| match secret {
             None => oauth_err(401, "invalid_client", "No authentication was provided. Send your secret API key using the Authorization header, or as a client_secret POST parameter.".into()),
             Some(secret) => oauth_err(401, "invalid_client", format!("Invalid API Key provided: {}", mask(secret))),
@@ -433,7 +449,8 @@ impl Db {
     }
 
     fn account_json(&self, id: &str) -> Value {
-        let (charges, payouts) = self.accounts.get(id).map_or((false, false), |a| (a.charges_enabled, a.payouts_enabled));
+        let (charges, payouts) =
+            self.accounts.get(id).map_or((false, false), |a| (a.charges_enabled, a.payouts_enabled));
         let requirements = json!({ "alternatives": [], "current_deadline": null, "currently_due": [], "disabled_reason": null,
             "errors": [], "eventually_due": [], "past_due": [], "pending_verification": [] });
         json!({
@@ -466,7 +483,13 @@ const fn ok(tok: &'static str, brand: &'static str, last4: &'static str, funding
     TestCard { tok, brand, last4, funding, decline: None }
 }
 
-const fn no(tok: &'static str, last4: &'static str, code: &'static str, decline: Option<&'static str>, message: &'static str) -> TestCard {
+const fn no(
+    tok: &'static str,
+    last4: &'static str,
+    code: &'static str,
+    decline: Option<&'static str>,
+    message: &'static str,
+) -> TestCard {
     TestCard { tok, brand: "Visa", last4, funding: "credit", decline: Some((code, decline, message)) }
 }
 
@@ -484,14 +507,32 @@ const CARDS: &[TestCard] = &[
     ok("tok_jcb", "JCB", "0505", "credit"),
     ok("tok_unionpay", "UnionPay", "0005", "credit"),
     no("tok_chargeDeclined", "0002", "card_declined", Some("generic_decline"), DECLINED),
-    no("tok_chargeDeclinedInsufficientFunds", "9995", "card_declined", Some("insufficient_funds"), "Your card has insufficient funds."),
+    no(
+        "tok_chargeDeclinedInsufficientFunds",
+        "9995",
+        "card_declined",
+        Some("insufficient_funds"),
+        "Your card has insufficient funds.",
+    ),
     no("tok_chargeDeclinedLostCard", "9987", "card_declined", Some("lost_card"), DECLINED),
     no("tok_chargeDeclinedStolenCard", "9979", "card_declined", Some("stolen_card"), DECLINED),
     no("tok_chargeDeclinedFraudulent", "0019", "card_declined", Some("fraudulent"), DECLINED),
     no("tok_chargeDeclinedExpiredCard", "0069", "expired_card", None, "Your card has expired."),
     no("tok_chargeDeclinedIncorrectCvc", "0127", "incorrect_cvc", None, "Your card's security code is incorrect."),
-    no("tok_chargeDeclinedProcessingError", "0119", "processing_error", None, "An error occurred while processing your card. Try again in a little bit."),
-    no("tok_authenticationRequired", "3184", "authentication_required", Some("authentication_required"), "Your card was declined. This transaction requires authentication."),
+    no(
+        "tok_chargeDeclinedProcessingError",
+        "0119",
+        "processing_error",
+        None,
+        "An error occurred while processing your card. Try again in a little bit.",
+    ),
+    no(
+        "tok_authenticationRequired",
+        "3184",
+        "authentication_required",
+        Some("authentication_required"),
+        "Your card was declined. This transaction requires authentication.",
+    ),
 ];
 
 impl TestCard {
@@ -520,7 +561,9 @@ impl TestCard {
             "American Express" => "amex",
             "Diners Club" => "diners",
             "MasterCard" => "mastercard",
-            other => ["visa", "discover", "jcb", "unionpay"].into_iter().find(|n| other.eq_ignore_ascii_case(n)).unwrap(),
+            other => {
+                ["visa", "discover", "jcb", "unionpay"].into_iter().find(|n| other.eq_ignore_ascii_case(n)).unwrap()
+            }
         }
     }
 
@@ -601,7 +644,12 @@ fn server_error(should_retry: bool) -> Response {
 
 fn status_fault(status: u16) -> Response {
     let reply = match status {
-        429 => err(429, "rate_limit", "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.", None),
+        429 => err(
+            429,
+            "rate_limit",
+            "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+            None,
+        ),
         _ => Reply::error(status, "api_error", None, "Sorry, something went wrong.", None),
     };
     reply.into_response()
@@ -609,7 +657,8 @@ fn status_fault(status: u16) -> Response {
 
 /// `sk_test_****1234`: never the whole key.
 fn mask(key: &str) -> String {
-    let prefix = ["sk_test_", "sk_live_", "rk_test_", "pk_test_"].into_iter().find(|p| key.starts_with(p)).unwrap_or("");
+    let prefix =
+        ["sk_test_", "sk_live_", "rk_test_", "pk_test_"].into_iter().find(|p| key.starts_with(p)).unwrap_or("");
     let last4 = if key.len() >= prefix.len() + 8 { &key[key.len() - 4..] } else { "" };
     format!("{prefix}****{last4}")
 }
@@ -649,13 +698,16 @@ async fn spawned(State(db): State<Shared>, req: Request, next: Next) -> Response
 /// An endpoint, run under the state lock: `Ok` is a 200 with the object (expanded).
 type Op = fn(&mut Db, &Req) -> Result<Value, Reply>;
 
-fn op(f: Op) -> impl Fn(State<Shared>, Extension<Req>, RawPathParams) -> Ready<Response> + Clone + Send + Sync + 'static {
+fn op(
+    f: Op,
+) -> impl Fn(State<Shared>, Extension<Req>, RawPathParams) -> Ready<Response> + Clone + Send + Sync + 'static {
     move |State(db): State<Shared>, Extension(mut req): Extension<Req>, path: RawPathParams| {
         req.id = path.iter().next().map(|(_, v)| v.to_owned()).unwrap_or_default();
         let mut db = lock(&db);
         ready(match f(&mut db, &req) {
             Ok(mut body) => {
-                let paths: Vec<&str> = req.params.iter().filter(|(k, _)| k.starts_with("expand[")).map(|(_, v)| v.as_str()).collect();
+                let paths: Vec<&str> =
+                    req.params.iter().filter(|(k, _)| k.starts_with("expand[")).map(|(_, v)| v.as_str()).collect();
                 db.expand(&req.account, &mut body, &paths);
                 Json(body).into_response()
             }
@@ -708,7 +760,8 @@ async fn handle(db: Shared, req: Request, next: Next) -> Response {
 struct Dropped;
 
 fn dropped() -> Response {
-    let failing = futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("dropped by the Stripe double")) });
+    let failing =
+        futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("dropped by the Stripe double")) });
     let mut response = Response::new(Body::from_stream(failing));
     response.extensions_mut().insert(Dropped);
     response
@@ -724,7 +777,9 @@ async fn process(db: &Shared, rec: &Recorded, fingerprint: String, req: Request,
     }
     let r = req.extensions().get::<Req>().unwrap();
     let slot = match (&r.bearer, &rec.idempotency_key) {
-        (Some(secret), Some(key)) if rec.method == "POST" && !r.account.is_empty() => Some((secret.clone(), r.account.clone(), key.clone())),
+        (Some(secret), Some(key)) if rec.method == "POST" && !r.account.is_empty() => {
+            Some((secret.clone(), r.account.clone(), key.clone()))
+        }
         _ => None,
     };
     if let Some(slot) = &slot {
@@ -732,11 +787,17 @@ async fn process(db: &Shared, rec: &Recorded, fingerprint: String, req: Request,
         match db.idem.get(slot) {
             Some(Idem::Running) => {
                 let message = "There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through). Please try again later.";
-                return Reply::error(409, "idempotency_error", Some("idempotency_key_in_use"), message, None).into_response();
+                return Reply::error(409, "idempotency_error", Some("idempotency_key_in_use"), message, None)
+                    .into_response();
             }
-            Some(Idem::Done(saved_fingerprint, saved)) if *saved_fingerprint == fingerprint => return saved.response(true),
+            Some(Idem::Done(saved_fingerprint, saved)) if *saved_fingerprint == fingerprint => {
+                return saved.response(true);
+            }
             Some(Idem::Done(..)) => {
-                let message = format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{}' if you meant to execute a different request.", slot.2);
+                let message = format!(
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{}' if you meant to execute a different request.",
+                    slot.2
+                );
                 return Reply::error(400, "idempotency_error", None, message, None).into_response();
             }
             None => _ = db.idem.insert(slot.clone(), Idem::Running),
@@ -780,14 +841,21 @@ fn authenticate(db: &Db, req: &mut Req, stripe_account: Option<&str>) -> Result<
         let message = "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').";
         return Err(Reply::error(401, "invalid_request_error", None, message, None));
     };
-    let invalid = || Reply::error(401, "invalid_request_error", None, format!("Invalid API Key provided: {}", mask(secret)), None);
+    let invalid = || {
+        Reply::error(401, "invalid_request_error", None, format!("Invalid API Key provided: {}", mask(secret)), None)
+    };
     let key = db.keys.get(secret).ok_or_else(invalid)?;
     req.account = match stripe_account {
         None => key.account.clone(),
         Some(acct) if acct == key.account => key.account.clone(),
-        Some(acct) if key.platform && db.accounts.get(acct).is_some_and(|a| a.platforms.contains(&key.account)) => acct.to_owned(),
+        Some(acct) if key.platform && db.accounts.get(acct).is_some_and(|a| a.platforms.contains(&key.account)) => {
+            acct.to_owned()
+        }
         Some(acct) => {
-            let message = format!("The provided key '{}' does not have access to account '{acct}' (or that account does not exist). Application access may have been revoked.", mask(secret));
+            let message = format!(
+                "The provided key '{}' does not have access to account '{acct}' (or that account does not exist). Application access may have been revoked.",
+                mask(secret)
+            );
             return Err(err(403, "account_invalid", message, None));
         }
     };
@@ -821,14 +889,23 @@ fn search(db: &mut Db, req: &Req) -> Result<Value, Reply> {
         let (key, value) = rest[1..].split_once(&format!("{quote}]:"))?;
         Some((key.to_owned(), value.strip_prefix(quote)?.strip_suffix(quote)?.to_owned()))
     })();
-    let unsupported = || err(400, "parameter_invalid", format!("The double only supports metadata['key']:'value', not {query}"), Some("query"));
+    let unsupported = || {
+        err(
+            400,
+            "parameter_invalid",
+            format!("The double only supports metadata['key']:'value', not {query}"),
+            Some("query"),
+        )
+    };
     let (key, value) = parsed.ok_or_else(unsupported)?;
     let account = &req.account;
     let mut found: Vec<&Obj> = db.objects.values().filter(|o| o.kind == kind && o.account == *account).collect();
     found.retain(|o| o.at.elapsed() >= db.search_lag && o.body["metadata"][&key].as_str() == Some(value.as_str()));
     found.sort_by_key(|o| std::cmp::Reverse(o.at));
     let data: Vec<Value> = found.into_iter().map(|o| o.body.clone()).collect();
-    Ok(json!({ "object": "search_result", "data": data, "has_more": false, "next_page": null, "url": format!("/v1/{kind}s/search") }))
+    Ok(
+        json!({ "object": "search_result", "data": data, "has_more": false, "next_page": null, "url": format!("/v1/{kind}s/search") }),
+    )
 }
 
 /// `GET /v1/{kind}s`: newest first, `created[gte]`, `limit`, `starting_after`. Unlike
@@ -873,7 +950,12 @@ fn take_token(db: &mut Db, account: &str, tok: &str) -> Result<(&'static TestCar
     }
     let token = db.need("token", account, tok, "source")?;
     if token.used {
-        return Err(err(400, "token_already_used", format!("You cannot use a Stripe token more than once: {tok}."), Some("source")));
+        return Err(err(
+            400,
+            "token_already_used",
+            format!("You cannot use a Stripe token more than once: {tok}."),
+            Some("source"),
+        ));
     }
     (token.used, token.body["used"]) = (true, json!(true));
     Ok((TestCard::of(&token.body["card"]), Some(token.body["card"].clone())))
@@ -909,7 +991,9 @@ const DEFAULT_PM: &str = "invoice_settings[default_payment_method]";
 /// Sets the customer's default payment method, which must be attached to it.
 fn set_default_pm(db: &mut Db, account: &str, customer: &mut Value, pm: &str) -> Result<(), Reply> {
     if db.find("payment_method", account, pm).is_none_or(|o| o.body["customer"] != customer["id"]) {
-        let message = format!("The customer does not have a payment method with the ID {pm}. The payment method must be attached to the customer.");
+        let message = format!(
+            "The customer does not have a payment method with the ID {pm}. The payment method must be attached to the customer."
+        );
         return Err(err(400, "resource_missing", message, Some(DEFAULT_PM)));
     }
     customer["invoice_settings"]["default_payment_method"] = json!(pm);
@@ -980,9 +1064,15 @@ fn create_token(db: &mut Db, req: &Req) -> Result<Value, Reply> {
         let message = "The double makes tokens only from a platform customer, on a connected account (Stripe-Account).";
         return Err(err(400, "parameter_invalid", message, Some("customer")));
     }
-    let source = db.need("customer", &req.home, cus, "customer")?.body["default_source"].as_str().unwrap_or_default().to_owned();
+    let source =
+        db.need("customer", &req.home, cus, "customer")?.body["default_source"].as_str().unwrap_or_default().to_owned();
     let Some(card) = db.objects.get(&source).map(|o| TestCard::of(&o.body)) else {
-        return Err(err(400, "missing", format!("The customer {cus} must have an active payment source attached."), Some("customer")));
+        return Err(err(
+            400,
+            "missing",
+            format!("The customer {cus} must have an active payment source attached."),
+            Some("customer"),
+        ));
     };
     let token = json!({
         "id": new_id("tok"), "object": "token", "card": card.card(&new_id("card"), None), "client_ip": null,
@@ -998,7 +1088,12 @@ fn clone_payment_method(db: &mut Db, req: &Req) -> Result<Value, Reply> {
     db.need("customer", &req.home, cus, "customer")?;
     let source = db.need("payment_method", &req.home, pm, "payment_method")?;
     if source.body["customer"].as_str() != Some(cus) {
-        return Err(err(400, "resource_missing", format!("The payment method {pm} does not belong to the customer {cus}."), Some("payment_method")));
+        return Err(err(
+            400,
+            "resource_missing",
+            format!("The payment method {pm} does not belong to the customer {cus}."),
+            Some("payment_method"),
+        ));
     }
     let clone = TestCard::of(&source.body["card"]).payment_method(&new_id("pm"), None);
     db.put("payment_method", &req.account, clone.clone());
@@ -1009,7 +1104,9 @@ fn clone_payment_method(db: &mut Db, req: &Req) -> Result<Value, Reply> {
 
 fn amount_and_currency(req: &Req) -> Result<(i64, String), Reply> {
     let raw = req.need("amount")?;
-    let amount: i64 = raw.parse().map_err(|_| err(400, "parameter_invalid_integer", format!("Invalid integer: {raw}"), Some("amount")))?;
+    let amount: i64 = raw
+        .parse()
+        .map_err(|_| err(400, "parameter_invalid_integer", format!("Invalid integer: {raw}"), Some("amount")))?;
     let currency = req.need("currency")?.to_lowercase();
     if amount < 50 {
         return Err(err(400, "amount_too_small", format!("Amount must be at least $0.50 {currency}"), Some("amount")));
@@ -1018,14 +1115,27 @@ fn amount_and_currency(req: &Req) -> Result<(i64, String), Reply> {
 }
 
 /// A charge, succeeded or failed with the card's decline, and its balance transaction.
-fn make_charge(db: &mut Db, req: &Req, card: &TestCard, amount: i64, currency: &str, source: Value, pi: Option<&str>) -> Value {
-    let (id, account, decline, fee) = (new_id("ch"), req.account.clone(), card.decline, req.int("application_fee_amount"));
+fn make_charge(
+    db: &mut Db,
+    req: &Req,
+    card: &TestCard,
+    amount: i64,
+    currency: &str,
+    source: Value,
+    pi: Option<&str>,
+) -> Value {
+    let (id, account, decline, fee) =
+        (new_id("ch"), req.account.clone(), card.decline, req.int("application_fee_amount"));
     let failed = decline.is_some();
     let txn = (!failed).then(|| new_id("txn"));
     let outcome = match decline {
-        None => json!({ "network_status": "approved_by_network", "reason": null, "risk_level": "normal", "seller_message": "Payment complete.", "type": "authorized" }),
-        Some((_, reason, _)) => json!({ "network_status": "declined_by_network", "reason": reason, "risk_level": "normal",
-            "seller_message": "The bank did not return any further details with this decline.", "type": "issuer_declined" }),
+        None => {
+            json!({ "network_status": "approved_by_network", "reason": null, "risk_level": "normal", "seller_message": "Payment complete.", "type": "authorized" })
+        }
+        Some((_, reason, _)) => {
+            json!({ "network_status": "declined_by_network", "reason": reason, "risk_level": "normal",
+            "seller_message": "The bank did not return any further details with this decline.", "type": "issuer_declined" })
+        }
     };
     let charge = join(
         json!({
@@ -1072,7 +1182,9 @@ fn card_error(card: &TestCard, charge: &Value) -> Reply {
 
 fn create_charge(db: &mut Db, req: &Req) -> Result<Value, Reply> {
     let (amount, currency) = amount_and_currency(req)?;
-    let tok = req.p("source").ok_or_else(|| err(400, "parameter_missing", "Must provide source or customer.", Some("source")))?;
+    let tok = req
+        .p("source")
+        .ok_or_else(|| err(400, "parameter_missing", "Must provide source or customer.", Some("source")))?;
     let (card, token_card) = take_token(db, &req.account, tok)?;
     let source = token_card.unwrap_or_else(|| card.card(&new_id("card"), None));
     let charge = make_charge(db, req, card, amount, &currency, source, None);
@@ -1143,12 +1255,17 @@ fn oauth_authorize(db: &mut Db, req: &Req) -> Result<Value, Reply> {
         return Err(oauth_err(400, "invalid_client", format!("No such application: '{client_id}'")));
     }
     let redirect = req.p("redirect_uri").unwrap_or_default();
-    let mut url = url::Url::parse(redirect).map_err(|_| oauth_err(400, "invalid_redirect_uri", format!("Invalid redirect_uri: '{redirect}'")))?;
+    let mut url = url::Url::parse(redirect)
+        .map_err(|_| oauth_err(400, "invalid_redirect_uri", format!("Invalid redirect_uri: '{redirect}'")))?;
     let approval = db.approvals.pop_front().unwrap_or_else(|| Some(new_id("acct")));
     let mut query = url.query_pairs_mut();
     match approval {
-        Some(account) => query.append_pair("scope", req.p("scope").unwrap_or("read_write")).append_pair("code", &db.mint_code(client_id, &account)),
-        None => query.append_pair("error", "access_denied").append_pair("error_description", "The user denied your request"),
+        Some(account) => query
+            .append_pair("scope", req.p("scope").unwrap_or("read_write"))
+            .append_pair("code", &db.mint_code(client_id, &account)),
+        None => {
+            query.append_pair("error", "access_denied").append_pair("error_description", "The user denied your request")
+        }
     };
     if let Some(state) = req.p("state") {
         query.append_pair("state", state);
@@ -1160,7 +1277,11 @@ fn oauth_authorize(db: &mut Db, req: &Req) -> Result<Value, Reply> {
 fn oauth_token(db: &mut Db, req: &Req) -> Result<Value, Reply> {
     let platform = db.platform_by_secret(req.p("client_secret").or(req.bearer.as_deref()))?;
     if req.p("grant_type") != Some("authorization_code") {
-        return Err(oauth_err(400, "unsupported_grant_type", format!("Unsupported grant type: {}", req.p("grant_type").unwrap_or_default())));
+        return Err(oauth_err(
+            400,
+            "unsupported_grant_type",
+            format!("Unsupported grant type: {}", req.p("grant_type").unwrap_or_default()),
+        ));
     }
     let code = req.p("code").unwrap_or_default();
     let Some(found) = db.codes.get_mut(code).filter(|c| c.client_id == platform.connect_client_id) else {
@@ -1173,7 +1294,10 @@ fn oauth_token(db: &mut Db, req: &Req) -> Result<Value, Reply> {
     let account = found.account.clone();
     db.account(&account).platforms.insert(platform.account_id.clone());
     let access_token = new_id("sk_test");
-    db.keys.insert(access_token.clone(), Key { account: account.clone(), platform: false, issuer: Some(platform.account_id) });
+    db.keys.insert(
+        access_token.clone(),
+        Key { account: account.clone(), platform: false, issuer: Some(platform.account_id) },
+    );
     Ok(json!({
         "access_token": access_token, "livemode": false, "refresh_token": new_id("rt"), "token_type": "bearer",
         "stripe_publishable_key": new_id("pk_test"), "stripe_user_id": account, "scope": "read_write",
@@ -1189,7 +1313,8 @@ fn oauth_deauthorize(db: &mut Db, req: &Req) -> Result<Value, Reply> {
     }
     let account = req.p("stripe_user_id").unwrap_or_default().to_owned();
     if !db.accounts.get_mut(&account).is_some_and(|a| a.platforms.remove(&platform.account_id)) {
-        let description = format!("This application is not connected to stripe account {account}, or that account does not exist.");
+        let description =
+            format!("This application is not connected to stripe account {account}, or that account does not exist.");
         return Err(oauth_err(400, "invalid_client", description));
     }
     db.keys.retain(|_, k| !(k.account == account && k.issuer.as_ref() == Some(&platform.account_id)));
