@@ -120,14 +120,7 @@ pub(crate) async fn consent(url: &str) -> String {
 }
 
 async fn start(t: &TestApp, w: &World, key: &str) -> uuid::Uuid {
-    let data = t
-        .ok(
-            &w.app_token,
-            START_SESSION,
-            json!({ "c": w.customer_id, "o": w.operator_id, "k": key, "z": "Z-1", "p": "PLATE" }),
-        )
-        .await;
-    id(&data["startParkingSession"]["session"]["id"])
+    id(&t.start_session(w, key).await["session"]["id"])
 }
 
 #[tokio::test]
@@ -343,15 +336,9 @@ async fn a_crash_between_the_stripe_call_and_the_commit_is_finished_by_a_retry()
     )
     .await
     .unwrap();
-    let data =
-        s.t.ok(
-            &w.app_token,
-            START_SESSION,
-            json!({ "c": w.customer_id, "o": w.operator_id, "k": "k", "z": "Z-1", "p": "PLATE" }),
-        )
-        .await;
-    assert_eq!(data["startParkingSession"]["replayed"], true);
-    assert_eq!(id(&data["startParkingSession"]["session"]["id"]), session_id);
+    let retried = s.t.start_session(&w, "k").await;
+    assert_eq!(retried["replayed"], true);
+    assert_eq!(id(&retried["session"]["id"]), session_id);
     // The retry replayed the same key: still one token at Stripe.
     assert_eq!(s.double.objects("token"), 1);
     let calls: Vec<_> = s.double.requests().into_iter().filter(|r| r.path == "/v1/tokens").collect();
