@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::JwtVerifier;
+use crate::auth::{JwtVerifier, KnownParties};
 use crate::config::Config;
 use crate::db::{DbConn, DbPool, StatementCounter};
 use crate::error::ApiResult;
@@ -22,6 +22,8 @@ pub struct App {
     pub events: EventHub,
     /// Verifies API tokens.
     pub jwt: JwtVerifier,
+    /// Parties that tokens named and that exist (no lookup per request for them).
+    pub known_parties: KnownParties,
     /// Seals and opens the apps' processor secrets (Stripe mode).
     pub keyring: Option<Arc<crate::crypto::Keyring>>,
     /// Signs and checks the `state` of link authorizations.

@@ -11,11 +11,13 @@ use uuid::Uuid;
 use crate::config::{JwtConfig, JwtKey};
 use crate::error::ApiError;
 
-/// Clock skew tolerated on `exp` (and nothing else).
+/// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 30;
+/// The longest token accepted (an `Authorization` header is capped at the same size).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Who is calling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     Admin,
     App(Uuid),
@@ -55,6 +57,29 @@ impl Principal {
     }
 }
 
+/// The apps and operators tokens have been seen to name and that exist. Parties are
+/// never deleted, so a party once found stays valid and later requests need no
+/// database round trip; the set is bounded by the number of parties (and cleared,
+/// never grown, past `MAX_KNOWN_PARTIES`).
+#[derive(Default)]
+pub struct KnownParties(std::sync::RwLock<std::collections::HashSet<Role>>);
+
+const MAX_KNOWN_PARTIES: usize = 100_000;
+
+impl KnownParties {
+    pub fn contains(&self, role: Role) -> bool {
+        role == Role::Admin || self.0.read().unwrap_or_else(|e| e.into_inner()).contains(&role)
+    }
+
+    pub fn insert(&self, role: Role) {
+        let mut set = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= MAX_KNOWN_PARTIES {
+            set.clear();
+        }
+        set.insert(role);
+    }
+}
+
 /// The claims curbpay reads.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -65,6 +90,9 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_id: Option<Uuid>,
     pub exp: i64,
+    /// Not valid before this time (checked with the same leeway as `exp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +114,7 @@ impl Claims {
             app_id,
             operator_id,
             exp: (Utc::now() + ttl).timestamp(),
+            nbf: None,
             iss: None,
             aud: None,
         }
@@ -119,6 +148,7 @@ impl JwtVerifier {
         required.extend(config.audience.as_ref().map(|_| "aud"));
         validation.set_required_spec_claims(&required);
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
         match &config.issuer {
             Some(iss) => validation.set_issuer(&[iss]),
@@ -133,10 +163,18 @@ impl JwtVerifier {
 
     /// Verifies a bearer token. The error never contains the token.
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(ApiError::Unauthenticated(format!(
+                "invalid token: longer than {} KiB",
+                MAX_TOKEN_BYTES / 1024
+            )));
+        }
+        check_critical_header(token)?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
             use jsonwebtoken::errors::ErrorKind;
             let why = match err.kind() {
                 ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
                 ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
                 ErrorKind::InvalidAudience => "the token's audience is not accepted",
                 ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => "the token's signature is not valid",
@@ -146,6 +184,24 @@ impl JwtVerifier {
             ApiError::Unauthenticated(format!("invalid token: {why}"))
         })?;
         principal(data.claims)
+    }
+}
+
+/// RFC 7515 §4.1.11: a `crit` header lists extensions the recipient must understand
+/// or refuse the token. curbpay understands none, so any `crit` is refused (the JWT
+/// library ignores header fields it does not know).
+fn check_critical_header(token: &str) -> Result<(), ApiError> {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap_or_default();
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header) else {
+        // Malformed: the library says so with its own message.
+        return Ok(());
+    };
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes) {
+        Ok(fields) if fields.contains_key("crit") => Err(ApiError::Unauthenticated(
+            "invalid token: it names critical header extensions (crit) that are not supported".to_owned(),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -244,6 +300,40 @@ mod tests {
             jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(SECRET.as_bytes()))
                 .unwrap();
         assert!(verifier(None, None).verify(&token).is_err());
+    }
+
+    #[test]
+    fn not_before_is_checked_with_the_leeway() {
+        let v = verifier(None, None);
+        let mut claims = Claims::new(Role::Admin, None, Duration::from_secs(3600 * 24 * 400));
+        claims.nbf = Some(Utc::now().timestamp() + 3600 * 24 * 365);
+        let err = v.verify(&mint(SECRET.as_bytes(), &claims).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("not valid yet"), "{err}");
+        // Within the leeway (clock skew) it passes.
+        claims.nbf = Some(Utc::now().timestamp() + LEEWAY_SECS as i64 / 2);
+        assert!(v.verify(&mint(SECRET.as_bytes(), &claims).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn critical_header_extensions_and_oversized_tokens_are_refused() {
+        let claims = Claims::new(Role::Admin, None, Duration::from_secs(60));
+        // Build a header with `crit` by hand and sign it properly.
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(r#"{"alg":"HS256","typ":"JWT","crit":["exp-ext"],"exp-ext":1}"#);
+        let payload = b64.encode(serde_json::to_vec(&claims).unwrap());
+        let signing_input = format!("{header}.{payload}");
+        let signature =
+            jsonwebtoken::crypto::sign(signing_input.as_bytes(), &EncodingKey::from_secret(SECRET.as_bytes()), Algorithm::HS256)
+                .unwrap();
+        let token = format!("{signing_input}.{signature}");
+        let err = verifier(None, None).verify(&token).unwrap_err();
+        assert!(err.to_string().contains("crit"), "{err}");
+
+        let mut claims = Claims::new(Role::Admin, None, Duration::from_secs(60));
+        claims.sub = "x".repeat(MAX_TOKEN_BYTES);
+        let err = verifier(None, None).verify(&mint(SECRET.as_bytes(), &claims).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("longer than"), "{err}");
     }
 
     #[test]

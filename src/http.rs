@@ -71,25 +71,40 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 }
 
 /// Reads the caller from an `Authorization` value. The token never reaches a log.
-fn authenticate(app: &AppState, authorization: Option<&str>) -> Auth {
+async fn authenticate(app: &AppState, authorization: Option<&str>) -> Auth {
     let Some(value) = authorization else {
         return Auth::Anonymous;
     };
-    match auth::bearer(value) {
-        None => Auth::Invalid("the Authorization header must be `Bearer <JWT>`".to_owned()),
+    if value.len() > auth::MAX_TOKEN_BYTES {
+        return Auth::Invalid(format!(
+            "the Authorization header is larger than {} KiB",
+            auth::MAX_TOKEN_BYTES / 1024
+        ));
+    }
+    let principal = match auth::bearer(value) {
+        None => return Auth::Invalid("the Authorization header must be `Bearer <JWT>`".to_owned()),
         Some(token) => match app.jwt.verify(token) {
-            Ok(principal) => Auth::Principal(principal),
-            Err(err) => Auth::Invalid(err.client_message()),
+            Ok(principal) => principal,
+            Err(err) => return Auth::Invalid(err.client_message()),
         },
+    };
+    match crate::payments::parties::principal_exists(app, &principal).await {
+        Ok(true) => Auth::Principal(principal),
+        Ok(false) => Auth::Invalid("invalid token: the app or operator it names does not exist".to_owned()),
+        Err(err) => {
+            tracing::warn!(error = %err, "could not check the party a token names");
+            Auth::Unavailable
+        }
     }
 }
 
-fn request_auth(app: &AppState, headers: &HeaderMap) -> Auth {
-    authenticate(app, headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
+async fn request_auth(app: &AppState, headers: &HeaderMap) -> Auth {
+    let value = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    authenticate(app, value).await
 }
 
 async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql::Request) -> GraphQLResponse {
-    let request = request.data(request_auth(&state.app, headers)).data(Loaders::new(&state.app));
+    let request = request.data(request_auth(&state.app, headers).await).data(Loaders::new(&state.app));
     state.schema.execute(request).await.into()
 }
 
@@ -205,7 +220,7 @@ fn websocket(state: HttpState, protocol: GraphQLProtocol, upgrade: WebSocketUpgr
             let flag = authenticated.clone();
             let serve = GraphQLWebSocket::new(socket, schema, protocol)
                 .on_connection_init(move |payload| async move {
-                    let data = connection_init(&app, payload)?;
+                    let data = connection_init(&app, payload).await?;
                     flag.store(true, std::sync::atomic::Ordering::Relaxed);
                     Ok(data)
                 })
@@ -226,9 +241,9 @@ fn websocket(state: HttpState, protocol: GraphQLProtocol, upgrade: WebSocketUpgr
 
 /// Browsers cannot set headers on a WebSocket, so the JWT comes in the
 /// `connection_init` payload: `{"Authorization": "Bearer <JWT>"}`.
-fn connection_init(app: &AppState, payload: serde_json::Value) -> async_graphql::Result<Data> {
+async fn connection_init(app: &AppState, payload: serde_json::Value) -> async_graphql::Result<Data> {
     let value = payload.get("Authorization").or_else(|| payload.get("authorization")).and_then(|v| v.as_str());
-    match authenticate(app, value) {
+    match authenticate(app, value).await {
         Auth::Principal(principal) => {
             let mut data = Data::default();
             data.insert(Auth::Principal(principal));
@@ -236,6 +251,7 @@ fn connection_init(app: &AppState, payload: serde_json::Value) -> async_graphql:
             Ok(data)
         }
         Auth::Invalid(why) => Err(why.into()),
+        Auth::Unavailable => Err("the service is unavailable; try again".into()),
         Auth::Anonymous => {
             Err("authentication required: send {\"Authorization\": \"Bearer <JWT>\"} in connection_init".into())
         }

@@ -31,6 +31,7 @@ pub struct Counted(pub CountQuery);
 #[Object]
 impl Counted {
     /// The number of items in the whole list (all pages), for the same filters.
+    #[graphql(complexity = "crate::graphql::STATEMENT_COST")]
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
         let app = super::app(ctx);
         let mut conn = app.db().await?;

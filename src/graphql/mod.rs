@@ -5,6 +5,7 @@
 
 mod connection;
 mod errors;
+pub mod limits;
 pub mod loaders;
 mod mutations;
 mod queries;
@@ -30,14 +31,35 @@ pub const MAX_PAGE_SIZE: i32 = 100;
 /// Page size when `first` is not given.
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
 
+/// The most a request may cost (see `page_cost`).
+pub const MAX_COMPLEXITY: usize = 5000;
+/// What one database statement costs in the complexity count: a connection, or a
+/// `totalCount`, runs one per parent object.
+pub const STATEMENT_COST: usize = 10;
+
+/// The complexity of a connection field: one statement, plus its items' cost times the
+/// page size it will return. Nested connections multiply, as their statements do.
+pub(crate) fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    // An out-of-range `first` is refused by the resolver; count it as the largest page.
+    let page = match first.unwrap_or(DEFAULT_PAGE_SIZE) {
+        n if (0..=MAX_PAGE_SIZE).contains(&n) => n,
+        _ => MAX_PAGE_SIZE,
+    };
+    STATEMENT_COST.saturating_add((page.max(1) as usize).saturating_mul(child_complexity))
+}
+
 /// Builds the schema. `app` is `None` only to print the SDL.
 pub fn schema(app: Option<AppState>) -> CurbpaySchema {
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
         .extension(ErrorCodes)
+        // Registered after ErrorCodes so its refusals pass through the error mapping;
+        // it runs before parsing and validation.
+        .extension(limits::DocumentLimits)
         // The standard introspection query (GraphiQL, codegen) needs depth 15 and
         // complexity ~220; these limits leave room for it and stop abusive documents.
+        // Lists cost their page size times their items (see `page_cost`).
         .limit_depth(16)
-        .limit_complexity(2000)
+        .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
         .limit_directives(16)
         .limit_aliases(64);
@@ -59,6 +81,8 @@ pub enum Auth {
     Anonymous,
     /// Credentials were sent and rejected; the message says why (never the token).
     Invalid(String),
+    /// The credentials could not be checked (the database did not answer).
+    Unavailable,
     Principal(Principal),
 }
 
@@ -70,6 +94,7 @@ pub(crate) fn principal<'a>(ctx: &Context<'a>) -> ApiResult<&'a Principal> {
         }
         Some(Auth::Principal(principal)) => Ok(principal),
         Some(Auth::Invalid(why)) => Err(ApiError::Unauthenticated(why.clone())),
+        Some(Auth::Unavailable) => Err(ApiError::Unavailable("checking the token's party".to_owned())),
         _ => Err(ApiError::Unauthenticated("authentication required: send Authorization: Bearer <JWT>".to_owned())),
     }
 }

@@ -45,6 +45,7 @@ impl PartyQuery {
     }
 
     /// The apps the viewer may see, oldest first.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn apps(
         &self,
         ctx: &Context<'_>,
@@ -72,6 +73,7 @@ impl PartyQuery {
     }
 
     /// All operators, oldest first.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn operators(
         &self,
         ctx: &Context<'_>,
@@ -100,6 +102,7 @@ impl LinkQuery {
     }
 
     /// Links the viewer is party to, optionally filtered, oldest first.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn links(
         &self,
         ctx: &Context<'_>,
@@ -132,6 +135,7 @@ impl CustomerQuery {
     }
 
     /// The customers the viewer may see, oldest first.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn customers(
         &self,
         ctx: &Context<'_>,
@@ -168,6 +172,7 @@ impl SessionQuery {
     }
 
     /// The viewer's parking sessions, optionally by status, oldest first.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn parking_sessions(
         &self,
         ctx: &Context<'_>,

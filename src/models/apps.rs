@@ -69,6 +69,11 @@ fn scoped(scope: AppScope) -> apps::BoxedQuery<'static, diesel::pg::Pg> {
 }
 
 impl App {
+    /// Whether an app with this id exists.
+    pub async fn exists(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(apps::table.find(id))).get_result(conn).await
+    }
+
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<App>> {
         apps::table.find(id).select(App::as_select()).first(conn).await.optional()
     }

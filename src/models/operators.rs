@@ -35,6 +35,11 @@ impl NewOperator<'_> {
 }
 
 impl Operator {
+    /// Whether an operator with this id exists.
+    pub async fn exists(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(operators::table.find(id))).get_result(conn).await
+    }
+
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Operator>> {
         operators::table.find(id).select(Operator::as_select()).first(conn).await.optional()
     }

@@ -14,6 +14,25 @@ use crate::models::operators::NewOperator;
 use crate::models::{self, Operator};
 use crate::processor::{Platform, PlatformCredentials};
 
+/// Whether the app or operator a token names exists: a validly signed token for a
+/// party that does not (a typo in a token service, a party from another deployment)
+/// must not authenticate.
+pub async fn principal_exists(app: &App, principal: &Principal) -> ApiResult<bool> {
+    if app.known_parties.contains(principal.role) {
+        return Ok(true);
+    }
+    let mut conn = app.db().await?;
+    let exists = match principal.role {
+        crate::auth::Role::Admin => true,
+        crate::auth::Role::App(id) => models::App::exists(&mut conn, id).await?,
+        crate::auth::Role::Operator(id) => Operator::exists(&mut conn, id).await?,
+    };
+    if exists {
+        app.known_parties.insert(principal.role);
+    }
+    Ok(exists)
+}
+
 /// What `createApp` asks for.
 pub struct NewAppRequest<'a> {
     pub name: &'a str,

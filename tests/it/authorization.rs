@@ -907,7 +907,7 @@ const PROBES: [&str; 16] = [
     "mutation($link: ID!) { completeLink(input: {linkId: $link, authorizationCode: \"ac_x\"}) { link { id connectedAccountId } } }",
     "mutation($link: ID!) { unlinkOperator(input: {linkId: $link}) { link { id } } }",
     "mutation($customer: ID!, $operator: ID!) { startParkingSession(input: {customerId: $customer, operatorId: $operator, zone: \"Z\", vehiclePlate: \"P\", idempotencyKey: \"probe\"}) { session { id } } }",
-    "mutation($session: ID!) { endParkingSession(input: {sessionId: $session, amount: {amount: 1, currency: \"usd\"}}) { session { id } } }",
+    "mutation($session: ID!) { endParkingSession(input: {sessionId: $session, amount: {amount: 100, currency: \"usd\"}}) { session { id } } }",
     "mutation($session: ID!) { chargeSession(input: {sessionId: $session}) { session { id } } }",
     "mutation($session: ID!) { reissueChargeToken(input: {sessionId: $session}) { chargeToken { id token } } }",
     "mutation($token: ID!) { acknowledgeChargeToken(input: {chargeTokenId: $token}) { chargeToken { id token } } }",

@@ -288,6 +288,15 @@ async fn bad_money_is_rejected_and_changes_nothing() {
         (json!(-1), "usd"),
         (json!(-350), "usd"),
         (json!(i64::from(i32::MAX) + 1), "usd"),
+        // Beyond the processor's 8-digit maximum, below its minimum charge, or not
+        // money at all (gold, the testing code, "no currency", a fund).
+        (json!(i32::MAX), "usd"),
+        (json!(100_000_000), "usd"),
+        (json!(49), "usd"),
+        (json!(350), "xau"),
+        (json!(350), "XTS"),
+        (json!(350), "xxx"),
+        (json!(350), "usn"),
         (json!(3.5), "usd"),
         (json!("350"), "usd"),
     ] {

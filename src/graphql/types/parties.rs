@@ -90,6 +90,7 @@ impl App {
         self.0.created_at
     }
     /// The app's links to operators (an operator sees only its own).
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn links(
         &self,
         ctx: &Context<'_>,
@@ -146,6 +147,7 @@ impl Operator {
         self.0.payouts_enabled
     }
     /// The operator's links to apps (an app sees only its own).
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn links(
         &self,
         ctx: &Context<'_>,
