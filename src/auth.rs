@@ -323,9 +323,12 @@ mod tests {
         let header = b64.encode(r#"{"alg":"HS256","typ":"JWT","crit":["exp-ext"],"exp-ext":1}"#);
         let payload = b64.encode(serde_json::to_vec(&claims).unwrap());
         let signing_input = format!("{header}.{payload}");
-        let signature =
-            jsonwebtoken::crypto::sign(signing_input.as_bytes(), &EncodingKey::from_secret(SECRET.as_bytes()), Algorithm::HS256)
-                .unwrap();
+        let signature = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+            Algorithm::HS256,
+        )
+        .unwrap();
         let token = format!("{signing_input}.{signature}");
         let err = verifier(None, None).verify(&token).unwrap_err();
         assert!(err.to_string().contains("crit"), "{err}");

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{Data, ServerError};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State, WebSocketUpgrade};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -20,6 +20,7 @@ use crate::auth;
 use crate::error::ErrorCode;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::{self, Auth, CurbpaySchema};
+use crate::http_graphql::{self, MediaType};
 use crate::payments::links;
 
 /// Largest accepted GraphQL request body.
@@ -76,10 +77,7 @@ async fn authenticate(app: &AppState, authorization: Option<&str>) -> Auth {
         return Auth::Anonymous;
     };
     if value.len() > auth::MAX_TOKEN_BYTES {
-        return Auth::Invalid(format!(
-            "the Authorization header is larger than {} KiB",
-            auth::MAX_TOKEN_BYTES / 1024
-        ));
+        return Auth::Invalid(format!("the Authorization header is larger than {} KiB", auth::MAX_TOKEN_BYTES / 1024));
     }
     let principal = match auth::bearer(value) {
         None => return Auth::Invalid("the Authorization header must be `Bearer <JWT>`".to_owned()),
@@ -103,9 +101,14 @@ async fn request_auth(app: &AppState, headers: &HeaderMap) -> Auth {
     authenticate(app, value).await
 }
 
-async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql::Request) -> GraphQLResponse {
+async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    media: MediaType,
+    request: async_graphql::Request,
+) -> Response {
     let request = request.data(request_auth(&state.app, headers).await).data(Loaders::new(&state.app));
-    state.schema.execute(request).await.into()
+    http_graphql::response(media, state.schema.execute(request).await)
 }
 
 /// POST takes one JSON request object. The body is read here, not by async-graphql's
@@ -116,6 +119,15 @@ async fn graphql_post(
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let Some(media) = http_graphql::negotiate(&headers) else {
+        return not_acceptable();
+    };
+    if !http_graphql::is_json_body(&headers) {
+        return bad_request(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the request body must be JSON: send Content-Type: application/json",
+        );
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -134,15 +146,19 @@ async fn graphql_post(
             "the body must be one JSON object {\"query\": …}; batches are not supported",
         );
     }
-    match serde_json::from_slice::<async_graphql::Request>(&body) {
-        Ok(request) => execute(&state, &headers, request).await.into_response(),
-        Err(err) => bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {err}")),
+    let params = match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body) {
+        Ok(params) => params,
+        Err(err) => return bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {err}")),
+    };
+    match http_graphql::request_from_params(params, false) {
+        Ok(request) => execute(&state, &headers, media, request).await,
+        Err(why) => bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {why}")),
     }
 }
 
 /// GET serves queries (`?query=…`) and WebSocket upgrades for subscriptions.
 async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
-    let (mut parts, body) = request.into_parts();
+    let (mut parts, _body) = request.into_parts();
     if parts.headers.contains_key(header::UPGRADE) {
         let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
             Ok(protocol) => protocol,
@@ -158,28 +174,33 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
             Err(rejection) => rejection.into_response(),
         };
     }
-    let request = Request::from_parts(parts, body);
-    let headers = request.headers().clone();
-    let request =
-        match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(request, &state).await {
-            Ok(request) => request.into_inner(),
-            Err(rejection) => {
-                return bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {}", rejection.0));
-            }
-        };
+    let Some(media) = http_graphql::negotiate(&parts.headers) else {
+        return not_acceptable();
+    };
+    let params: serde_json::Map<String, serde_json::Value> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+            .collect();
+    let request = match http_graphql::request_from_params(params, true) {
+        Ok(request) => request,
+        Err(why) => return bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {why}")),
+    };
     if !is_query(&request) {
         return bad_request(
             StatusCode::METHOD_NOT_ALLOWED,
             "only queries may be sent with GET; use POST for mutations",
         );
     }
-    execute(&state, &headers, request).await.into_response()
+    execute(&state, &parts.headers, media, request).await
 }
 
-/// Whether the operation a GET would run is a query (parse errors are left to the
-/// executor, which reports them properly).
+/// Whether the operation a GET would run is a query (parse errors, and documents over
+/// the lexical limits, are left to the executor, which reports them properly).
 fn is_query(request: &async_graphql::Request) -> bool {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
+    if graphql::limits::check_source(&request.query).is_err() {
+        return true;
+    }
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
         return true;
     };
@@ -197,11 +218,16 @@ fn is_query(request: &async_graphql::Request) -> bool {
     ty == OperationType::Query
 }
 
+fn not_acceptable() -> Response {
+    bad_request(
+        StatusCode::NOT_ACCEPTABLE,
+        "the Accept header must allow application/graphql-response+json or application/json",
+    )
+}
+
 /// A GraphQL-shaped error response for requests that never reach the executor.
 fn bad_request(status: StatusCode, message: &str) -> Response {
-    let mut error = ServerError::new(message, None);
-    error.extensions.get_or_insert_with(Default::default).set("code", ErrorCode::BadUserInput.as_str());
-    (status, Json(serde_json::json!({ "errors": [error] }))).into_response()
+    http_graphql::error(status, ErrorCode::BadUserInput, message)
 }
 
 fn websocket(state: HttpState, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {

@@ -22,6 +22,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod http_graphql;
 pub mod models;
 pub mod payments;
 pub mod processor;

@@ -292,7 +292,8 @@ mod tests {
         let deep = format!("{}{}", "{a".repeat(MAX_NESTING + 1), "}".repeat(MAX_NESTING + 1));
         assert_eq!(check_source(&deep).unwrap_err().limit, "nesting");
         // Strings, block strings and comments are one token or none.
-        let strings = format!("{{ a(x: \"{}\", y: \"\"\"{}\"\"\") }} # {}", "{".repeat(500), "(".repeat(500), "[".repeat(500));
+        let strings =
+            format!("{{ a(x: \"{}\", y: \"\"\"{}\"\"\") }} # {}", "{".repeat(500), "(".repeat(500), "[".repeat(500));
         check_source(&strings).unwrap();
     }
 }

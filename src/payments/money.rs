@@ -59,9 +59,9 @@ impl Money {
     /// can charge in it.
     pub fn parse(amount: i64, currency: &str) -> ApiResult<Money> {
         let code = currency.trim().to_ascii_uppercase();
-        let currency = Currency::from_code(&code)
-            .filter(|c| is_legal_tender(*c))
-            .ok_or_else(|| ApiError::bad_input("currency must be the ISO 4217 code of a legal tender, such as USD or EUR"))?;
+        let currency = Currency::from_code(&code).filter(|c| is_legal_tender(*c)).ok_or_else(|| {
+            ApiError::bad_input("currency must be the ISO 4217 code of a legal tender, such as USD or EUR")
+        })?;
         let code = currency.code();
         let minimum = minimum_amount(code);
         if amount < minimum {
@@ -82,10 +82,7 @@ impl Money {
 /// Circulating money: not a fund, a metal, a unit of account, a testing code or a
 /// currency that another has replaced.
 fn is_legal_tender(currency: Currency) -> bool {
-    !currency.is_fund()
-        && !currency.is_special()
-        && currency.is_superseded().is_none()
-        && currency.exponent().is_some()
+    !currency.is_fund() && !currency.is_special() && currency.is_superseded().is_none() && currency.exponent().is_some()
 }
 
 /// The smallest chargeable amount in `code`, in minor units.

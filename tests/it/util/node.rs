@@ -13,7 +13,9 @@ use tokio::process::{Child, ChildStdout, Command};
 fn ensure_installed(dir: &str) {
     static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
-    if *installed || std::path::Path::new(dir).join("node_modules/graphql-ws/package.json").exists() {
+    let modules = std::path::Path::new(dir).join("node_modules");
+    let present = ["graphql-ws", "graphql-http", "ws"].iter().all(|p| modules.join(p).join("package.json").exists());
+    if *installed || present {
         *installed = true;
         return;
     }
@@ -24,6 +26,23 @@ fn ensure_installed(dir: &str) {
         .expect("npm is installed (Node.js 20 or newer)");
     assert!(status.success(), "npm ci in tests/it/js failed");
     *installed = true;
+}
+
+/// Runs graphql-http's GraphQL-over-HTTP server audits (tests/it/js/audit.mjs) against
+/// `url`; returns its summary `{ok, notice, warn, error, failures}`.
+pub async fn graphql_http_audits(url: &str) -> Value {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/js");
+    ensure_installed(dir);
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new("node").arg("audit.mjs").current_dir(dir).env("CURBPAY_URL", url).output(),
+    )
+    .await
+    .expect("the audits finished within 60 s")
+    .expect("node is installed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "audit.mjs failed: {stdout} {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("not JSON: {stdout}"))
 }
 
 pub struct NodeSubscriber {
