@@ -239,8 +239,31 @@ impl Extension for DocumentLimitsExtension {
     ) -> ServerResult<Request> {
         check_source(&request.query).map_err(LimitError::into_server_error)?;
         check_document(request.parsed_query()?).map_err(LimitError::into_server_error)?;
+        absent_variables_as_null(&mut request)?;
         next.run(ctx, request).await
     }
+}
+
+/// A nullable variable without a default that the request leaves out is null (the
+/// spec's "absent"). async-graphql's complexity count instead fails with "Variable $f
+/// is not defined" when a list's `first` is such a variable, so it is given explicitly.
+/// (No resolver here tells absent from null: none takes `MaybeUndefined`.)
+fn absent_variables_as_null(request: &mut Request) -> ServerResult<()> {
+    let mut optional = Vec::new();
+    for (_, operation) in request.parsed_query()?.operations.iter() {
+        for definition in &operation.node.variable_definitions {
+            let definition = &definition.node;
+            if definition.var_type.node.nullable && definition.default_value.is_none() {
+                optional.push(definition.name.node.clone());
+            }
+        }
+    }
+    for name in optional {
+        if !request.variables.contains_key(&name) {
+            request.variables.insert(name, async_graphql::Value::Null);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -576,13 +576,12 @@ async fn get_serves_queries_but_not_mutations() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["data"]["operators"]["totalCount"], 0);
 
-    // A mutation, alone or picked by name from several operations: 405. (async-graphql
-    // reads the name from `operation_name` in a query string; `operationName` is ignored.)
+    // A mutation, alone or picked by name (`operationName`) from several operations: 405.
     let several = format!("query Q {{ viewer {{ role }} }} {}", CREATE_OPERATOR.replacen("mutation", "mutation M", 1));
     for uri in [
         format!("/graphql?query={}", encode(CREATE_OPERATOR)),
         format!("/graphql?query={}", encode(&CREATE_OPERATOR.replacen("mutation", "mutation M", 1))),
-        format!("/graphql?query={}&operation_name=M", encode(&several)),
+        format!("/graphql?query={}&operationName=M", encode(&several)),
     ] {
         let (status, body) = t.send(get(&uri, Some(&admin))).await;
         let response = graphql_error(status, &body, StatusCode::METHOD_NOT_ALLOWED);
@@ -591,8 +590,7 @@ async fn get_serves_queries_but_not_mutations() {
     // Several operations without a usable name: an error, and nothing ran.
     for uri in [
         format!("/graphql?query={}", encode(&several)),
-        format!("/graphql?query={}&operationName=M", encode(&several)),
-        format!("/graphql?query={}&operation_name=Nope", encode(&several)),
+        format!("/graphql?query={}&operationName=Nope", encode(&several)),
     ] {
         let (status, body) = t.send(get(&uri, Some(&admin))).await;
         let response: Value = serde_json::from_str(&body).unwrap();
