@@ -31,6 +31,54 @@ pub struct Principal {
     pub role: Role,
     /// When the token stops being valid (long-lived subscriptions end then).
     pub expires_at: DateTime<Utc>,
+    /// What the token may do within its role.
+    pub scopes: Scopes,
+}
+
+/// What a token may do within its role (the `scope` claim, OAuth style: a
+/// space-separated list). `read` allows queries and subscriptions; `write` allows
+/// everything the role allows. A token without a `scope` claim has both, as tokens
+/// minted before scopes existed did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scopes {
+    pub write: bool,
+}
+
+impl Scopes {
+    /// Everything the role allows.
+    pub const FULL: Scopes = Scopes { write: true };
+    /// Queries and subscriptions only.
+    pub const READ_ONLY: Scopes = Scopes { write: false };
+
+    /// Reads a `scope` claim. Unknown values are refused, so a typo never widens
+    /// access; an empty claim grants nothing and is refused too.
+    pub fn parse(claim: Option<&str>) -> Result<Scopes, String> {
+        let Some(claim) = claim else {
+            return Ok(Scopes::FULL);
+        };
+        let mut scopes = Scopes { write: false };
+        let mut any = false;
+        for value in claim.split_whitespace() {
+            match value {
+                "read" => {}
+                "write" => scopes.write = true,
+                other => {
+                    let shown: String = other.chars().take(32).collect();
+                    return Err(format!("unknown scope {shown:?} (known: read, write)"));
+                }
+            }
+            any = true;
+        }
+        if !any {
+            return Err("the scope claim is empty (use read, write or both)".to_owned());
+        }
+        Ok(scopes)
+    }
+
+    /// The scopes as listed in `viewer { scopes }`: `write` implies `read`.
+    pub fn names(self) -> Vec<&'static str> {
+        if self.write { vec!["read", "write"] } else { vec!["read"] }
+    }
 }
 
 impl Principal {
@@ -90,6 +138,9 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_id: Option<Uuid>,
     pub exp: i64,
+    /// Space-separated scopes (`read`, `write`); absent means everything the role allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Not valid before this time (checked with the same leeway as `exp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
@@ -114,6 +165,7 @@ impl Claims {
             app_id,
             operator_id,
             exp: (Utc::now() + ttl).timestamp(),
+            scope: None,
             nbf: None,
             iss: None,
             aud: None,
@@ -226,7 +278,8 @@ fn principal(claims: Claims) -> Result<Principal, ApiError> {
         _ => return Err(bad("role must be admin, app or operator")),
     };
     let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or_else(|| bad("exp is out of range"))?;
-    Ok(Principal { subject: claims.sub, role, expires_at })
+    let scopes = Scopes::parse(claims.scope.as_deref()).map_err(|why| bad(&why))?;
+    Ok(Principal { subject: claims.sub, role, expires_at, scopes })
 }
 
 /// Mints an HS256 token (development and tests).
@@ -337,6 +390,25 @@ mod tests {
         claims.sub = "x".repeat(MAX_TOKEN_BYTES);
         let err = verifier(None, None).verify(&mint(SECRET.as_bytes(), &claims).unwrap()).unwrap_err();
         assert!(err.to_string().contains("longer than"), "{err}");
+    }
+
+    #[test]
+    fn scopes() {
+        assert_eq!(Scopes::parse(None), Ok(Scopes::FULL));
+        assert_eq!(Scopes::parse(Some("read")), Ok(Scopes::READ_ONLY));
+        assert_eq!(Scopes::parse(Some("read write")), Ok(Scopes::FULL));
+        assert_eq!(Scopes::parse(Some(" write ")), Ok(Scopes::FULL));
+        assert!(Scopes::parse(Some("read wirte")).is_err());
+        assert!(Scopes::parse(Some("admin")).is_err());
+        assert!(Scopes::parse(Some("")).is_err());
+
+        let v = verifier(None, None);
+        let mut claims = Claims::new(Role::Admin, None, Duration::from_secs(60));
+        claims.scope = Some("read".into());
+        assert_eq!(v.verify(&mint(SECRET.as_bytes(), &claims).unwrap()).unwrap().scopes, Scopes::READ_ONLY);
+        claims.scope = Some("reads".into());
+        let err = v.verify(&mint(SECRET.as_bytes(), &claims).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("unknown scope"), "{err}");
     }
 
     #[test]

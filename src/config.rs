@@ -104,6 +104,9 @@ pub struct Config {
     /// `CURBPAY_WS_INIT_TIMEOUT` (default `10s`): a WebSocket that has not authenticated
     /// (`connection_init`) by then is closed.
     pub ws_init_timeout: Duration,
+    /// `CURBPAY_GRAPHIQL` (default `true`): serve the GraphiQL page at `/graphiql`;
+    /// `false` for deployments that do not want it public.
+    pub graphiql: bool,
     /// `CURBPAY_DB_POOL_SIZE` (default 8): connections in the pool.
     pub db_pool_size: usize,
     /// `CURBPAY_DB_POOL_TIMEOUT` (default `5s`): how long a request waits for a
@@ -115,6 +118,15 @@ pub struct Config {
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn bool_var(name: &str, default: bool) -> anyhow::Result<bool> {
+    match var(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
+        Some(v) => anyhow::bail!("{name}: expected true or false, got {v:?}"),
+    }
 }
 
 fn duration_var(name: &str, default: &str) -> anyhow::Result<Duration> {
@@ -220,6 +232,7 @@ impl Config {
                 .collect(),
             charge_token_ttl: duration_var("CURBPAY_CHARGE_TOKEN_TTL", "15m")?,
             ws_init_timeout: duration_var("CURBPAY_WS_INIT_TIMEOUT", "10s")?,
+            graphiql: bool_var("CURBPAY_GRAPHIQL", true)?,
             db_pool_size,
             db_pool_timeout: duration_var("CURBPAY_DB_POOL_TIMEOUT", "5s")?,
             db_statement_timeout: duration_var("CURBPAY_DB_STATEMENT_TIMEOUT", "10s")?,
@@ -244,6 +257,7 @@ impl Config {
             cors_allowed_origins: vec!["*".to_owned()],
             charge_token_ttl: Duration::from_secs(15 * 60),
             ws_init_timeout: Duration::from_secs(10),
+            graphiql: true,
             db_pool_size: 8,
             db_pool_timeout: Duration::from_secs(5),
             db_statement_timeout: Duration::from_secs(10),

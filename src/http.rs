@@ -37,12 +37,16 @@ pub fn router(app: AppState) -> Router {
     let schema = graphql::schema(Some(app.clone()));
     let cors = cors(&app.config.cors_allowed_origins);
     let state = HttpState { app, schema };
-    Router::new()
-        .route("/", get(|| async { Redirect::temporary("/graphiql") }))
-        .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/graphiql", get(graphiql_page))
-        .route("/graphiql/graphiql.js", get(graphiql_js))
-        .route("/graphiql/graphiql.css", get(graphiql_css))
+    let graphiql = state.app.config.graphiql;
+    let mut router = Router::new().route("/graphql", get(graphql_get).post(graphql_post));
+    if graphiql {
+        router = router
+            .route("/", get(|| async { Redirect::temporary("/graphiql") }))
+            .route("/graphiql", get(graphiql_page))
+            .route("/graphiql/graphiql.js", get(graphiql_js))
+            .route("/graphiql/graphiql.css", get(graphiql_css));
+    }
+    router
         .route("/health", get(health))
         .route("/connect/callback", get(connect_callback))
         .route("/sandbox/connect/oauth/authorize", get(sandbox_authorize))

@@ -40,6 +40,11 @@ enum Command {
         /// The `sub` claim (default: dev-<role>).
         #[arg(long)]
         sub: Option<String>,
+        /// The `scope` claim: `read` mints a read-only token (queries and
+        /// subscriptions), for a partner frontend; omitted, the token may do everything
+        /// its role allows.
+        #[arg(long, value_parser = ["read", "write", "read write"])]
+        scope: Option<String>,
     },
     /// Print the GraphQL schema (SDL), as published in schema.graphql.
     Schema,
@@ -62,7 +67,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", curbpay::graphql::sdl());
             Ok(())
         }
-        Command::Token { role, app_id, operator_id, ttl, sub } => {
+        Command::Token { role, app_id, operator_id, ttl, sub, scope } => {
             let config = Config::from_env()?;
             let role = match role {
                 RoleArg::Admin => Role::Admin,
@@ -71,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             };
             let secret = signing_secret(&config, false)?;
             let mut claims = Claims::new(role, sub, ttl);
+            claims.scope = scope;
             claims.iss = config.jwt.issuer.clone();
             claims.aud = config.jwt.audience.clone();
             println!("{}", curbpay::auth::mint(&secret, &claims)?);

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod loaders;
 mod mutations;
 mod queries;
+mod scopes;
 mod subscriptions;
 mod types;
 
@@ -55,6 +56,7 @@ pub fn schema(app: Option<AppState>) -> CurbpaySchema {
         // Registered after ErrorCodes so its refusals pass through the error mapping;
         // it runs before parsing and validation.
         .extension(limits::DocumentLimits)
+        .extension(scopes::WriteScope)
         // The standard introspection query (GraphiQL, codegen) needs depth 15 and
         // complexity ~220; these limits leave room for it and stop abusive documents.
         // Lists cost their page size times their items (see `page_cost`).

@@ -13,6 +13,15 @@ use crate::error::{ApiError, ApiResult};
 use crate::models::links::LinkFilter;
 use crate::models::{ChargeToken, Link, ParkingSession};
 
+/// Mutations need the `write` scope (read-only tokens serve partner frontends).
+pub fn require_write(principal: &Principal) -> ApiResult<()> {
+    if principal.scopes.write {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("this token has the read scope only; mutations need the write scope"))
+    }
+}
+
 pub fn require_admin(principal: &Principal) -> ApiResult<()> {
     match principal.role {
         Role::Admin => Ok(()),
@@ -102,7 +111,7 @@ mod tests {
     use chrono::Utc;
 
     fn principal(role: Role) -> Principal {
-        Principal { subject: "t".into(), role, expires_at: Utc::now() }
+        Principal { subject: "t".into(), role, expires_at: Utc::now(), scopes: crate::auth::Scopes::FULL }
     }
 
     #[test]

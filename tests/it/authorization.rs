@@ -186,9 +186,14 @@ async fn worlds() -> Worlds {
 }
 
 impl Worlds {
-    /// The `Authorization` header a caller sends.
-    fn authorization(&self, who: Who) -> Option<String> {
-        let bearer = |role: Role| Some(format!("Bearer {}", self.t.token(role)));
+    /// The `Authorization` header a caller sends; `read_only` gives the real roles a
+    /// token with `scope: "read"`.
+    fn authorization(&self, who: Who, read_only: bool) -> Option<String> {
+        let bearer = |role: Role| {
+            let mut claims = Claims::new(role, None, Duration::from_secs(3600));
+            claims.scope = read_only.then(|| "read".to_owned());
+            Some(format!("Bearer {}", curbpay::auth::mint(JWT_SECRET.as_bytes(), &claims).unwrap()))
+        };
         match who {
             Admin => bearer(Role::Admin),
             AppA => bearer(Role::App(self.app_a)),
@@ -213,8 +218,12 @@ impl Worlds {
     }
 
     async fn ask(&self, who: Who, query: &str, variables: Value) -> Value {
+        self.ask_scoped(who, false, query, variables).await
+    }
+
+    async fn ask_scoped(&self, who: Who, read_only: bool, query: &str, variables: Value) -> Value {
         let mut request = Request::post("/graphql").header(header::CONTENT_TYPE, "application/json");
-        if let Some(value) = self.authorization(who) {
+        if let Some(value) = self.authorization(who, read_only) {
             request = request.header(header::AUTHORIZATION, value);
         }
         let body = json!({ "query": query, "variables": variables }).to_string();
@@ -284,10 +293,12 @@ struct Cell {
     expect: Expect,
     /// The variable to replace by a random UUID: that request must answer identically.
     as_missing: Option<&'static str>,
+    /// Ask with a read-only token (`scope: "read"`) of the same role.
+    read_only: bool,
 }
 
 fn cell(label: impl Into<String>, who: Who, query: &'static str, variables: Value, expect: Expect) -> Cell {
-    Cell { label: label.into(), who, query, variables, expect, as_missing: None }
+    Cell { label: label.into(), who, query, variables, expect, as_missing: None, read_only: false }
 }
 
 impl Cell {
@@ -300,15 +311,16 @@ impl Cell {
 /// Runs one cell; returns what went wrong, if anything.
 async fn check(w: &Worlds, cell: &Cell) -> Vec<String> {
     let mut failures = Vec::new();
-    let response = w.ask(cell.who, cell.query, cell.variables.clone()).await;
+    let response = w.ask_scoped(cell.who, cell.read_only, cell.query, cell.variables.clone()).await;
+    let scope = if cell.read_only { " (read-only)" } else { "" };
     if let Err(why) = cell.expect.check(&response) {
-        failures.push(format!("[{}] as {:?}: {why}\n    got: {response}", cell.label, cell.who));
+        failures.push(format!("[{}] as {:?}{scope}: {why}\n    got: {response}", cell.label, cell.who));
     }
     if let Some(variable) = cell.as_missing {
         let mut variables = cell.variables.clone();
         assert!(variables.get(variable).is_some(), "[{}] has no variable {variable}", cell.label);
         variables[variable] = json!(Uuid::new_v4());
-        let missing = w.ask(cell.who, cell.query, variables).await;
+        let missing = w.ask_scoped(cell.who, cell.read_only, cell.query, variables).await;
         if missing != response {
             failures.push(format!(
                 "[{}] as {:?}: differs from a missing object\n    got:     {response}\n    missing: {missing}",
@@ -642,6 +654,22 @@ async fn query_matrix() {
     run_concurrently(&w, cells).await;
 }
 
+/// The read-only column: every query answers a `scope: "read"` token exactly as it
+/// answers the full token of the same role.
+#[tokio::test]
+async fn query_matrix_read_only() {
+    let w = worlds().await;
+    let mut cells = query_cells(&w);
+    cells.iter_mut().for_each(|cell| cell.read_only = true);
+    run_concurrently(&w, cells).await;
+    for (who, role) in [(Admin, "ADMIN"), (AppA, "APP"), (OpX, "OPERATOR")] {
+        let response = w.ask_scoped(who, true, "{ viewer { role scopes } }", json!({})).await;
+        assert_eq!(response["data"]["viewer"], json!({ "role": role, "scopes": ["read"] }), "{response}");
+        let response = w.ask(who, "{ viewer { scopes } }", json!({})).await;
+        assert_eq!(response["data"]["viewer"]["scopes"], json!(["read", "write"]), "{response}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Mutations
 // ---------------------------------------------------------------------------------------
@@ -878,6 +906,28 @@ async fn mutation_matrix() {
     let after = w.t.ok(&admin, SNAPSHOT, json!({})).await;
     assert_eq!(before, after, "a refused mutation changed state");
     run(&w, allowed_mutation_cells(&w)).await;
+}
+
+/// The read-only column: every mutation, allowed or not for the role, is FORBIDDEN to a
+/// `scope: "read"` token (callers without a valid token stay UNAUTHENTICATED), the
+/// message names the missing scope, and nothing is written.
+#[tokio::test]
+async fn mutation_matrix_read_only() {
+    let w = worlds().await;
+    let admin = w.t.admin();
+    let before = w.t.ok(&admin, SNAPSHOT, json!({})).await;
+    let mut cells = denied_mutation_cells(&w);
+    cells.extend(allowed_mutation_cells(&w));
+    for cell in cells.iter_mut().filter(|cell| !NOBODY.contains(&cell.who)) {
+        cell.read_only = true;
+        cell.expect = Code("FORBIDDEN");
+        cell.as_missing = None;
+    }
+    run_concurrently(&w, cells).await;
+    let response = w.ask_scoped(AppA, true, CREATE_OPERATOR, json!({})).await;
+    let message = response["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("write scope"), "{message}");
+    assert_eq!(w.t.ok(&admin, SNAPSHOT, json!({})).await, before, "a read-only token changed state");
 }
 
 // ---------------------------------------------------------------------------------------

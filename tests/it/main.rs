@@ -10,6 +10,7 @@ mod flow;
 mod idempotency;
 mod loaders;
 mod schema;
+mod scopes;
 mod stripe;
 mod stripe_double;
 mod stripe_faults;

@@ -51,6 +51,12 @@ impl Viewer {
     async fn expires_at(&self) -> DateTime<Utc> {
         self.0.expires_at
     }
+    /// What the token may do within its role: `["read"]` (queries and subscriptions
+    /// only) or `["read", "write"]` (everything the role allows; also tokens without a
+    /// `scope` claim).
+    async fn scopes(&self) -> Vec<&'static str> {
+        self.0.scopes.names()
+    }
 }
 
 /// A parking app. curbpay manages a platform account at the processor for it; its
