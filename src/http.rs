@@ -407,8 +407,8 @@ async fn sandbox_authorize(State(state): State<HttpState>, Query(params): Query<
     if params.redirect_uri != callback.as_str() {
         return page(StatusCode::BAD_REQUEST, "Invalid request", "redirect_uri is not this server's callback.");
     }
-    let authorization = match links::consent(&state.app, &params.state, &params.client_id).await {
-        Ok(authorization) => authorization,
+    let consent = match links::consent(&state.app, &params.state).await {
+        Ok(consent) => consent,
         Err(err) => return page(status_of(err.code()), "Invalid request", &err.client_message()),
     };
     let mut target = callback;
@@ -420,7 +420,7 @@ async fn sandbox_authorize(State(state): State<HttpState>, Query(params): Query<
             .append_pair("state", &params.state);
         return Redirect::to(target.as_str()).into_response();
     }
-    match sandbox.approve(&params.client_id, &authorization).await {
+    match sandbox.approve(&consent.platform_account_id, &params.client_id, &consent.authorization).await {
         Ok(code) => {
             target.query_pairs_mut().append_pair("code", &code).append_pair("state", &params.state);
             Redirect::to(target.as_str()).into_response()

@@ -117,19 +117,25 @@ pub fn authorization_url(
     Ok(Some(url.to_string()))
 }
 
+/// What a consent page may act on: the link and operator a code is bound to, and the
+/// platform account of the link's app.
+pub struct Consent {
+    pub authorization: LinkAuthorization,
+    pub platform_account_id: String,
+}
+
 /// A consent page (the sandbox's) checks the request before it issues anything: the
-/// state must be genuine and outstanding, and `client_id` the platform of its link.
-/// Returns the link and operator the code is to be bound to; they come from the state
-/// only, never from anything else in the URL.
-pub async fn consent(app: &App, state: &str, client_id: &str) -> ApiResult<LinkAuthorization> {
+/// state must be genuine and the link's outstanding authorization. The link, operator
+/// and platform come from the state only, never from anything else in the URL.
+pub async fn consent(app: &App, state: &str) -> ApiResult<Consent> {
     let claims = app.state_signer.verify(state)?;
     let mut conn = app.db().await?;
     let link = outstanding(&mut conn, &claims).await?;
     let platform = models::App::find(&mut conn, link.app_id).await?.ok_or(ApiError::NotFound("app"))?;
-    if platform.processor_account_id != client_id {
-        return Err(ApiError::bad_input("client_id is not the platform this authorization is for"));
-    }
-    Ok(LinkAuthorization { link_id: link.id, operator_id: link.operator_id })
+    Ok(Consent {
+        authorization: LinkAuthorization { link_id: link.id, operator_id: link.operator_id },
+        platform_account_id: platform.processor_account_id,
+    })
 }
 
 /// This server's OAuth redirect target.

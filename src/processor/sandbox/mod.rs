@@ -88,14 +88,18 @@ impl SandboxProcessor {
     }
 
     /// The consent page approved: the operator's sandbox account is connected once the
-    /// code is exchanged. The code is bound to the link and operator of the verified
-    /// authorization state and redeems only for them. Returns the code for the redirect
-    /// back to curbpay.
+    /// code is exchanged. The platform, link and operator come from the verified
+    /// authorization state; the code is bound to them and redeems only for them.
+    /// `client_id` must be the platform's. Returns the code for the redirect back.
     pub async fn approve(
         &self,
         platform_account_id: &str,
+        client_id: &str,
         authorization: &LinkAuthorization,
     ) -> ProcessorResult<String> {
+        if client_id != connect_client_id(platform_account_id) {
+            return Err(ProcessorError::InvalidRequest("unknown client_id".to_owned()));
+        }
         let mut conn = self.conn().await?;
         let known: bool = diesel::select(diesel::dsl::exists(
             sandbox_accounts::table
@@ -133,6 +137,12 @@ impl SandboxProcessor {
             .get_result(&mut conn)
             .await?)
     }
+}
+
+/// The sandbox's Connect client id of a platform account (as Stripe's `ca_…` is public
+/// while the platform's account id is not shown to operators).
+fn connect_client_id(platform_account_id: &str) -> String {
+    format!("ca_{}", platform_account_id.strip_prefix("acct_").unwrap_or(platform_account_id))
 }
 
 /// The operator's sandbox account, made on first use.
@@ -275,7 +285,7 @@ impl Processor for SandboxProcessor {
             .map_err(|e| ProcessorError::Failed(format!("bad public URL: {e}")))?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
-            .append_pair("client_id", &request.platform.account_id)
+            .append_pair("client_id", &connect_client_id(&request.platform.account_id))
             .append_pair("scope", "read_write")
             .append_pair("state", request.state)
             .append_pair("redirect_uri", request.redirect_uri);
