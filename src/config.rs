@@ -82,8 +82,9 @@ pub struct Config {
     /// Default: `http://` + the listen address.
     pub public_url: url::Url,
     pub jwt: JwtConfig,
-    /// `CURBPAY_STATE_SECRET`: signs the OAuth `state` of link authorizations. Default:
-    /// the HS256 JWT secret. Must be the same on every server process.
+    /// `CURBPAY_STATE_SECRET`: signs the OAuth `state` of link authorizations (it names
+    /// the link, its operator and a single-use nonce). Default: the HS256 JWT secret.
+    /// Must be the same on every server process.
     pub state_secret: Option<SecretString>,
     /// `CURBPAY_PROCESSOR`: `sandbox` (the default) or `stripe` (the default when any
     /// `CURBPAY_STRIPE_*` setting is present).

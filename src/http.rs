@@ -13,7 +13,6 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth;
@@ -369,9 +368,16 @@ async fn connect_callback(State(state): State<HttpState>, Query(params): Query<C
         return page(StatusCode::BAD_REQUEST, "Link not completed", "The request has no authorization code.");
     };
     match links::complete_from_callback(app, signed_state, code).await {
-        Ok(_) => {
+        Ok(link) if link.status == crate::models::LinkStatus::Active => {
             page(StatusCode::OK, "Link active", "The operator's account is now linked. You can close this window.")
         }
+        // 202: recorded, but waiting for someone else (an admin) to finish it.
+        Ok(_) => page(
+            StatusCode::ACCEPTED,
+            "Link waiting for review",
+            "This authorization connected a different processor account than the one this operator is known by. \
+             An administrator must accept it before the link becomes active.",
+        ),
         Err(err) => page(status_of(err.code()), "Link not completed", &err.client_message()),
     }
 }
@@ -427,14 +433,15 @@ struct AuthorizeParams {
     client_id: String,
     state: String,
     redirect_uri: String,
-    operator_id: Uuid,
     /// `deny` simulates the operator declining (Stripe then redirects with
     /// `error=access_denied`).
     sandbox_decision: Option<String>,
 }
 
 /// The sandbox's stand-in for the processor's consent page: it approves at once (or
-/// declines on request) and redirects back to this server's callback.
+/// declines on request) and redirects back to this server's callback. The operator
+/// (and link) the code is bound to come from the verified `state` only; a request
+/// without a genuine, outstanding state is refused before anything is written.
 async fn sandbox_authorize(State(state): State<HttpState>, Query(params): Query<AuthorizeParams>) -> Response {
     let Some(sandbox) = state.app.sandbox.as_ref().map(Arc::clone) else {
         return page(StatusCode::NOT_FOUND, "Not found", "The sandbox processor is not in use.");
@@ -446,6 +453,10 @@ async fn sandbox_authorize(State(state): State<HttpState>, Query(params): Query<
     if params.redirect_uri != callback.as_str() {
         return page(StatusCode::BAD_REQUEST, "Invalid request", "redirect_uri is not this server's callback.");
     }
+    let consent = match links::consent(&state.app, &params.state).await {
+        Ok(consent) => consent,
+        Err(err) => return page(status_of(err.code()), "Invalid request", &err.client_message()),
+    };
     let mut target = callback;
     if params.sandbox_decision.as_deref() == Some("deny") {
         target
@@ -455,7 +466,7 @@ async fn sandbox_authorize(State(state): State<HttpState>, Query(params): Query<
             .append_pair("state", &params.state);
         return Redirect::to(target.as_str()).into_response();
     }
-    match sandbox.approve(&params.client_id, params.operator_id).await {
+    match sandbox.approve(&consent.platform_account_id, &params.client_id, &consent.authorization).await {
         Ok(code) => {
             target.query_pairs_mut().append_pair("code", &code).append_pair("state", &params.state);
             Redirect::to(target.as_str()).into_response()

@@ -77,6 +77,7 @@ diesel::table! {
         revoked_at -> Nullable<Timestamptz>,
         charges_enabled -> Nullable<Bool>,
         payouts_enabled -> Nullable<Bool>,
+        held_account_id -> Nullable<Text>,
     }
 }
 
@@ -87,8 +88,7 @@ diesel::table! {
         token_seq -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
-        charges_enabled -> Nullable<Bool>,
-        payouts_enabled -> Nullable<Bool>,
+        processor_account_id -> Nullable<Text>,
     }
 }
 
@@ -142,6 +142,8 @@ diesel::table! {
         connected_account_id -> Text,
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
+        link_id -> Nullable<Uuid>,
+        operator_id -> Nullable<Uuid>,
     }
 }
 

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::models::{self, ChargeToken, Customer, Link, Operator, ParkingSession};
+use crate::payments::parties::{Capabilities, agreed_capabilities};
 
 /// Batching window. Short: on two cores the default 1 ms added more latency than the
 /// batching saved.
@@ -106,6 +107,39 @@ impl Loader<Uuid> for SessionTokensLoader {
     }
 }
 
+/// Whose capability reports to combine for one operator (see
+/// `policy::capability_reporters`): all its active links, or one app's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CapabilitiesKey {
+    pub operator_id: Uuid,
+    pub app_id: Option<Uuid>,
+}
+
+/// An operator's account capabilities as the reporting links agree on them.
+pub struct CapabilitiesLoader(pub AppState);
+
+impl Loader<CapabilitiesKey> for CapabilitiesLoader {
+    type Value = Capabilities;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[CapabilitiesKey]) -> Result<HashMap<CapabilitiesKey, Capabilities>, LoadError> {
+        let mut operators: Vec<Uuid> = keys.iter().map(|k| k.operator_id).collect();
+        operators.sort_unstable();
+        operators.dedup();
+        let mut conn = self.0.db().await?;
+        let reports = Link::capabilities(&mut conn, &operators).await.map_err(crate::error::ApiError::from)?;
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let mine = reports
+                    .iter()
+                    .filter(|r| r.operator_id == key.operator_id && key.app_id.is_none_or(|app| app == r.app_id));
+                (*key, agreed_capabilities(mine))
+            })
+            .collect())
+    }
+}
+
 /// All loaders of one request.
 pub struct Loaders {
     pub apps: DataLoader<AppLoader>,
@@ -114,9 +148,10 @@ pub struct Loaders {
     pub customers: DataLoader<CustomerLoader>,
     pub sessions: DataLoader<SessionLoader>,
     pub session_tokens: DataLoader<SessionTokensLoader>,
+    pub capabilities: DataLoader<CapabilitiesLoader>,
 }
 
-fn loader<T: Loader<Uuid>>(inner: T) -> DataLoader<T> {
+fn loader<K: Send + Sync + std::hash::Hash + Eq + Clone + 'static, T: Loader<K>>(inner: T) -> DataLoader<T> {
     DataLoader::new(inner, TokioSpawner::current(), TokioTimer::default()).delay(DELAY)
 }
 
@@ -129,6 +164,7 @@ impl Loaders {
             customers: loader(CustomerLoader(app.clone())),
             sessions: loader(SessionLoader(app.clone())),
             session_tokens: loader(SessionTokensLoader(app.clone())),
+            capabilities: loader(CapabilitiesLoader(app.clone())),
         }
     }
 }

@@ -122,7 +122,23 @@ pub struct CompleteLinkInput {
 /// Result of `completeLink`.
 #[derive(SimpleObject)]
 pub struct CompleteLinkPayload {
-    /// The link, now `ACTIVE` with the operator's connected account id.
+    /// The link: `ACTIVE` with the operator's connected account id, or still `PENDING`
+    /// with `heldAccountId` and `failureReason` when the account is not the one the
+    /// operator is known by (an admin then decides with `acceptLinkAccount`).
+    pub link: Link,
+}
+
+/// Input of `acceptLinkAccount`.
+#[derive(InputObject)]
+pub struct AcceptLinkAccountInput {
+    /// The pending link whose held account to accept.
+    pub link_id: ID,
+}
+
+/// Result of `acceptLinkAccount`.
+#[derive(SimpleObject)]
+pub struct AcceptLinkAccountPayload {
+    /// The link, now `ACTIVE` on the accepted account.
     pub link: Link,
 }
 
@@ -160,7 +176,11 @@ impl LinkMutation {
     }
 
     /// Completes a pending link with the authorization code from the processor's
-    /// redirect (the same step `/connect/callback` performs). Admin, or a party to the link.
+    /// redirect (the same step `/connect/callback` performs). Admin, or the link's
+    /// operator: an app asks for links but never authorizes them (`FORBIDDEN`). A code
+    /// issued for another link or operator is refused (`BAD_USER_INPUT`); an account
+    /// other than the operator's known one (the first it connected) is held for an
+    /// admin, and the link stays `PENDING`.
     async fn complete_link(
         &self,
         ctx: &Context<'_>,
@@ -169,6 +189,20 @@ impl LinkMutation {
         let link_id = parse_id("linkId", &input.link_id)?;
         let link = links::complete_link(app(ctx), principal(ctx)?, link_id, &input.authorization_code).await?;
         Ok(CompleteLinkPayload { link: Link(link) })
+    }
+
+    /// Activates a pending link on the processor account its last authorization yielded
+    /// and curbpay held because it is not the account the operator is known by (see
+    /// `Link.heldAccountId`). Admin only, after checking with the operator that the
+    /// account is theirs. `CONFLICT` when the link holds no account.
+    async fn accept_link_account(
+        &self,
+        ctx: &Context<'_>,
+        input: AcceptLinkAccountInput,
+    ) -> async_graphql::Result<AcceptLinkAccountPayload> {
+        let link_id = parse_id("linkId", &input.link_id)?;
+        let link = links::accept_held_account(app(ctx), principal(ctx)?, link_id).await?;
+        Ok(AcceptLinkAccountPayload { link: Link(link) })
     }
 
     /// Revokes a link at the processor and here; its outstanding charge tokens become

@@ -34,6 +34,18 @@ pub struct Link {
     pub revoked_at: Option<DateTime<Utc>>,
     pub charges_enabled: Option<bool>,
     pub payouts_enabled: Option<bool>,
+    /// A processor account an authorization yielded that is not the operator's known
+    /// one; the link stays PENDING until an admin accepts it.
+    pub held_account_id: Option<String>,
+}
+
+/// What the processor last reported on one active link (see `Link::capabilities`).
+#[derive(Debug, Clone, Queryable)]
+pub struct LinkCapabilities {
+    pub operator_id: Uuid,
+    pub app_id: Uuid,
+    pub charges_enabled: Option<bool>,
+    pub payouts_enabled: Option<bool>,
 }
 
 /// Filters of a links listing; the scope fields come from the caller's role.
@@ -125,6 +137,7 @@ impl Link {
                 links::status.eq(LinkStatus::Pending),
                 links::state_nonce.eq(Uuid::new_v4()),
                 links::connected_account_id.eq(None::<String>),
+                links::held_account_id.eq(None::<String>),
                 links::failure_reason.eq(None::<String>),
                 links::revoked_at.eq(None::<DateTime<Utc>>),
                 links::activated_at.eq(None::<DateTime<Utc>>),
@@ -142,6 +155,7 @@ impl Link {
             .set((
                 links::status.eq(LinkStatus::Active),
                 links::connected_account_id.eq(connected_account_id),
+                links::held_account_id.eq(None::<String>),
                 links::state_nonce.eq(None::<Uuid>),
                 links::failure_reason.eq(None::<String>),
                 links::activated_at.eq(diesel::dsl::now),
@@ -158,6 +172,41 @@ impl Link {
             .set((links::failure_reason.eq(reason), links::updated_at.eq(diesel::dsl::now)))
             .returning(Link::as_returning())
             .get_result(conn)
+            .await
+    }
+
+    /// The authorization yielded a processor account other than the operator's known
+    /// one: the link stays PENDING with the account held for an admin and the reason.
+    /// The state nonce is renewed, so the spent authorization cannot be replayed and the
+    /// operator can authorize again (with its known account).
+    pub async fn hold(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        held_account_id: &str,
+        reason: &str,
+    ) -> QueryResult<Link> {
+        diesel::update(links::table.find(id))
+            .set((
+                links::held_account_id.eq(held_account_id),
+                links::failure_reason.eq(reason),
+                links::state_nonce.eq(Uuid::new_v4()),
+                links::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(Link::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// The capabilities reported on the ACTIVE links of these operators.
+    pub async fn capabilities(
+        conn: &mut AsyncPgConnection,
+        operator_ids: &[Uuid],
+    ) -> QueryResult<Vec<LinkCapabilities>> {
+        links::table
+            .filter(links::operator_id.eq_any(operator_ids))
+            .filter(links::status.eq(LinkStatus::Active))
+            .select((links::operator_id, links::app_id, links::charges_enabled, links::payouts_enabled))
+            .load(conn)
             .await
     }
 
@@ -199,6 +248,7 @@ impl Link {
             .set((
                 links::status.eq(LinkStatus::Revoked),
                 links::state_nonce.eq(None::<Uuid>),
+                links::held_account_id.eq(None::<String>),
                 links::revoked_at.eq(diesel::dsl::now),
                 links::updated_at.eq(diesel::dsl::now),
             ))

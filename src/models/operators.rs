@@ -17,8 +17,10 @@ pub struct Operator {
     pub token_seq: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    pub charges_enabled: Option<bool>,
-    pub payouts_enabled: Option<bool>,
+    /// The processor account the operator is known by: the first it ever connected, or
+    /// one an admin accepted. Another account from a later authorization waits for an
+    /// admin.
+    pub processor_account_id: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -71,19 +73,35 @@ impl Operator {
             .await
     }
 
-    /// Records what the processor last reported of the operator's account.
-    pub async fn set_capabilities(
+    /// Like `find`, locking the row until the transaction ends (so two authorizations of
+    /// the same operator decide its known account one after the other).
+    pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Operator>> {
+        operators::table.find(id).select(Operator::as_select()).for_update().first(conn).await.optional()
+    }
+
+    /// Another operator known by this processor account, if any.
+    pub async fn other_with_account(
         conn: &mut AsyncPgConnection,
         id: Uuid,
-        charges: bool,
-        payouts: bool,
+        processor_account_id: &str,
+    ) -> QueryResult<Option<Uuid>> {
+        operators::table
+            .filter(operators::processor_account_id.eq(processor_account_id))
+            .filter(operators::id.ne(id))
+            .select(operators::id)
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// Records the operator's known processor account (the first it connects).
+    pub async fn set_processor_account(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        processor_account_id: &str,
     ) -> QueryResult<usize> {
         diesel::update(operators::table.find(id))
-            .set((
-                operators::charges_enabled.eq(charges),
-                operators::payouts_enabled.eq(payouts),
-                operators::updated_at.eq(diesel::dsl::now),
-            ))
+            .set((operators::processor_account_id.eq(processor_account_id), operators::updated_at.eq(diesel::dsl::now)))
             .execute(conn)
             .await
     }

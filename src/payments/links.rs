@@ -1,7 +1,14 @@
 //! Links: connecting an operator's processor account to an app's platform (Connect
-//! OAuth). `linkOperator` hands out the authorization URL with a signed, single-use
-//! `state`; the processor redirects back to `/connect/callback` (or the app calls
-//! `completeLink`) with a code that becomes the operator's connected account id.
+//! OAuth). An app (or an admin) asks for a link with `linkOperator`; only the link's
+//! operator and admins see the authorization URL, whose signed, single-use `state`
+//! names the link, the operator and a nonce. The processor redirects back to
+//! `/connect/callback` (or the operator or an admin calls `completeLink`) with a code
+//! that becomes the operator's connected account id.
+//!
+//! An operator is known by the first processor account it connects. An authorization
+//! that yields another account (or one another operator is known by) leaves the link
+//! PENDING with the account held, until an admin accepts it (`acceptLinkAccount`): no
+//! code obtained by someone else can point an operator's money at another account.
 
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -13,9 +20,9 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
-use crate::models::{self, ChargeToken, Link, LinkEvent, LinkStatus};
-use crate::processor::AuthorizationRequest;
-use diesel_async::AsyncConnection;
+use crate::models::{self, ChargeToken, Link, LinkEvent, LinkStatus, Operator};
+use crate::processor::{AuthorizationRequest, LinkAuthorization};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 const STATE_AUDIENCE: &str = "curbpay:connect-state";
 /// How long an authorization URL stays usable.
@@ -27,6 +34,8 @@ struct StateClaims {
     exp: i64,
     /// The link being authorized.
     link: Uuid,
+    /// The operator who must authorize it (the link's operator).
+    operator: Uuid,
     /// Must match the link's current nonce; spent on completion, so no replay.
     nonce: Uuid,
 }
@@ -44,11 +53,12 @@ impl StateSigner {
         StateSigner { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
     }
 
-    fn sign(&self, link: Uuid, nonce: Uuid) -> ApiResult<String> {
+    fn sign(&self, link: &Link, nonce: Uuid) -> ApiResult<String> {
         let claims = StateClaims {
             aud: STATE_AUDIENCE.to_owned(),
             exp: Utc::now().timestamp() + STATE_TTL_SECONDS,
-            link,
+            link: link.id,
+            operator: link.operator_id,
             nonce,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -61,11 +71,29 @@ impl StateSigner {
         validation.set_required_spec_claims(&["exp", "aud"]);
         jsonwebtoken::decode::<StateClaims>(state, &self.decoding, &validation)
             .map(|data| data.claims)
-            .map_err(|_| ApiError::bad_input("the authorization state is invalid or has expired"))
+            .map_err(|_| invalid_state())
     }
 }
 
-/// The authorization URL of a pending link, for the link's app or an admin.
+fn invalid_state() -> ApiError {
+    ApiError::bad_input("the authorization state is invalid or has expired")
+}
+
+/// The link a verified state names, as long as that authorization is the outstanding
+/// one: the link is PENDING, the nonce current and the operator the link's.
+async fn outstanding(conn: &mut AsyncPgConnection, claims: &StateClaims) -> ApiResult<Link> {
+    let link = Link::find(conn, claims.link).await?.ok_or_else(invalid_state)?;
+    if link.operator_id != claims.operator {
+        return Err(invalid_state());
+    }
+    if link.status != LinkStatus::Pending || link.state_nonce != Some(claims.nonce) {
+        return Err(ApiError::conflict("this authorization was already used"));
+    }
+    Ok(link)
+}
+
+/// The authorization URL of a pending link, for the link's operator or an admin (an
+/// app asks for the link but does not authorize it).
 pub fn authorization_url(
     app: &App,
     principal: &Principal,
@@ -75,19 +103,39 @@ pub fn authorization_url(
     let (LinkStatus::Pending, Some(nonce)) = (link.status, link.state_nonce) else {
         return Ok(None);
     };
-    if !policy::may_act_for_app(principal, link.app_id) {
+    if !policy::may_authorize_link(principal, link) {
         return Ok(None);
     }
-    let state = app.state_signer.sign(link.id, nonce)?;
+    let state = app.state_signer.sign(link, nonce)?;
     let redirect_uri = callback_url(app)?;
     let platform = super::parties::platform(app, platform)?;
     let url = app.processor.authorization_url(&AuthorizationRequest {
         platform: &platform,
         state: &state,
         redirect_uri: redirect_uri.as_str(),
-        operator_id: link.operator_id,
     })?;
     Ok(Some(url.to_string()))
+}
+
+/// What a consent page may act on: the link and operator a code is bound to, and the
+/// platform account of the link's app.
+pub struct Consent {
+    pub authorization: LinkAuthorization,
+    pub platform_account_id: String,
+}
+
+/// A consent page (the sandbox's) checks the request before it issues anything: the
+/// state must be genuine and the link's outstanding authorization. The link, operator
+/// and platform come from the state only, never from anything else in the URL.
+pub async fn consent(app: &App, state: &str) -> ApiResult<Consent> {
+    let claims = app.state_signer.verify(state)?;
+    let mut conn = app.db().await?;
+    let link = outstanding(&mut conn, &claims).await?;
+    let platform = models::App::find(&mut conn, link.app_id).await?.ok_or(ApiError::NotFound("app"))?;
+    Ok(Consent {
+        authorization: LinkAuthorization { link_id: link.id, operator_id: link.operator_id },
+        platform_account_id: platform.processor_account_id,
+    })
 }
 
 /// This server's OAuth redirect target.
@@ -131,7 +179,7 @@ pub async fn link_operator(app: &App, principal: &Principal, app_id: Uuid, opera
     Ok(link)
 }
 
-/// `completeLink`: the app (or the operator, or an admin) hands in the code.
+/// `completeLink`: the link's operator (or an admin) hands in the code.
 pub async fn complete_link(app: &App, principal: &Principal, link_id: Uuid, code: &str) -> ApiResult<Link> {
     let mut conn = app.db().await?;
     let link = Link::find(&mut conn, link_id)
@@ -139,14 +187,18 @@ pub async fn complete_link(app: &App, principal: &Principal, link_id: Uuid, code
         .filter(|link| policy::may_see_link(principal, link))
         .ok_or(ApiError::NotFound("link"))?;
     drop(conn);
+    if !policy::may_authorize_link(principal, &link) {
+        return Err(ApiError::forbidden("only the link's operator or an admin may authorize a link"));
+    }
     activate(app, link, None, code).await
 }
 
 /// `/connect/callback`: the processor's redirect, authenticated by the signed state.
+/// The link comes back `ACTIVE`, or `PENDING` with a held account (see `activate`).
 pub async fn complete_from_callback(app: &App, state: &str, code: &str) -> ApiResult<Link> {
     let claims = app.state_signer.verify(state)?;
     let mut conn = app.db().await?;
-    let link = Link::find(&mut conn, claims.link).await?.ok_or(ApiError::NotFound("link"))?;
+    let link = outstanding(&mut conn, &claims).await?;
     drop(conn);
     activate(app, link, Some(claims.nonce), code).await
 }
@@ -155,14 +207,53 @@ pub async fn complete_from_callback(app: &App, state: &str, code: &str) -> ApiRe
 pub async fn fail_from_callback(app: &App, state: &str, reason: &str) -> ApiResult<Link> {
     let claims = app.state_signer.verify(state)?;
     let mut conn = app.db().await?;
-    let link = Link::lock(&mut conn, claims.link).await?.ok_or(ApiError::NotFound("link"))?;
-    if link.status != LinkStatus::Pending || link.state_nonce != Some(claims.nonce) {
-        return Err(ApiError::conflict("this authorization was already used"));
-    }
     let reason: String = reason.chars().take(500).collect();
-    Ok(Link::record_failure(&mut conn, link.id, &reason).await?)
+    conn.transaction(async |conn| {
+        let link = Link::lock(conn, claims.link).await?.ok_or_else(invalid_state)?;
+        if link.operator_id != claims.operator {
+            return Err(invalid_state());
+        }
+        if link.status != LinkStatus::Pending || link.state_nonce != Some(claims.nonce) {
+            return Err(ApiError::conflict("this authorization was already used"));
+        }
+        Ok(Link::record_failure(conn, link.id, &reason).await?)
+    })
+    .await
 }
 
+/// How an authorization's account relates to the operator.
+enum Binding {
+    /// The operator's known account.
+    Known,
+    /// The operator's first account; it becomes the known one.
+    First,
+    /// Not the operator's account as far as curbpay knows: held for an admin.
+    Held(String),
+}
+
+/// Decides whether `account` may become the operator's link account on its own.
+async fn binding(conn: &mut AsyncPgConnection, operator: &Operator, account: &str) -> ApiResult<Binding> {
+    let must_accept = "an admin must accept it (acceptLinkAccount) before the link becomes active";
+    Ok(match operator.processor_account_id.as_deref() {
+        Some(known) if known == account => Binding::Known,
+        Some(_) => Binding::Held(format!(
+            "the authorization connected processor account {account}, which is not the account this operator is \
+             known by; {must_accept}"
+        )),
+        None => match Operator::other_with_account(conn, operator.id, account).await? {
+            Some(_) => Binding::Held(format!(
+                "the authorization connected processor account {account}, which another operator is known by; \
+                 {must_accept}"
+            )),
+            None => Binding::First,
+        },
+    })
+}
+
+/// Redeems the code at the processor and binds the account it names to the link: the
+/// link becomes ACTIVE when the account is the operator's (its known one, or its first
+/// ever), and otherwise stays PENDING with the account held and the reason in
+/// `failureReason`.
 async fn activate(app: &App, link: Link, nonce: Option<Uuid>, code: &str) -> ApiResult<Link> {
     let code = code.trim();
     if code.is_empty() {
@@ -181,7 +272,8 @@ async fn activate(app: &App, link: Link, nonce: Option<Uuid>, code: &str) -> Api
     let mut conn = app.db().await?;
     let platform = models::App::find(&mut conn, link.app_id).await?.ok_or(ApiError::NotFound("app"))?;
     drop(conn);
-    let account = app.processor.complete_link(&super::parties::platform(app, &platform)?, code).await?;
+    let authorization = LinkAuthorization { link_id: link.id, operator_id: link.operator_id };
+    let account = app.processor.complete_link(&super::parties::platform(app, &platform)?, code, &authorization).await?;
     let mut conn = app.db().await?;
     let link = conn
         .transaction(async |conn| {
@@ -189,13 +281,53 @@ async fn activate(app: &App, link: Link, nonce: Option<Uuid>, code: &str) -> Api
             if current.status != LinkStatus::Pending || (nonce.is_some() && current.state_nonce != nonce) {
                 return Err(ApiError::conflict("this link is not waiting for authorization"));
             }
+            // The operator's row lock orders concurrent first authorizations.
+            let operator = Operator::lock(conn, link.operator_id).await?.ok_or(ApiError::NotFound("operator"))?;
+            match binding(conn, &operator, &account).await? {
+                Binding::Held(reason) => {
+                    tracing::warn!(link_id = %link.id, operator_id = %operator.id, "authorization held: the account is not the operator's known account");
+                    return Ok(Link::hold(conn, link.id, &account, &reason).await?);
+                }
+                Binding::First => {
+                    Operator::set_processor_account(conn, operator.id, &account).await?;
+                }
+                Binding::Known => {}
+            }
             let link = Link::activate(conn, link.id, &account).await?;
             LinkEvent::record(conn, &link).await?;
             Ok(link)
         })
         .await?;
+    if link.status == LinkStatus::Active {
+        announce(app, &link);
+        tracing::info!(link_id = %link.id, "link active");
+    }
+    Ok(link)
+}
+
+/// `acceptLinkAccount` (admin): activates a link on the account its last authorization
+/// yielded and curbpay held because it is not the operator's known account. The
+/// operator keeps its known account (or, having none, gets this one).
+pub async fn accept_held_account(app: &App, principal: &Principal, link_id: Uuid) -> ApiResult<Link> {
+    policy::require_admin(principal)?;
+    let mut conn = app.db().await?;
+    let link = conn
+        .transaction(async |conn| {
+            let current = Link::lock(conn, link_id).await?.ok_or(ApiError::NotFound("link"))?;
+            let (LinkStatus::Pending, Some(account)) = (current.status, current.held_account_id.as_deref()) else {
+                return Err(ApiError::conflict("this link has no processor account waiting for acceptance"));
+            };
+            let operator = Operator::lock(conn, current.operator_id).await?.ok_or(ApiError::NotFound("operator"))?;
+            if operator.processor_account_id.is_none() {
+                Operator::set_processor_account(conn, operator.id, account).await?;
+            }
+            let link = Link::activate(conn, current.id, account).await?;
+            LinkEvent::record(conn, &link).await?;
+            Ok(link)
+        })
+        .await?;
     announce(app, &link);
-    tracing::info!(link_id = %link.id, "link active");
+    tracing::info!(link_id = %link.id, "held link account accepted; link active");
     Ok(link)
 }
 

@@ -10,6 +10,7 @@ use crate::auth::Principal;
 use crate::crypto::{Keyring, Sealed};
 use crate::error::{ApiError, ApiResult};
 use crate::models::apps::NewApp;
+use crate::models::links::LinkCapabilities;
 use crate::models::operators::NewOperator;
 use crate::models::{self, Operator};
 use crate::processor::{Platform, PlatformCredentials};
@@ -205,6 +206,27 @@ pub async fn create_operator(app: &App, principal: &Principal, name: &str) -> Ap
 }
 
 /// Whether the caller may see this app: admin, the app itself, or an operator linked to it.
+/// What an operator's processor account can do, as far as a viewer may know.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub charges_enabled: Option<bool>,
+    pub payouts_enabled: Option<bool>,
+}
+
+/// Combines what the processor reported on several links of one operator: a fact is
+/// known when every report agrees on it, and unknown when one is missing or they
+/// differ (each app's webhooks speak only for its own link, so no single one decides
+/// for the others).
+pub fn agreed_capabilities<'a>(reports: impl IntoIterator<Item = &'a LinkCapabilities>) -> Capabilities {
+    fn agree(values: &[Option<bool>]) -> Option<bool> {
+        let first = (*values.first()?)?;
+        values.iter().all(|v| *v == Some(first)).then_some(first)
+    }
+    let (charges, payouts): (Vec<_>, Vec<_>) =
+        reports.into_iter().map(|r| (r.charges_enabled, r.payouts_enabled)).unzip();
+    Capabilities { charges_enabled: agree(&charges), payouts_enabled: agree(&payouts) }
+}
+
 pub async fn may_see_app(app: &App, principal: &Principal, app_id: Uuid) -> ApiResult<bool> {
     if policy::may_act_for_app(principal, app_id) {
         return Ok(true);
@@ -215,5 +237,38 @@ pub async fn may_see_app(app: &App, principal: &Principal, app_id: Uuid) -> ApiR
             Ok(models::Link::find_pair(&mut conn, app_id, operator_id).await?.is_some())
         }
         None => Ok(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(charges: Option<bool>, payouts: Option<bool>) -> LinkCapabilities {
+        LinkCapabilities {
+            operator_id: Uuid::nil(),
+            app_id: Uuid::now_v7(),
+            charges_enabled: charges,
+            payouts_enabled: payouts,
+        }
+    }
+
+    #[test]
+    fn capabilities_are_known_only_when_every_report_agrees() {
+        assert_eq!(agreed_capabilities(&[]), Capabilities::default());
+        let one = [report(Some(true), Some(false))];
+        assert_eq!(
+            agreed_capabilities(&one),
+            Capabilities { charges_enabled: Some(true), payouts_enabled: Some(false) }
+        );
+        let agreeing = [report(Some(true), Some(true)), report(Some(true), Some(true))];
+        assert_eq!(
+            agreed_capabilities(&agreeing),
+            Capabilities { charges_enabled: Some(true), payouts_enabled: Some(true) }
+        );
+        let split = [report(Some(true), Some(true)), report(Some(false), Some(true))];
+        assert_eq!(agreed_capabilities(&split), Capabilities { charges_enabled: None, payouts_enabled: Some(true) });
+        let unreported = [report(Some(true), Some(true)), report(None, None)];
+        assert_eq!(agreed_capabilities(&unreported), Capabilities::default());
     }
 }

@@ -56,6 +56,17 @@ pub fn may_see_link(principal: &Principal, link: &Link) -> bool {
     }
 }
 
+/// Authorizing a link (its authorization URL, `completeLink`) is for the operator whose
+/// account is being connected, and admins: an app asks for a link but never decides
+/// which account it lands on.
+pub fn may_authorize_link(principal: &Principal, link: &Link) -> bool {
+    match principal.role {
+        Role::Admin => true,
+        Role::App(_) => false,
+        Role::Operator(id) => id == link.operator_id,
+    }
+}
+
 /// Narrows a links listing to the viewer's own links; `None` when the filter asks for
 /// someone else's (the answer is then an empty list, as for links that do not exist).
 pub fn narrow_links(principal: &Principal, mut filter: LinkFilter) -> Option<LinkFilter> {
@@ -75,6 +86,18 @@ pub fn narrow_links(principal: &Principal, mut filter: LinkFilter) -> Option<Lin
         }
     }
     Some(filter)
+}
+
+/// Whose reports make up what a viewer sees of an operator's account capabilities: the
+/// operator's active links the viewer may see. `Some(None)`: all of them (admins, the
+/// operator itself); `Some(Some(app))`: that app's link only; `None`: none (another
+/// operator). So one app's webhooks never change what another app sees.
+pub fn capability_reporters(principal: &Principal, operator_id: Uuid) -> Option<Option<Uuid>> {
+    match principal.role {
+        Role::Admin => Some(None),
+        Role::App(me) => Some(Some(me)),
+        Role::Operator(me) => (me == operator_id).then_some(None),
+    }
 }
 
 pub fn may_see_session(principal: &Principal, session: &ParkingSession) -> bool {
@@ -121,6 +144,32 @@ mod tests {
         assert!(!may_act_for_app(&principal(Role::App(a)), b));
         assert!(!may_act_for_app(&principal(Role::Operator(a)), a));
         assert!(may_act_for_app(&principal(Role::Admin), b));
+    }
+
+    #[test]
+    fn only_the_operator_and_admins_authorize_a_link() {
+        let (app, operator, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let now = Utc::now();
+        let link = Link {
+            id: Uuid::now_v7(),
+            app_id: app,
+            operator_id: operator,
+            status: crate::models::LinkStatus::Pending,
+            connected_account_id: None,
+            state_nonce: Some(Uuid::new_v4()),
+            failure_reason: None,
+            created_at: now,
+            updated_at: now,
+            activated_at: None,
+            revoked_at: None,
+            charges_enabled: None,
+            payouts_enabled: None,
+            held_account_id: None,
+        };
+        assert!(may_authorize_link(&principal(Role::Operator(operator)), &link));
+        assert!(may_authorize_link(&principal(Role::Admin), &link));
+        assert!(!may_authorize_link(&principal(Role::App(app)), &link));
+        assert!(!may_authorize_link(&principal(Role::Operator(other)), &link));
     }
 
     #[test]

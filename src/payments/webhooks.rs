@@ -1,6 +1,12 @@
 //! Processor webhooks: verified over the raw body against each app's signing secret,
 //! deduplicated by event id, then acted on in one transaction with the dedupe record,
 //! so an event is applied exactly once even when the processor redelivers it.
+//!
+//! Scope: an app holds its own signing secret, so an event verified with it is that
+//! app's word only. It acts on that app's link to the account and nothing else: it can
+//! revoke that link or record the account's capabilities on it, never touch another
+//! app's link or anything operator-wide (what an operator shows is computed from the
+//! links a viewer can see; see `graphql::loaders::CapabilitiesLoader`).
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -9,7 +15,7 @@ use super::{links, parties};
 use crate::app::App;
 use crate::db::schema::webhook_events;
 use crate::error::{ApiError, ApiResult};
-use crate::models::{self, ChargeToken, Link, LinkEvent, LinkStatus, Operator};
+use crate::models::{self, ChargeToken, Link, LinkEvent, LinkStatus};
 use crate::processor::WebhookEvent;
 
 /// What became of a delivery.
@@ -77,7 +83,6 @@ pub async fn receive(app: &App, payload: &[u8], signature: &str) -> ApiResult<Re
                         return Ok((Received::Ignored, None));
                     };
                     Link::set_capabilities(conn, link.id, *charges_enabled, *payouts_enabled).await?;
-                    Operator::set_capabilities(conn, link.operator_id, *charges_enabled, *payouts_enabled).await?;
                     Ok((Received::Applied, None))
                 }
                 WebhookEvent::Other { .. } => Ok((Received::Ignored, None)),

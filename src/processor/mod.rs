@@ -62,7 +62,15 @@ pub struct AuthorizationRequest<'a> {
     pub state: &'a str,
     /// This server's `/connect/callback`.
     pub redirect_uri: &'a str,
-    /// The operator expected to authorize (a hint; the processor decides the account).
+}
+
+/// The link an authorization code is redeemed for. A processor that can tell which
+/// operator and link a code was issued for (the sandbox, from the verified state)
+/// refuses a code issued for another; Stripe's codes name only the account, which
+/// curbpay then checks against the operator's known account.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkAuthorization {
+    pub link_id: uuid::Uuid,
     pub operator_id: uuid::Uuid,
 }
 
@@ -173,7 +181,12 @@ pub trait Processor: Send + Sync + 'static {
 
     /// Exchanges the authorization code from the redirect for the operator's connected
     /// account id.
-    async fn complete_link(&self, platform: &Platform, code: &str) -> ProcessorResult<String>;
+    async fn complete_link(
+        &self,
+        platform: &Platform,
+        code: &str,
+        authorization: &LinkAuthorization,
+    ) -> ProcessorResult<String>;
 
     /// Disconnects the operator's account from the platform.
     async fn revoke_link(&self, platform: &Platform, connected_account_id: &str) -> ProcessorResult<()>;

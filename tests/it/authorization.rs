@@ -461,14 +461,21 @@ fn query_cells(w: &Worlds) -> Vec<Cell> {
         cell("link(AX) other operator of A", OpZ, LINK, id(ax), Data(nothing("link"))).same_as_missing("id"),
         cell("link(BY)", AppA, LINK, id(by), Data(nothing("link"))).same_as_missing("id"),
         cell("link(BY)", OpX, LINK, id(by), Data(nothing("link"))).same_as_missing("id"),
-        cell("link(AZ).authorizationUrl", AppA, LINK_URL, id(az), Present("/link/authorizationUrl")),
-        cell("link(AZ).authorizationUrl", Admin, LINK_URL, id(az), Present("/link/authorizationUrl")),
         cell(
-            "link(AZ).authorizationUrl not for the operator",
-            OpZ,
+            "link(AZ).authorizationUrl not for the app that asked for the link",
+            AppA,
             LINK_URL,
             id(az),
             Data(json!({ "link": { "status": "PENDING", "authorizationUrl": null } })),
+        ),
+        cell("link(AZ).authorizationUrl", Admin, LINK_URL, id(az), Present("/link/authorizationUrl")),
+        cell("link(AZ).authorizationUrl for its operator", OpZ, LINK_URL, id(az), Present("/link/authorizationUrl")),
+        cell(
+            "link(AX).authorizationUrl once active",
+            OpX,
+            LINK_URL,
+            id(ax),
+            Data(json!({ "link": { "status": "ACTIVE", "authorizationUrl": null } })),
         ),
         cell("link(AZ)", AppB, LINK_URL, id(az), Data(nothing("link"))).same_as_missing("id"),
         // links, with and without filters
@@ -681,6 +688,7 @@ const LINK_OPERATOR: &str =
 const COMPLETE_LINK: &str =
     "mutation($l: ID!) { completeLink(input: {linkId: $l, authorizationCode: \"ac_guess\"}) { link { id status } } }";
 const UNLINK: &str = "mutation($l: ID!) { unlinkOperator(input: {linkId: $l}) { link { id status } } }";
+const ACCEPT_ACCOUNT: &str = "mutation($l: ID!) { acceptLinkAccount(input: {linkId: $l}) { link { id status } } }";
 const TOKENIZE: &str = "mutation { tokenizeCustomer(input: {externalRef: \"new-user\", cardToken: \"tok_visa\"}) { created customer { externalRef } } }";
 const START: &str = "mutation($c: ID!, $o: ID!) {
   startParkingSession(input: {customerId: $c, operatorId: $o, zone: \"Z-9\", vehiclePlate: \"NEW-1\", idempotencyKey: \"matrix\"}) { replayed session { status } }
@@ -743,6 +751,15 @@ fn denied_mutation_cells(w: &Worlds) -> Vec<Cell> {
         cell("completeLink(AX)", OpY, COMPLETE_LINK, l(ax), Code("NOT_FOUND")).same_as_missing("l"),
         cell("completeLink(AZ)", OpX, COMPLETE_LINK, l(az), Code("NOT_FOUND")).same_as_missing("l"),
         cell("completeLink(BY)", AppA, COMPLETE_LINK, l(by), Code("NOT_FOUND")).same_as_missing("l"),
+        // Only the link's operator (or an admin) authorizes: never the app that asked.
+        cell("completeLink(AZ) by the app", AppA, COMPLETE_LINK, l(az), Code("FORBIDDEN")),
+        cell("completeLink(AX) already active, by the app", AppA, COMPLETE_LINK, l(ax), Code("FORBIDDEN")),
+        // acceptLinkAccount: admin only; a link without a held account is a conflict.
+        cell("acceptLinkAccount(AZ)", AppA, ACCEPT_ACCOUNT, l(az), Code("FORBIDDEN")).same_as_missing("l"),
+        cell("acceptLinkAccount(AZ)", OpZ, ACCEPT_ACCOUNT, l(az), Code("FORBIDDEN")).same_as_missing("l"),
+        cell("acceptLinkAccount(AZ) holds no account", Admin, ACCEPT_ACCOUNT, l(az), Code("CONFLICT")),
+        cell("acceptLinkAccount(AX) active", Admin, ACCEPT_ACCOUNT, l(ax), Code("CONFLICT")),
+        cell("acceptLinkAccount(missing)", Admin, ACCEPT_ACCOUNT, l(Uuid::new_v4()), Code("NOT_FOUND")),
         cell("unlinkOperator(AX)", AppB, UNLINK, l(ax), Code("NOT_FOUND")).same_as_missing("l"),
         cell("unlinkOperator(AX)", OpY, UNLINK, l(ax), Code("NOT_FOUND")).same_as_missing("l"),
         cell("unlinkOperator(AX)", OpZ, UNLINK, l(ax), Code("NOT_FOUND")).same_as_missing("l"),
@@ -795,6 +812,7 @@ fn denied_mutation_cells(w: &Worlds) -> Vec<Cell> {
                 .same_as_missing("a"),
             cell("completeLink(AX)", who, COMPLETE_LINK, l(ax), Code("UNAUTHENTICATED")).same_as_missing("l"),
             cell("unlinkOperator(AX)", who, UNLINK, l(ax), Code("UNAUTHENTICATED")).same_as_missing("l"),
+            cell("acceptLinkAccount(AZ)", who, ACCEPT_ACCOUNT, l(az), Code("UNAUTHENTICATED")).same_as_missing("l"),
             cell("tokenizeCustomer", who, TOKENIZE, none.clone(), Code("UNAUTHENTICATED")),
             cell("startParkingSession", who, START, json!({ "c": ca, "o": x }), Code("UNAUTHENTICATED"))
                 .same_as_missing("c"),
@@ -833,13 +851,6 @@ fn allowed_mutation_cells(w: &Worlds) -> Vec<Cell> {
             LINK_OPERATOR,
             json!({ "a": b, "o": y }),
             Data(link("linkOperator", by, "ACTIVE")),
-        ),
-        cell(
-            "completeLink(AX) already active",
-            AppA,
-            COMPLETE_LINK,
-            json!({ "l": ax }),
-            Data(link("completeLink", ax, "ACTIVE")),
         ),
         cell(
             "completeLink(AX) already active",

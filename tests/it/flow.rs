@@ -34,7 +34,8 @@ async fn the_tour_end_to_end() {
         .await;
     let operator_id = id(&data["createOperator"]["operator"]["id"]);
 
-    // The app links itself to the operator; the link waits for authorization.
+    // The app links itself to the operator; the link waits for the operator to
+    // authorize it. The authorization URL is the operator's, not the app's.
     let app_token = t.token(Role::App(app_id));
     let data = t
         .ok(
@@ -46,9 +47,14 @@ async fn the_tour_end_to_end() {
     let link = &data["linkOperator"]["link"];
     assert_eq!(link["status"], "PENDING");
     assert!(link["connectedAccountId"].is_null());
+    assert!(link["authorizationUrl"].is_null(), "the app never sees the authorization URL: {link}");
     let link_id = id(&link["id"]);
-    let url = link["authorizationUrl"].as_str().unwrap();
+    let operator_token = t.token(Role::Operator(operator_id));
+    let data =
+        t.ok(&operator_token, "query($id: ID!) { link(id: $id) { authorizationUrl } }", json!({ "id": link_id })).await;
+    let url = data["link"]["authorizationUrl"].as_str().unwrap();
     assert!(url.starts_with(&format!("http://{}/sandbox/connect/oauth/authorize?", t.addr)), "{url}");
+    assert!(!url.contains("operator_id"), "the operator comes from the signed state only: {url}");
 
     // Following the URL with plain GETs and redirects activates the link.
     let (status, body, visited) = t.follow(url).await;
@@ -223,10 +229,13 @@ async fn complete_link_by_mutation_and_the_denied_path() {
     let app_id = t.create_app("A").await;
     let operator_id = t.create_operator("O").await;
     let app_token = t.token(Role::App(app_id));
-    let link = "mutation($a: ID!, $o: ID!) { linkOperator(input: {appId: $a, operatorId: $o}) { link { id authorizationUrl } } }";
+    let operator_token = t.token(Role::Operator(operator_id));
+    let link = "mutation($a: ID!, $o: ID!) { linkOperator(input: {appId: $a, operatorId: $o}) { link { id } } }";
     let data = t.ok(&app_token, link, json!({ "a": app_id, "o": operator_id })).await;
     let link_id = id(&data["linkOperator"]["link"]["id"]);
-    let url = data["linkOperator"]["link"]["authorizationUrl"].as_str().unwrap().to_owned();
+    let data =
+        t.ok(&operator_token, "query($id: ID!) { link(id: $id) { authorizationUrl } }", json!({ "id": link_id })).await;
+    let url = data["link"]["authorizationUrl"].as_str().unwrap().to_owned();
 
     // The operator declines: the link stays PENDING with the reason.
     let (status, body, _) = t.follow(&format!("{url}&sandbox_decision=deny")).await;
@@ -240,7 +249,7 @@ async fn complete_link_by_mutation_and_the_denied_path() {
     let (status, _, _) = t.follow(&format!("http://{}/connect/callback?code=ac_x&state=forged", t.addr)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    // The app completes the link itself with the code from the redirect.
+    // The operator completes the link itself with the code from the redirect.
     let path = url.split_once(&t.addr.to_string()).unwrap().1.to_owned();
     let response = {
         use tower::ServiceExt;
@@ -251,10 +260,12 @@ async fn complete_link_by_mutation_and_the_denied_path() {
     let code = url::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
     let complete = "mutation($l: ID!, $c: String!) { completeLink(input: {linkId: $l, authorizationCode: $c}) { link { status connectedAccountId } } }";
     assert_eq!(
-        t.error_code(Some(&app_token), complete, json!({ "l": link_id, "c": "ac_wrong" })).await,
+        t.error_code(Some(&operator_token), complete, json!({ "l": link_id, "c": "ac_wrong" })).await,
         "BAD_USER_INPUT"
     );
-    let data = t.ok(&app_token, complete, json!({ "l": link_id, "c": code })).await;
+    // The app asks for links but never authorizes them, even with a genuine code.
+    assert_eq!(t.error_code(Some(&app_token), complete, json!({ "l": link_id, "c": code })).await, "FORBIDDEN");
+    let data = t.ok(&operator_token, complete, json!({ "l": link_id, "c": code })).await;
     assert_eq!(data["completeLink"]["link"]["status"], "ACTIVE");
 }
 

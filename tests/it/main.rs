@@ -8,6 +8,7 @@ mod embedded;
 mod errors;
 mod flow;
 mod idempotency;
+mod link_authorization;
 mod loaders;
 mod schema;
 mod scopes;

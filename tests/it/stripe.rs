@@ -66,14 +66,14 @@ pub(crate) fn credentials(p: &Platform) -> Value {
 }
 
 impl Stripe {
-    async fn create_app(&self, fee: Option<i32>) -> uuid::Uuid {
+    pub(crate) async fn create_app(&self, fee: Option<i32>) -> uuid::Uuid {
         let data =
             self.t.ok(&self.t.admin(), CREATE_APP, json!({ "s": credentials(&self.platform), "fee": fee })).await;
         id(&data["createApp"]["app"]["id"])
     }
 
     /// Links as an operator's browser would: Stripe's consent page, then our callback.
-    async fn link(&self, app_id: uuid::Uuid, operator_id: uuid::Uuid, account: &str) -> uuid::Uuid {
+    pub(crate) async fn link(&self, app_id: uuid::Uuid, operator_id: uuid::Uuid, account: &str) -> uuid::Uuid {
         let data = self
             .t
             .ok(

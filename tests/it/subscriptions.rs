@@ -546,6 +546,35 @@ async fn link_status_changes_reach_only_the_parties_of_the_link() {
     check_link_event(&sub_a.next_data().await, "REVOKED", link_a, app_a, op);
 }
 
+#[tokio::test]
+async fn an_app_initiated_link_reaches_its_operator_to_authorize() {
+    let t = TestApp::new().await;
+    let app = t.create_app("ParkNow").await;
+    let op = t.create_operator("Downtown Garages").await;
+    let query = "subscription($after: String) {
+  linkStatusChanged(after: $after) { status link { id status authorizationUrl } }
+}";
+    let mut sub = NodeSubscriber::spawn(&t.ws_url(), &t.token(Role::Operator(op)), query, after(Some("0")), None);
+    expect_connected(&mut sub).await;
+
+    // The app asks for the link; only the operator can authorize it.
+    let data = t.ok(&t.token(Role::App(app)), LINK_OPERATOR, json!({ "a": app, "o": op })).await;
+    let link = id(&data["linkOperator"]["link"]["id"]);
+    assert!(data["linkOperator"]["link"]["authorizationUrl"].is_null(), "{data}");
+
+    // The operator learns of it live, with the URL to authorize it.
+    let event = tokio::time::timeout(PROMPTLY, sub.next_data()).await.expect("the pending link reaches the operator");
+    let change = &event["linkStatusChanged"];
+    assert_eq!(change["status"], "PENDING", "{event}");
+    assert_eq!(id(&change["link"]["id"]), link);
+    let url = change["link"]["authorizationUrl"].as_str().expect("the operator gets the authorization URL");
+    let (status, body, _) = t.follow(url).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+    let event = tokio::time::timeout(PROMPTLY, sub.next_data()).await.expect("the activation reaches the operator");
+    assert_eq!(event["linkStatusChanged"]["status"], "ACTIVE", "{event}");
+    assert!(event["linkStatusChanged"]["link"]["authorizationUrl"].is_null(), "{event}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 8. Two server processes (the real binary) on one database.
 

@@ -46,8 +46,10 @@ impl Link {
         row.map(Operator).ok_or_else(|| ApiError::NotFound("operator").into())
     }
     /// Where the operator authorizes the app's platform (Connect OAuth). Set while the
-    /// link is `PENDING`, for the app and admins; following it ends at this server's
-    /// `/connect/callback`, which activates the link.
+    /// link is `PENDING`, for the link's operator and admins only (null for the app:
+    /// it asks for a link, the operator authorizes it). Following it ends at this
+    /// server's `/connect/callback`, which activates the link. Single-use, valid for an
+    /// hour; read it again for a fresh one.
     async fn authorization_url(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
         let viewer = principal(ctx)?;
         if self.0.status != models::LinkStatus::Pending {
@@ -61,6 +63,12 @@ impl Link {
     /// The operator's connected account id at the processor, once `ACTIVE`.
     async fn connected_account_id(&self) -> Option<&str> {
         self.0.connected_account_id.as_deref()
+    }
+    /// While `PENDING`: the processor account the last authorization yielded, held
+    /// because it is not the account the operator is known by (the first it connected)
+    /// or is another operator's; an admin's `acceptLinkAccount` activates the link on it.
+    async fn held_account_id(&self) -> Option<&str> {
+        self.0.held_account_id.as_deref()
     }
     /// Whether the connected account can take charges, as the app's processor last
     /// reported it (unknown until it reports).

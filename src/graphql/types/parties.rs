@@ -6,9 +6,11 @@ use chrono::{DateTime, Utc};
 use super::links::{Link, LinkStatus};
 use crate::auth::{Principal, Role as AuthRole};
 use crate::graphql::connection::{self, Conn, CountQuery};
+use crate::graphql::loaders::{CapabilitiesKey, Loaders};
 use crate::graphql::{app, principal};
 use crate::models::links::LinkFilter;
 use crate::models::{self};
+use crate::payments::parties::Capabilities;
 use crate::payments::policy;
 
 /// The role a token grants.
@@ -143,14 +145,16 @@ impl Operator {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
-    /// Whether the processor last reported the operator's account able to take charges
-    /// (unknown until it reports; Stripe: `account.updated`).
-    async fn charges_enabled(&self) -> Option<bool> {
-        self.0.charges_enabled
+    /// Whether the operator's account can take charges, as the processor last reported
+    /// it on the operator's active links the viewer can see (an app: its own link; the
+    /// operator and admins: all of them, when they agree). Unknown (null) until reported,
+    /// when reports differ, and for other operators. Stripe: `account.updated`.
+    async fn charges_enabled(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<bool>> {
+        Ok(capabilities(ctx, self.0.id).await?.charges_enabled)
     }
-    /// Whether the processor last reported the operator's account able to receive payouts.
-    async fn payouts_enabled(&self) -> Option<bool> {
-        self.0.payouts_enabled
+    /// Whether the operator's account can receive payouts; seen as `chargesEnabled` is.
+    async fn payouts_enabled(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<bool>> {
+        Ok(capabilities(ctx, self.0.id).await?.payouts_enabled)
     }
     /// The operator's links to apps (an app sees only its own).
     #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
@@ -164,6 +168,15 @@ impl Operator {
         let filter = LinkFilter { app_id: None, operator_id: Some(self.0.id), status: status.map(Into::into) };
         links_page(ctx, filter, first, after).await
     }
+}
+
+/// The operator's capabilities as reported on the links the viewer can see.
+async fn capabilities(ctx: &Context<'_>, operator_id: uuid::Uuid) -> async_graphql::Result<Capabilities> {
+    let Some(app_id) = policy::capability_reporters(principal(ctx)?, operator_id) else {
+        return Ok(Capabilities::default());
+    };
+    let key = CapabilitiesKey { operator_id, app_id };
+    Ok(ctx.data_unchecked::<Loaders>().capabilities.load_one(key).await?.unwrap_or_default())
 }
 
 /// Non-sensitive facts of a customer's card. curbpay never sees or stores a number.

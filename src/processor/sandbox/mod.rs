@@ -12,8 +12,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
-    AuthorizationRequest, ChargeOutcome, ChargeRequest, CreatedCustomer, IssuedToken, Platform, PlatformAccount,
-    PlatformCredentials, Processor, ProcessorError, ProcessorResult, WebhookEvent,
+    AuthorizationRequest, ChargeOutcome, ChargeRequest, CreatedCustomer, IssuedToken, LinkAuthorization, Platform,
+    PlatformAccount, PlatformCredentials, Processor, ProcessorError, ProcessorResult, WebhookEvent,
 };
 use crate::db::DbPool;
 use crate::db::schema::{
@@ -88,8 +88,18 @@ impl SandboxProcessor {
     }
 
     /// The consent page approved: the operator's sandbox account is connected once the
-    /// code is exchanged. Returns the code for the redirect back to curbpay.
-    pub async fn approve(&self, platform_account_id: &str, operator_id: Uuid) -> ProcessorResult<String> {
+    /// code is exchanged. The platform, link and operator come from the verified
+    /// authorization state; the code is bound to them and redeems only for them.
+    /// `client_id` must be the platform's. Returns the code for the redirect back.
+    pub async fn approve(
+        &self,
+        platform_account_id: &str,
+        client_id: &str,
+        authorization: &LinkAuthorization,
+    ) -> ProcessorResult<String> {
+        if client_id != connect_client_id(platform_account_id) {
+            return Err(ProcessorError::InvalidRequest("unknown client_id".to_owned()));
+        }
         let mut conn = self.conn().await?;
         let known: bool = diesel::select(diesel::dsl::exists(
             sandbox_accounts::table
@@ -101,13 +111,15 @@ impl SandboxProcessor {
         if !known {
             return Err(ProcessorError::InvalidRequest("unknown client_id".to_owned()));
         }
-        let connected = connected_account(&mut conn, operator_id).await?;
+        let connected = connected_account(&mut conn, authorization.operator_id).await?;
         let code = object_id("ac");
         diesel::insert_into(sandbox_authorization_codes::table)
             .values((
                 sandbox_authorization_codes::code.eq(&code),
                 sandbox_authorization_codes::platform_account_id.eq(platform_account_id),
                 sandbox_authorization_codes::connected_account_id.eq(&connected),
+                sandbox_authorization_codes::link_id.eq(authorization.link_id),
+                sandbox_authorization_codes::operator_id.eq(authorization.operator_id),
                 sandbox_authorization_codes::expires_at.eq(Utc::now() + Duration::seconds(CODE_TTL_SECONDS)),
             ))
             .execute(&mut conn)
@@ -125,6 +137,12 @@ impl SandboxProcessor {
             .get_result(&mut conn)
             .await?)
     }
+}
+
+/// The sandbox's Connect client id of a platform account (as Stripe's `ca_…` is public
+/// while the platform's account id is not shown to operators).
+fn connect_client_id(platform_account_id: &str) -> String {
+    format!("ca_{}", platform_account_id.strip_prefix("acct_").unwrap_or(platform_account_id))
 }
 
 /// The operator's sandbox account, made on first use.
@@ -267,23 +285,32 @@ impl Processor for SandboxProcessor {
             .map_err(|e| ProcessorError::Failed(format!("bad public URL: {e}")))?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
-            .append_pair("client_id", &request.platform.account_id)
+            .append_pair("client_id", &connect_client_id(&request.platform.account_id))
             .append_pair("scope", "read_write")
             .append_pair("state", request.state)
-            .append_pair("redirect_uri", request.redirect_uri)
-            .append_pair("operator_id", &request.operator_id.to_string());
+            .append_pair("redirect_uri", request.redirect_uri);
         Ok(url)
     }
 
-    async fn complete_link(&self, platform: &Platform, code: &str) -> ProcessorResult<String> {
+    async fn complete_link(
+        &self,
+        platform: &Platform,
+        code: &str,
+        authorization: &LinkAuthorization,
+    ) -> ProcessorResult<String> {
         let mut conn = self.conn().await?;
         let platform = platform.account_id.clone();
         let code = code.to_owned();
+        let authorization = *authorization;
         conn.transaction(async move |conn| {
             let connected: Option<String> = diesel::update(
                 sandbox_authorization_codes::table
                     .find(&code)
                     .filter(sandbox_authorization_codes::platform_account_id.eq(&platform))
+                    // A code issued for another link or operator is as good as none, and
+                    // stays unspent.
+                    .filter(sandbox_authorization_codes::link_id.eq(authorization.link_id))
+                    .filter(sandbox_authorization_codes::operator_id.eq(authorization.operator_id))
                     .filter(sandbox_authorization_codes::used_at.is_null())
                     .filter(sandbox_authorization_codes::expires_at.gt(diesel::dsl::now)),
             )
@@ -294,7 +321,9 @@ impl Processor for SandboxProcessor {
             .optional()?;
             let Some(connected) = connected else {
                 return Err(ProcessorError::InvalidRequest(
-                    "authorization code does not exist, has expired or was already used".to_owned(),
+                    "authorization code does not exist, has expired, was already used or was issued for \
+                     another link"
+                        .to_owned(),
                 ));
             };
             diesel::insert_into(sandbox_connections::table)

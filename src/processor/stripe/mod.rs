@@ -24,8 +24,8 @@ use stripe_types::Expandable;
 
 use self::client::{CallError, KeyedClient, StripeHttp};
 use super::{
-    AuthorizationRequest, ChargeOutcome, ChargeRequest, CreatedCustomer, IssuedToken, Platform, PlatformAccount,
-    PlatformCredentials, Processor, ProcessorError, ProcessorResult, WebhookEvent,
+    AuthorizationRequest, ChargeOutcome, ChargeRequest, CreatedCustomer, IssuedToken, LinkAuthorization, Platform,
+    PlatformAccount, PlatformCredentials, Processor, ProcessorError, ProcessorResult, WebhookEvent,
 };
 use crate::db::DbPool;
 use crate::db::schema::processor_attempts;
@@ -520,7 +520,14 @@ impl Processor for StripeProcessor {
         oauth::authorize_url(&self.connect_base, request)
     }
 
-    async fn complete_link(&self, platform: &Platform, code: &str) -> ProcessorResult<String> {
+    async fn complete_link(
+        &self,
+        platform: &Platform,
+        code: &str,
+        _authorization: &LinkAuthorization,
+    ) -> ProcessorResult<String> {
+        // Stripe's code names the account only; `payments::links` checks it against the
+        // operator's known account.
         oauth::exchange_code(&self.http, &self.connect_base, &secret(platform)?, code).await
     }
 
