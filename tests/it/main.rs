@@ -14,3 +14,4 @@ mod stripe;
 mod stripe_double;
 mod stripe_faults;
 mod subscriptions;
+mod test_postgres;
