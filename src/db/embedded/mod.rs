@@ -11,7 +11,8 @@
 //! [`Options`] adds a loopback TCP port and lets the cluster outlive the process that started it; [`shared`]
 //! builds on both a cluster that several processes use in turn (the test suite's private Postgres).
 //!
-//! Auth is `trust`: other local users are kept out by the 0700 data dir and socket. The filesystem calls are
+//! Auth is `trust`: other local users are kept out by the 0700 data dir and socket. A TCP port has no such
+//! guard (any local user may connect to it), which is why only the tests' throwaway cluster opens one. The filesystem calls are
 //! few, small and made once at startup, so they use `std::fs` directly.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, lchown};

@@ -72,7 +72,8 @@ pub async fn shared(home: &Path) -> Result<SharedCluster> {
         let options = Options { tcp_port: Some(port), outlive: true, no_sync: true };
         match EmbeddedPostgres::start_with(&data_dir, "postgres", options).await {
             Ok(pg) => {
-                let cluster = SharedCluster { url: url(port), pid: pg.pid(), data_dir, reused: false };
+                let url = pg.tcp_url().expect("started with a TCP port").to_owned();
+                let cluster = SharedCluster { url, pid: pg.pid(), data_dir, reused: false };
                 // Started with `outlive`: dropping the handle leaves postgres running for the next caller.
                 drop(pg);
                 drop(lock);

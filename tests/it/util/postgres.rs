@@ -52,7 +52,8 @@ pub async fn choose(explicit: Option<String>, default: &str, home: &Path) -> Str
         Ok(cluster) => cluster.url,
         Err(e) => panic!(
             "no Postgres for the tests: nothing usable at {default}, and the private cluster in {} did not \
-             start: {e:#}\nInstall PostgreSQL's server binaries (Debian: postgresql), or set TEST_DATABASE_URL.",
+             start: {e:#}\nInstall PostgreSQL's server binaries (Debian: postgresql), or set TEST_DATABASE_URL; a \
+             damaged private cluster is made anew once its folder (see cluster.path there) is deleted.",
             home.display()
         ),
     }
