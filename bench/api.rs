@@ -12,9 +12,10 @@
 //!   `next` message on a `graphql-transport-ws` subscription, sequentially.
 //!
 //! Figures are printed, never asserted; each is also given as a ratio to the baseline
-//! measured in the same run. Run with `cargo bench --bench api` (needs Postgres at
-//! `TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`; the bench
-//! creates and drops its own `curbpay_bench_<random>` database).
+//! measured in the same run. Run with `cargo bench --bench api`: it finds Postgres as the
+//! tests do (`TEST_DATABASE_URL`, else 127.0.0.1:5432 if it lets us in, else the private
+//! cluster under `target/test-postgres/`; see `tests/it/util/postgres.rs`) and creates and
+//! drops its own `curbpay_bench_<random>` database there.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -49,9 +50,10 @@ const END: &str = "mutation($s: ID!) { endParkingSession(input: {sessionId: $s, 
 const CHARGE: &str = "mutation($s: ID!) { chargeSession(input: {sessionId: $s}) { succeeded } }";
 const SUBSCRIBE: &str = "subscription { chargeTokenIssued { cursor chargeToken { id } } }";
 
-fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
+/// The tests' choice of Postgres server, shared so that both find (or start) the same one.
+#[path = "../tests/it/util/postgres.rs"]
+mod postgres;
+use postgres::server_url;
 
 /// The bench's own database; dropped (WITH (FORCE)) when this value is, panics included.
 struct BenchDb {
@@ -64,7 +66,7 @@ impl BenchDb {
         let name = format!("curbpay_bench_{}", Uuid::new_v4().simple());
         let mut admin = AsyncPgConnection::establish(&server_url()).await.expect("connect to Postgres");
         diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
-        let mut url = url::Url::parse(&server_url()).expect("TEST_DATABASE_URL is a URL");
+        let mut url = url::Url::parse(&server_url()).expect("the server URL is a URL");
         url.set_path(&format!("/{name}"));
         let db = BenchDb { name, url: url.to_string() };
         curbpay::db::migrate(&db.url).await.expect("migrate");

@@ -16,4 +16,5 @@ mod stripe;
 mod stripe_double;
 mod stripe_faults;
 mod subscriptions;
+mod test_postgres;
 mod trust;

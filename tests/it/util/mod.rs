@@ -20,18 +20,16 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 pub mod node;
+pub mod postgres;
 pub mod process;
 pub mod stripe;
 
+pub use postgres::server_url;
+
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
-/// The Postgres server tests run against; each test gets its own database on it.
-pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
 fn database_url(name: &str) -> String {
-    let mut url = url::Url::parse(&server_url()).expect("TEST_DATABASE_URL is a URL");
+    let mut url = url::Url::parse(&server_url()).expect("the test server URL is a URL");
     url.set_path(&format!("/{name}"));
     url.to_string()
 }

@@ -2,12 +2,17 @@
 //! on the machine, so a local run needs no setup and no network.
 //!
 //! This module owns the cluster's whole life. `data_dir` holds `pgdata/` (made by `initdb` in a sibling
-//! directory renamed into place, so a half-made cluster never exists), `postgres.log` and the Unix socket. No TCP
-//! port is opened, so servers and tests can run side by side. As root, postgres runs as the `postgres` user,
-//! since it refuses to run as root. It stops with us: SIGINT on `stop`/drop, and `PR_SET_PDEATHSIG` even when
-//! curbpay is `kill -9`ed; what a crashed run leaves behind is cleared on the next start.
+//! directory renamed into place, so a half-made cluster never exists), `postgres.log` and the Unix socket. By
+//! default no TCP port is opened, so servers and tests can run side by side. As root, postgres runs as the
+//! `postgres` user, since it refuses to run as root. By default it stops with us: SIGINT on `stop`/drop, and
+//! `PR_SET_PDEATHSIG` even when curbpay is `kill -9`ed; what a crashed run leaves behind is cleared on the next
+//! start.
 //!
-//! Auth is `trust`: other local users are kept out by the 0700 data dir and socket. The filesystem calls are
+//! [`Options`] adds a loopback TCP port and lets the cluster outlive the process that started it; [`shared`]
+//! builds on both a cluster that several processes use in turn (the test suite's private Postgres).
+//!
+//! Auth is `trust`: other local users are kept out by the 0700 data dir and socket. A TCP port has no such
+//! guard (any local user may connect to it), which is why only the tests' throwaway cluster opens one. The filesystem calls are
 //! few, small and made once at startup, so they use `std::fs` directly.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, lchown};
@@ -22,16 +27,36 @@ use tokio::process::Command;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+mod shared;
+pub use shared::{SharedCluster, accepts, shared};
+
 /// How long postgres may take to come up, or to go down.
 const TIMEOUT: Duration = Duration::from_secs(30);
-/// Postgres names its socket after the port; the port itself is never opened.
-const SOCKET: &str = ".s.PGSQL.5432";
+/// The port postgres names its socket after when no TCP port is asked for (the port itself is then not opened).
+const DEFAULT_PORT: u16 = 5432;
+
+/// How to run the cluster; the default suits `curbpay serve`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Also listen on `127.0.0.1:<port>`, for clients that only speak TCP. The socket is there either way.
+    pub tcp_port: Option<u16>,
+    /// Let postgres outlive this process: no death signal, and dropping the handle leaves it running. For a
+    /// cluster that later processes reuse (see [`shared`]); [`EmbeddedPostgres::stop`] still stops it.
+    pub outlive: bool,
+    /// Never wait for the disk (`initdb --no-sync`, `fsync=off`): several times faster to create and to write,
+    /// but a machine crash can corrupt the data. Only for clusters that hold nothing of value, such as the
+    /// tests'.
+    pub no_sync: bool,
+}
 
 /// A running cluster, ours to stop: call [`EmbeddedPostgres::stop`] on shutdown.
 pub struct EmbeddedPostgres {
     url: String,
+    tcp_url: Option<String>,
     dir: PathBuf,
     pid: libc::pid_t,
+    port: u16,
+    outlive: bool,
     /// Reports the postmaster's exit; `None` once that has been dealt with.
     exit: Option<ExitReport>,
 }
@@ -49,6 +74,11 @@ impl EmbeddedPostgres {
     /// Starts (initialising on first use) a cluster whose data lives in `data_dir` (e.g. `.curbpay/pg`), creates
     /// database `db_name` if missing, and waits until it accepts connections.
     pub async fn start(data_dir: &Path, db_name: &str) -> Result<EmbeddedPostgres> {
+        Self::start_with(data_dir, db_name, Options::default()).await
+    }
+
+    /// [`EmbeddedPostgres::start`] with [`Options`].
+    pub async fn start_with(data_dir: &Path, db_name: &str, options: Options) -> Result<EmbeddedPostgres> {
         // Keeps the name safe to splice into SQL and the URL.
         if db_name.is_empty() || !db_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             bail!("embedded postgres: bad database name {db_name:?} (use letters, digits, _)");
@@ -57,8 +87,9 @@ impl EmbeddedPostgres {
         fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let dir = fs::canonicalize(data_dir)?;
         let dir_str = dir.to_str().context("embedded postgres: data dir is not UTF-8")?;
+        let port = options.tcp_port.unwrap_or(DEFAULT_PORT);
         // 107 = sizeof(sockaddr_un.sun_path) minus its NUL.
-        if dir_str.len() + 1 + SOCKET.len() > 107 {
+        if dir_str.len() + 1 + socket_name(port).len() > 107 {
             bail!("embedded postgres: {dir_str} is too long for a socket path; use a shorter one or set DATABASE_URL");
         }
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
@@ -70,7 +101,7 @@ impl EmbeddedPostgres {
         let version = fs::read_to_string(pgdata.join("PG_VERSION")).ok();
         let bin = find_bin_dir(version.as_deref().map(str::trim)).await?;
         match (&version, account) {
-            (None, _) => init_cluster(&bin, &dir, account).await?,
+            (None, _) => init_cluster(&bin, &dir, account, options.no_sync).await?,
             // A cluster made by another user (say, before curbpay ran as root) would be refused by postgres.
             (Some(_), Some(account)) if fs::metadata(&pgdata)?.uid() != account.uid => {
                 chown_tree(&pgdata, account).context("handing the cluster to the postgres user")?
@@ -79,18 +110,23 @@ impl EmbeddedPostgres {
         }
         clear_leftovers(&pgdata, &dir).await?;
 
-        let (pid, exit) = spawn_postgres(&bin, &dir, account).await?;
+        let (pid, exit) = spawn_postgres(&bin, &dir, account, options).await?;
         let host: String = (dir_str.bytes())
             .map(|b| match b {
                 b'/' | b'-' | b'.' | b'_' | b'~' | b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z' => (b as char).to_string(),
                 _ => format!("%{b:02X}"),
             })
             .collect();
-        let url = format!("postgres://postgres@/{db_name}?host={host}");
-        // From here on, an early return drops `pg`, which asks postgres to stop.
-        let mut pg = EmbeddedPostgres { url, dir, pid, exit: Some(exit) };
+        let port_param = if port == DEFAULT_PORT { String::new() } else { format!("&port={port}") };
+        let url = format!("postgres://postgres@/{db_name}?host={host}{port_param}");
+        let tcp_url = options.tcp_port.map(|port| format!("postgres://postgres@127.0.0.1:{port}/{db_name}"));
+        let outlive = options.outlive;
+        // From here on, an early return drops `pg`, which asks postgres to stop (even with `outlive`: a cluster
+        // that never became ready is no use to anyone).
+        let mut pg = EmbeddedPostgres { url, tcp_url, dir, pid, port, outlive: false, exit: Some(exit) };
         pg.wait_ready().await?;
         pg.create_database(db_name).await?;
+        pg.outlive = outlive;
         info!(data_dir = %pg.dir.display(), pid, bin_dir = %bin.display(), "embedded postgres started");
         Ok(pg)
     }
@@ -99,6 +135,16 @@ impl EmbeddedPostgres {
     /// deliberately no `localhost`: tokio-postgres would try TCP to it first, and could reach another server.
     pub fn database_url(&self) -> &str {
         &self.url
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/<db>` when [`Options::tcp_port`] was given.
+    pub fn tcp_url(&self) -> Option<&str> {
+        self.tcp_url.as_deref()
+    }
+
+    /// The postmaster's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
     }
 
     /// Fast shutdown (SIGINT) and wait for exit.
@@ -146,6 +192,7 @@ impl EmbeddedPostgres {
     async fn create_database(&self, db_name: &str) -> Result<()> {
         let (client, conn) = tokio_postgres::Config::new()
             .host_path(&self.dir)
+            .port(self.port)
             .user("postgres")
             .dbname("postgres")
             .connect(tokio_postgres::NoTls)
@@ -171,9 +218,10 @@ impl EmbeddedPostgres {
 
 impl Drop for EmbeddedPostgres {
     /// Best effort, without waiting: `stop` is the orderly way. Should even this be missed, the death signal
-    /// stops postgres when our process exits.
+    /// stops postgres when our process exits. A cluster started to outlive us is left running.
     fn drop(&mut self) {
-        if let Some(exit) = &mut self.exit
+        if !self.outlive
+            && let Some(exit) = &mut self.exit
             && matches!(exit.try_recv(), Err(oneshot::error::TryRecvError::Empty))
         {
             signal(self.pid, libc::SIGINT);
@@ -296,7 +344,7 @@ async fn find_bin_dir(want: Option<&str>) -> Result<PathBuf> {
     )
 }
 
-async fn init_cluster(bin: &Path, dir: &Path, account: Option<Account>) -> Result<()> {
+async fn init_cluster(bin: &Path, dir: &Path, account: Option<Account>, no_sync: bool) -> Result<()> {
     let tmp = dir.join("pgdata.initdb");
     // Left by an interrupted initdb; it never became the cluster.
     if tmp.exists() {
@@ -304,7 +352,11 @@ async fn init_cluster(bin: &Path, dir: &Path, account: Option<Account>) -> Resul
     }
     info!(data_dir = %dir.display(), "initialising embedded postgres cluster");
     let mut cmd = Command::new(bin.join("initdb"));
-    cmd.args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-D"]).arg(&tmp);
+    cmd.args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"]);
+    if no_sync {
+        cmd.arg("--no-sync");
+    }
+    cmd.arg("-D").arg(&tmp);
     cmd.current_dir(dir).stdin(Stdio::null()).kill_on_drop(true);
     if let Some(account) = account {
         cmd.uid(account.uid).gid(account.gid);
@@ -336,7 +388,10 @@ async fn clear_leftovers(pgdata: &Path, dir: &Path) -> Result<()> {
     } else {
         info!(data_dir = %dir.display(), "removing the stale postmaster.pid of a crashed run");
     }
-    for stale in [pid_file, dir.join(format!("{SOCKET}.lock"))] {
+    // The socket's lock file is named after the port, which may differ from run to run.
+    let socket_locks = (fs::read_dir(dir)?.flatten().map(|entry| entry.path()))
+        .filter(|path| path.file_name().and_then(|n| n.to_str()).is_some_and(is_socket_lock));
+    for stale in std::iter::once(pid_file).chain(socket_locks) {
         if let Err(e) = fs::remove_file(&stale)
             && e.kind() != io::ErrorKind::NotFound
         {
@@ -344,6 +399,15 @@ async fn clear_leftovers(pgdata: &Path, dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Postgres names its Unix socket after the port, even when the port itself is not opened.
+fn socket_name(port: u16) -> String {
+    format!(".s.PGSQL.{port}")
+}
+
+fn is_socket_lock(name: &str) -> bool {
+    name.strip_prefix(".s.PGSQL.").and_then(|rest| rest.strip_suffix(".lock")).is_some_and(|p| p.parse::<u16>().is_ok())
 }
 
 /// Whether `pid` is a live process working in `pgdata` (postgres chdirs into its data dir). A zombie or a
@@ -355,7 +419,12 @@ fn serves(pid: libc::pid_t, pgdata: &Path) -> bool {
 /// Spawns the postmaster from a dedicated thread that then waits for it. The thread matters: `PR_SET_PDEATHSIG`
 /// fires when the *thread* that forked the child exits, so forking from a tokio worker or `spawn_blocking` (both
 /// retired when idle) would stop postgres at a random moment. This thread lives exactly as long as postgres.
-async fn spawn_postgres(bin: &Path, dir: &Path, account: Option<Account>) -> Result<(libc::pid_t, ExitReport)> {
+async fn spawn_postgres(
+    bin: &Path,
+    dir: &Path,
+    account: Option<Account>,
+    options: Options,
+) -> Result<(libc::pid_t, ExitReport)> {
     // Truncated per start, so that the tail quoted in errors is about this run.
     let log = fs::File::create(dir.join("postgres.log")).context("creating postgres.log")?;
     // A std Command, as it is spawned and waited for outside tokio.
@@ -363,29 +432,40 @@ async fn spawn_postgres(bin: &Path, dir: &Path, account: Option<Account>) -> Res
     cmd.arg("-D").arg(dir.join("pgdata"));
     // Quoted, as the value is a comma-separated list and a path may hold commas or spaces.
     let socket_dir = format!("unix_socket_directories=\"{}\"", dir.display());
-    for setting in ["listen_addresses=", &socket_dir, "unix_socket_permissions=0700", "max_connections=50"] {
+    let (listen, port) = match options.tcp_port {
+        Some(port) => ("listen_addresses=127.0.0.1", port),
+        None => ("listen_addresses=", DEFAULT_PORT),
+    };
+    let port = format!("port={port}");
+    for setting in [listen, &port, &socket_dir, "unix_socket_permissions=0700", "max_connections=50"] {
         cmd.arg("-c").arg(setting);
     }
     cmd.args(["-c", "shared_buffers=32MB", "-c", "max_wal_size=256MB"]);
+    if options.no_sync {
+        cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+    }
     // Own process group: a Ctrl-C in the terminal reaches only curbpay, which then stops postgres in order.
     cmd.current_dir(dir).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0);
     if let Some(account) = account {
         cmd.uid(account.uid).gid(account.gid);
     }
     let parent = std::process::id() as libc::pid_t;
-    // SAFETY: runs between fork and exec, making only async-signal-safe calls and no allocation. std runs it
-    // after setuid, which matters: changing credentials clears the death signal.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // Had we died before prctl, the signal would never come.
-            if libc::getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
+    // A cluster meant to outlive us must not get the death signal.
+    if !options.outlive {
+        // SAFETY: runs between fork and exec, making only async-signal-safe calls and no allocation. std runs it
+        // after setuid, which matters: changing credentials clears the death signal.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // Had we died before prctl, the signal would never come.
+                if libc::getppid() != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
     }
     let (pid_tx, pid_rx) = oneshot::channel();
     let (exit_tx, exit_rx) = oneshot::channel();
