@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{Data, ServerError};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State, WebSocketUpgrade};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, Extension, FromRequest, FromRequestParts, Query, Request, State, WebSocketUpgrade,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -17,9 +19,11 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth;
-use crate::error::ErrorCode;
+use crate::auth::Principal;
+use crate::error::{ApiError, ErrorCode};
 use crate::graphql::loaders::Loaders;
 use crate::graphql::{self, Auth, CurbpaySchema};
+use crate::limits::{Caller, Limits};
 use crate::payments::links;
 
 /// Largest accepted GraphQL request body.
@@ -29,16 +33,21 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 struct HttpState {
     app: AppState,
     schema: CurbpaySchema,
+    limits: Arc<Limits>,
 }
 
 /// Builds the router over the shared state.
 pub fn router(app: AppState) -> Router {
     let schema = graphql::schema(Some(app.clone()));
     let cors = cors(&app.config.cors_allowed_origins);
-    let state = HttpState { app, schema };
+    let limits = Arc::new(Limits::new(&app.config));
+    let state = HttpState { app, schema, limits };
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/graphiql") }))
-        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route(
+            "/graphql",
+            get(graphql_get).post(graphql_post).layer(axum::middleware::from_fn_with_state(state.clone(), admit)),
+        )
         .route("/graphiql", get(graphiql_page))
         .route("/graphiql/graphiql.js", get(graphiql_js))
         .route("/graphiql/graphiql.css", get(graphiql_css))
@@ -88,8 +97,41 @@ fn request_auth(app: &AppState, headers: &HeaderMap) -> Auth {
     authenticate(app, headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
 }
 
-async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql::Request) -> GraphQLResponse {
-    let request = request.data(request_auth(&state.app, headers)).data(Loaders::new(&state.app));
+/// Authenticates a `/graphql` request and charges it to its caller's rate limit (the
+/// principal; the client address when unauthenticated). Over the limit: 429 with
+/// `Retry-After` and a RATE_LIMITED error. The handlers find the `Auth` in the request.
+async fn admit(State(state): State<HttpState>, mut request: Request, next: axum::middleware::Next) -> Response {
+    let auth = request_auth(&state.app, request.headers());
+    let caller = match &auth {
+        Auth::Principal(principal) => Caller::principal(principal),
+        _ => Caller::address(request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())),
+    };
+    if let Err(err) = state.limits.rate.check(&caller) {
+        return rate_limited(&err);
+    }
+    request.extensions_mut().insert(auth);
+    next.run(request).await
+}
+
+fn rate_limited(err: &ApiError) -> Response {
+    let seconds = match err {
+        ApiError::RateLimited { retry_after } => crate::error::retry_after_secs(*retry_after),
+        _ => 1,
+    };
+    let mut error = ServerError::new(err.client_message(), None);
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    extensions.set("code", err.code().as_str());
+    extensions.set("retryAfter", seconds);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, HeaderValue::from(seconds))],
+        Json(serde_json::json!({ "errors": [error] })),
+    )
+        .into_response()
+}
+
+async fn execute(state: &HttpState, auth: Auth, request: async_graphql::Request) -> GraphQLResponse {
+    let request = request.data(auth).data(Loaders::new(&state.app));
     state.schema.execute(request).await.into()
 }
 
@@ -98,7 +140,7 @@ async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql:
 /// as an array) is refused rather than executed.
 async fn graphql_post(
     State(state): State<HttpState>,
-    headers: HeaderMap,
+    Extension(auth): Extension<Auth>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let body = match body {
@@ -120,7 +162,7 @@ async fn graphql_post(
         );
     }
     match serde_json::from_slice::<async_graphql::Request>(&body) {
-        Ok(request) => execute(&state, &headers, request).await.into_response(),
+        Ok(request) => execute(&state, auth, request).await.into_response(),
         Err(err) => bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {err}")),
     }
 }
@@ -129,22 +171,13 @@ async fn graphql_post(
 async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     if parts.headers.contains_key(header::UPGRADE) {
-        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
-            Ok(protocol) => protocol,
-            Err(_) => {
-                return bad_request(
-                    StatusCode::BAD_REQUEST,
-                    "WebSocket subprotocol must be graphql-transport-ws or graphql-ws",
-                );
-            }
-        };
         return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-            Ok(upgrade) => websocket(state, protocol, upgrade),
+            Ok(upgrade) => websocket(state, upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS)),
             Err(rejection) => rejection.into_response(),
         };
     }
+    let auth = parts.extensions.get::<Auth>().cloned().unwrap_or(Auth::Anonymous);
     let request = Request::from_parts(parts, body);
-    let headers = request.headers().clone();
     let request =
         match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(request, &state).await {
             Ok(request) => request.into_inner(),
@@ -158,7 +191,7 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
             "only queries may be sent with GET; use POST for mutations",
         );
     }
-    execute(&state, &headers, request).await.into_response()
+    execute(&state, auth, request).await.into_response()
 }
 
 /// Whether the operation a GET would run is a query (parse errors are left to the
@@ -189,55 +222,40 @@ fn bad_request(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "errors": [error] }))).into_response()
 }
 
-fn websocket(state: HttpState, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
-    let HttpState { app, schema } = state;
+/// Subscriptions (and other operations) over a WebSocket; `ws` enforces its limits.
+fn websocket(state: HttpState, upgrade: WebSocketUpgrade) -> Response {
+    let Some(protocol) = crate::ws::protocol(&upgrade) else {
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "WebSocket subprotocol must be graphql-transport-ws or graphql-ws",
+        );
+    };
+    let HttpState { app, schema, limits } = state;
     upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
         // The default 128 KiB read buffer per socket dominated the memory of idle
         // subscribers; GraphQL messages here are small.
         .read_buffer_size(4096)
         .write_buffer_size(4096)
         .max_message_size(MAX_BODY_BYTES)
-        .on_upgrade(move |socket| async move {
-            // Sockets that never authenticate would otherwise stay open for ever.
-            let init_timeout = app.config.ws_init_timeout;
-            let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = authenticated.clone();
-            let serve = GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let data = connection_init(&app, payload)?;
-                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
-                    Ok(data)
-                })
-                .serve();
-            tokio::pin!(serve);
-            tokio::select! {
-                () = &mut serve => {}
-                () = tokio::time::sleep(init_timeout) => {
-                    if authenticated.load(std::sync::atomic::Ordering::Relaxed) {
-                        serve.await;
-                    } else {
-                        tracing::debug!("closing a WebSocket that sent no connection_init in time");
-                    }
-                }
-            }
+        .on_upgrade(move |socket| {
+            crate::ws::serve(socket, schema, protocol, limits, move |payload| connection_init(&app, payload))
         })
 }
 
 /// Browsers cannot set headers on a WebSocket, so the JWT comes in the
 /// `connection_init` payload: `{"Authorization": "Bearer <JWT>"}`.
-fn connection_init(app: &AppState, payload: serde_json::Value) -> async_graphql::Result<Data> {
+fn connection_init(app: &AppState, payload: serde_json::Value) -> Result<(Data, Principal), String> {
     let value = payload.get("Authorization").or_else(|| payload.get("authorization")).and_then(|v| v.as_str());
     match authenticate(app, value) {
         Auth::Principal(principal) => {
             let mut data = Data::default();
-            data.insert(Auth::Principal(principal));
+            data.insert(Auth::Principal(principal.clone()));
             data.insert(Loaders::new(app));
-            Ok(data)
+            Ok((data, principal))
         }
-        Auth::Invalid(why) => Err(why.into()),
+        Auth::Invalid(why) => Err(why),
         Auth::Anonymous => {
-            Err("authentication required: send {\"Authorization\": \"Bearer <JWT>\"} in connection_init".into())
+            Err("authentication required: send {\"Authorization\": \"Bearer <JWT>\"} in connection_init".to_owned())
         }
     }
 }
@@ -340,6 +358,7 @@ fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::ProcessorError => StatusCode::BAD_GATEWAY,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::RateLimited | ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod connection;
 mod errors;
+mod introspection;
 pub mod loaders;
 mod mutations;
 mod queries;
@@ -30,8 +31,11 @@ pub const MAX_PAGE_SIZE: i32 = 100;
 /// Page size when `first` is not given.
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
 
-/// Builds the schema. `app` is `None` only to print the SDL.
+/// Builds the schema. `app` is `None` only to print the SDL (settings at their
+/// defaults then: suggestions off, introspection on).
 pub fn schema(app: Option<AppState>) -> CurbpaySchema {
+    let (suggestions, introspection) =
+        app.as_ref().map_or((false, true), |app| (app.config.graphql_suggestions, app.config.graphql_introspection));
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
         .extension(ErrorCodes)
         // The standard introspection query (GraphiQL, codegen) needs depth 15 and
@@ -41,6 +45,13 @@ pub fn schema(app: Option<AppState>) -> CurbpaySchema {
         .limit_recursive_depth(32)
         .limit_directives(16)
         .limit_aliases(64);
+    if !suggestions {
+        // "Did you mean …" spells out the schema to callers that guess.
+        builder = builder.disable_suggestions();
+    }
+    if !introspection {
+        builder = builder.disable_introspection().extension(introspection::NoIntrospection);
+    }
     if let Some(app) = app {
         builder = builder.data(app);
     }

@@ -8,6 +8,7 @@ mod embedded;
 mod errors;
 mod flow;
 mod idempotency;
+mod limits;
 mod loaders;
 mod schema;
 mod stripe;
