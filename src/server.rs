@@ -147,6 +147,11 @@ async fn connection(
             changed = stop.changed(), if !stopping => {
                 stopping = true;
                 if changed.is_ok() {
+                    // Nothing in flight (an idle connection, or one still sending a
+                    // head): close now. Otherwise finish the request, then close.
+                    if clock.deadline().is_some() {
+                        return;
+                    }
                     conn.as_mut().graceful_shutdown();
                 }
             }

@@ -551,3 +551,30 @@ async fn introspection_is_on_by_default_and_can_be_turned_off() {
     let data = t.ok(&t.admin(), "{ viewer { role } }", json!({})).await;
     assert_eq!(data["viewer"]["role"], "ADMIN");
 }
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_returns_at_once() {
+    let t = TestApp::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let settings = curbpay::server::ServerSettings::from(&*t.app.config);
+    let server = tokio::spawn(curbpay::server::serve(listener, t.router.clone(), settings, async {
+        let _ = stopped.await;
+    }));
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(HEALTH).await.unwrap();
+    assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 200"));
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), server).await.expect("serve returned").unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    for stream in [&mut idle, &mut half] {
+        read_until_closed(stream, Duration::from_secs(1)).await.expect("closed by the shutdown");
+    }
+    assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed");
+}
