@@ -99,9 +99,12 @@ async fn serve(db: &BenchDb) -> (AppState, String, tokio::task::JoinHandle<()>) 
     let mut config = Config::for_database(&db.url, SECRET);
     config.listen_addr = addr;
     config.public_url = curbpay::config::default_public_url(addr);
+    let settings = curbpay::server::ServerSettings::from(&config);
     let app = curbpay::build_app(config, None).await.expect("build app");
     let router = curbpay::http::router(app.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+    let server = tokio::spawn(async move {
+        curbpay::server::serve(listener, router, settings, std::future::pending()).await.expect("serve")
+    });
     (app, addr.to_string(), server)
 }
 

@@ -115,18 +115,61 @@ pub struct Config {
     pub db_pool_timeout: Duration,
     /// `CURBPAY_DB_STATEMENT_TIMEOUT` (default `10s`): Postgres `statement_timeout`.
     pub db_statement_timeout: Duration,
+    /// `CURBPAY_WS_MAX_SUBSCRIPTIONS` (default 100): operations running at once on one
+    /// WebSocket; one more is refused with an `error` message (code LIMIT_EXCEEDED).
+    pub ws_max_subscriptions: usize,
+    /// `CURBPAY_WS_MAX_CONNECTIONS_PER_PRINCIPAL` (default 20): open WebSockets per
+    /// principal (an app, an operator, an admin subject) in one server process; one more
+    /// is closed at `connection_init` with 1013 (try again later).
+    pub ws_max_connections_per_principal: usize,
+    /// `CURBPAY_RATE_LIMIT_PER_SECOND` (default 50; 0 turns rate limiting off): the
+    /// sustained rate of GraphQL requests and WebSocket operations per principal (per
+    /// client IP address for unauthenticated requests).
+    pub rate_limit_per_second: u32,
+    /// `CURBPAY_RATE_LIMIT_BURST` (default 100): how many requests a principal may send
+    /// at once before the sustained rate applies.
+    pub rate_limit_burst: u32,
+    /// `CURBPAY_HTTP_HEADER_READ_TIMEOUT` (default `10s`): a connection that has not sent
+    /// a complete request head by then (from its opening, or from the first byte of its
+    /// next request) is closed.
+    pub http_header_read_timeout: Duration,
+    /// `CURBPAY_HTTP_IDLE_TIMEOUT` (default `60s`): a keep-alive connection with no
+    /// request for this long is closed.
+    pub http_idle_timeout: Duration,
+    /// `CURBPAY_HTTP_MAX_CONNECTIONS` (default 10000): open connections (WebSockets
+    /// included); further ones wait in the listen backlog until one closes.
+    pub http_max_connections: usize,
+    /// `CURBPAY_GRAPHQL_SUGGESTIONS` (default `false`): whether validation errors suggest
+    /// field and argument names ("Did you mean …"), which reveals the schema.
+    pub graphql_suggestions: bool,
+    /// `CURBPAY_GRAPHQL_INTROSPECTION` (default `true`; GraphiQL and code generators need
+    /// it): `false` refuses `__schema` and `__type` queries.
+    pub graphql_introspection: bool,
 }
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn bool_var(name: &str, default: bool) -> anyhow::Result<bool> {
-    match var(name).map(|v| v.trim().to_ascii_lowercase()) {
+fn number_var<T>(name: &str, default: T, at_least: T) -> anyhow::Result<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match var(name) {
         None => Ok(default),
-        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
-        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
-        Some(v) => anyhow::bail!("{name}: expected true or false, got {v:?}"),
+        Some(raw) => match raw.trim().parse::<T>() {
+            Ok(n) if n >= at_least => Ok(n),
+            _ => bail!("{name}: expected a whole number, at least {at_least}: {raw:?}"),
+        },
+    }
+}
+
+fn bool_var(name: &str, default: bool) -> anyhow::Result<bool> {
+    match var(name).map(|raw| raw.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => bail!("{name}: expected true or false: {other:?}"),
     }
 }
 
@@ -237,11 +280,27 @@ impl Config {
             db_pool_size,
             db_pool_timeout: duration_var("CURBPAY_DB_POOL_TIMEOUT", "5s")?,
             db_statement_timeout: duration_var("CURBPAY_DB_STATEMENT_TIMEOUT", "10s")?,
+            ws_max_subscriptions: number_var("CURBPAY_WS_MAX_SUBSCRIPTIONS", 100, 1)?,
+            ws_max_connections_per_principal: number_var("CURBPAY_WS_MAX_CONNECTIONS_PER_PRINCIPAL", 20, 1)?,
+            rate_limit_per_second: number_var("CURBPAY_RATE_LIMIT_PER_SECOND", 50, 0)?,
+            rate_limit_burst: number_var("CURBPAY_RATE_LIMIT_BURST", 100, 1)?,
+            http_header_read_timeout: positive(
+                duration_var("CURBPAY_HTTP_HEADER_READ_TIMEOUT", "10s")?,
+                "CURBPAY_HTTP_HEADER_READ_TIMEOUT",
+            )?,
+            http_idle_timeout: positive(
+                duration_var("CURBPAY_HTTP_IDLE_TIMEOUT", "60s")?,
+                "CURBPAY_HTTP_IDLE_TIMEOUT",
+            )?,
+            http_max_connections: number_var("CURBPAY_HTTP_MAX_CONNECTIONS", 10_000, 1)?,
+            graphql_suggestions: bool_var("CURBPAY_GRAPHQL_SUGGESTIONS", false)?,
+            graphql_introspection: bool_var("CURBPAY_GRAPHQL_INTROSPECTION", true)?,
         })
     }
 
     /// A configuration for tests and tools: sandbox processor, the given database and
-    /// JWT secret, everything else at its default.
+    /// JWT secret, everything else at its default, except that rate limiting is off
+    /// (tests and benchmarks drive one principal far harder than 50 requests a second).
     pub fn for_database(database_url: &str, jwt_secret: &str) -> Config {
         let listen_addr: SocketAddr = "127.0.0.1:0".parse().expect("static address");
         Config {
@@ -262,8 +321,24 @@ impl Config {
             db_pool_size: 8,
             db_pool_timeout: Duration::from_secs(5),
             db_statement_timeout: Duration::from_secs(10),
+            ws_max_subscriptions: 100,
+            ws_max_connections_per_principal: 20,
+            rate_limit_per_second: 0,
+            rate_limit_burst: 100,
+            http_header_read_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
+            http_max_connections: 10_000,
+            graphql_suggestions: false,
+            graphql_introspection: true,
         }
     }
+}
+
+fn positive(value: Duration, name: &str) -> anyhow::Result<Duration> {
+    if value.is_zero() {
+        bail!("{name} must be longer than zero");
+    }
+    Ok(value)
 }
 
 /// `http://<listen addr>`, with an unspecified address (0.0.0.0) shown as localhost.
@@ -282,5 +357,21 @@ mod tests {
         assert_eq!(default_public_url("127.0.0.1:8080".parse().unwrap()).as_str(), "http://127.0.0.1:8080/");
         assert_eq!(default_public_url("0.0.0.0:9000".parse().unwrap()).as_str(), "http://localhost:9000/");
         assert_eq!(default_public_url("[::1]:8080".parse().unwrap()).as_str(), "http://[::1]:8080/");
+    }
+
+    #[test]
+    fn numbers_and_switches() {
+        // SAFETY: this test owns these variable names; no other test reads them.
+        unsafe {
+            std::env::set_var("CURBPAY_TEST_NUMBER", "7");
+            std::env::set_var("CURBPAY_TEST_SWITCH", "TRUE");
+        }
+        assert_eq!(number_var("CURBPAY_TEST_NUMBER", 1u32, 1).unwrap(), 7);
+        assert_eq!(number_var("CURBPAY_TEST_UNSET", 5u32, 1).unwrap(), 5);
+        assert!(number_var("CURBPAY_TEST_NUMBER", 1u32, 8).is_err());
+        assert!(bool_var("CURBPAY_TEST_SWITCH", false).unwrap());
+        assert!(!bool_var("CURBPAY_TEST_UNSET", false).unwrap());
+        unsafe { std::env::set_var("CURBPAY_TEST_SWITCH", "maybe") };
+        assert!(bool_var("CURBPAY_TEST_SWITCH", false).is_err());
     }
 }

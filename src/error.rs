@@ -15,6 +15,10 @@ pub enum ErrorCode {
     ProcessorError,
     Unavailable,
     Internal,
+    /// Too many requests from one principal (or one address); retry after a pause.
+    RateLimited,
+    /// A per-connection limit was reached (too many operations on one WebSocket).
+    LimitExceeded,
 }
 
 impl ErrorCode {
@@ -28,6 +32,8 @@ impl ErrorCode {
             ErrorCode::ProcessorError => "PROCESSOR_ERROR",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
         }
     }
 }
@@ -61,6 +67,17 @@ pub enum ApiError {
     /// A bug or an unexpected state; detail is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The caller's request budget is spent; it refills within `retry_after`.
+    #[error("too many requests: retry in {} s", retry_after_secs(*.retry_after))]
+    RateLimited { retry_after: std::time::Duration },
+    /// A usage limit of the connection was reached; the message names it.
+    #[error("{0}")]
+    LimitExceeded(String),
+}
+
+/// Whole seconds to wait, rounded up and at least 1 (the `Retry-After` header's unit).
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 impl ApiError {
@@ -74,6 +91,8 @@ impl ApiError {
             ApiError::Processor(_) => ErrorCode::ProcessorError,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::LimitExceeded(_) => ErrorCode::LimitExceeded,
         }
     }
 
@@ -141,6 +160,8 @@ mod tests {
             (ApiError::Processor("x".into()), "PROCESSOR_ERROR"),
             (ApiError::Unavailable("x".into()), "UNAVAILABLE"),
             (ApiError::Internal("x".into()), "INTERNAL"),
+            (ApiError::RateLimited { retry_after: std::time::Duration::from_millis(20) }, "RATE_LIMITED"),
+            (ApiError::LimitExceeded("x".into()), "LIMIT_EXCEEDED"),
         ];
         for (err, code) in cases {
             assert_eq!(err.code().as_str(), code);
@@ -154,6 +175,14 @@ mod tests {
         let err = ApiError::Unavailable("connection refused to 10.0.0.1".into());
         assert!(!err.client_message().contains("10.0.0.1"));
         assert_eq!(ApiError::NotFound("link").client_message(), "link not found");
+    }
+
+    #[test]
+    fn rate_limits_say_when_to_retry() {
+        let err = ApiError::RateLimited { retry_after: std::time::Duration::from_millis(20) };
+        assert_eq!(err.client_message(), "too many requests: retry in 1 s");
+        assert_eq!(retry_after_secs(std::time::Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_secs(std::time::Duration::from_secs(3)), 3);
     }
 
     #[test]

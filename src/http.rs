@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{Data, ServerError};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State, WebSocketUpgrade};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, Extension, FromRequestParts, Query, Request, State, WebSocketUpgrade,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -16,10 +17,12 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::auth;
-use crate::error::ErrorCode;
+use crate::auth::Principal;
+use crate::error::{ApiError, ErrorCode};
 use crate::graphql::loaders::Loaders;
 use crate::graphql::{self, Auth, CurbpaySchema};
 use crate::http_graphql::{self, MediaType};
+use crate::limits::{Caller, Limits};
 use crate::payments::links;
 
 /// Largest accepted GraphQL request body.
@@ -29,15 +32,20 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 struct HttpState {
     app: AppState,
     schema: CurbpaySchema,
+    limits: Arc<Limits>,
 }
 
 /// Builds the router over the shared state.
 pub fn router(app: AppState) -> Router {
     let schema = graphql::schema(Some(app.clone()));
     let cors = cors(&app.config.cors_allowed_origins);
-    let state = HttpState { app, schema };
+    let limits = Arc::new(Limits::new(&app.config));
+    let state = HttpState { app, schema, limits };
     let graphiql = state.app.config.graphiql;
-    let mut router = Router::new().route("/graphql", get(graphql_get).post(graphql_post));
+    let mut router = Router::new().route(
+        "/graphql",
+        get(graphql_get).post(graphql_post).layer(axum::middleware::from_fn_with_state(state.clone(), admit)),
+    );
     if graphiql {
         router = router
             .route("/", get(|| async { Redirect::temporary("/graphiql") }))
@@ -104,13 +112,41 @@ async fn request_auth(app: &AppState, headers: &HeaderMap) -> Auth {
     authenticate(app, value).await
 }
 
-async fn execute(
-    state: &HttpState,
-    headers: &HeaderMap,
-    media: MediaType,
-    request: async_graphql::Request,
-) -> Response {
-    let request = request.data(request_auth(&state.app, headers).await).data(Loaders::new(&state.app));
+/// Authenticates a `/graphql` request and charges it to its caller's rate limit (the
+/// principal; the client address when unauthenticated). Over the limit: 429 with
+/// `Retry-After` and a RATE_LIMITED error. The handlers find the `Auth` in the request.
+async fn admit(State(state): State<HttpState>, mut request: Request, next: axum::middleware::Next) -> Response {
+    let auth = request_auth(&state.app, request.headers()).await;
+    let caller = match &auth {
+        Auth::Principal(principal) => Caller::principal(principal),
+        _ => Caller::address(request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())),
+    };
+    if let Err(err) = state.limits.rate.check(&caller) {
+        return rate_limited(&err);
+    }
+    request.extensions_mut().insert(auth);
+    next.run(request).await
+}
+
+fn rate_limited(err: &ApiError) -> Response {
+    let seconds = match err {
+        ApiError::RateLimited { retry_after } => crate::error::retry_after_secs(*retry_after),
+        _ => 1,
+    };
+    let mut error = ServerError::new(err.client_message(), None);
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    extensions.set("code", err.code().as_str());
+    extensions.set("retryAfter", seconds);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, HeaderValue::from(seconds))],
+        Json(serde_json::json!({ "errors": [error] })),
+    )
+        .into_response()
+}
+
+async fn execute(state: &HttpState, auth: Auth, media: MediaType, request: async_graphql::Request) -> Response {
+    let request = request.data(auth).data(Loaders::new(&state.app));
     http_graphql::response(media, state.schema.execute(request).await)
 }
 
@@ -120,6 +156,7 @@ async fn execute(
 async fn graphql_post(
     State(state): State<HttpState>,
     headers: HeaderMap,
+    Extension(auth): Extension<Auth>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let Some(media) = http_graphql::negotiate(&headers) else {
@@ -154,7 +191,7 @@ async fn graphql_post(
         Err(err) => return bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {err}")),
     };
     match http_graphql::request_from_params(params, false) {
-        Ok(request) => execute(&state, &headers, media, request).await,
+        Ok(request) => execute(&state, auth, media, request).await,
         Err(why) => bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL request: {why}")),
     }
 }
@@ -163,20 +200,12 @@ async fn graphql_post(
 async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
     if parts.headers.contains_key(header::UPGRADE) {
-        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
-            Ok(protocol) => protocol,
-            Err(_) => {
-                return bad_request(
-                    StatusCode::BAD_REQUEST,
-                    "WebSocket subprotocol must be graphql-transport-ws or graphql-ws",
-                );
-            }
-        };
         return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-            Ok(upgrade) => websocket(state, protocol, upgrade),
+            Ok(upgrade) => websocket(state, upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS)),
             Err(rejection) => rejection.into_response(),
         };
     }
+    let auth = parts.extensions.get::<Auth>().cloned().unwrap_or(Auth::Anonymous);
     let Some(media) = http_graphql::negotiate(&parts.headers) else {
         return not_acceptable();
     };
@@ -194,7 +223,7 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
             "only queries may be sent with GET; use POST for mutations",
         );
     }
-    execute(&state, &parts.headers, media, request).await
+    execute(&state, auth, media, request).await
 }
 
 /// Whether the operation a GET would run is a query (parse errors, and documents over
@@ -233,56 +262,43 @@ fn bad_request(status: StatusCode, message: &str) -> Response {
     http_graphql::error(status, ErrorCode::BadUserInput, message)
 }
 
-fn websocket(state: HttpState, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
-    let HttpState { app, schema } = state;
+/// Subscriptions (and other operations) over a WebSocket; `ws` enforces its limits.
+fn websocket(state: HttpState, upgrade: WebSocketUpgrade) -> Response {
+    let Some(protocol) = crate::ws::protocol(&upgrade) else {
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "WebSocket subprotocol must be graphql-transport-ws or graphql-ws",
+        );
+    };
+    let HttpState { app, schema, limits } = state;
     upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
         // The default 128 KiB read buffer per socket dominated the memory of idle
         // subscribers; GraphQL messages here are small.
         .read_buffer_size(4096)
         .write_buffer_size(4096)
         .max_message_size(MAX_BODY_BYTES)
-        .on_upgrade(move |socket| async move {
-            // Sockets that never authenticate would otherwise stay open for ever.
-            let init_timeout = app.config.ws_init_timeout;
-            let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = authenticated.clone();
-            let serve = GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let data = connection_init(&app, payload).await?;
-                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
-                    Ok(data)
-                })
-                .serve();
-            tokio::pin!(serve);
-            tokio::select! {
-                () = &mut serve => {}
-                () = tokio::time::sleep(init_timeout) => {
-                    if authenticated.load(std::sync::atomic::Ordering::Relaxed) {
-                        serve.await;
-                    } else {
-                        tracing::debug!("closing a WebSocket that sent no connection_init in time");
-                    }
-                }
-            }
+        .on_upgrade(move |socket| {
+            crate::ws::serve(socket, schema, protocol, limits, move |payload| async move {
+                connection_init(&app, payload).await
+            })
         })
 }
 
 /// Browsers cannot set headers on a WebSocket, so the JWT comes in the
 /// `connection_init` payload: `{"Authorization": "Bearer <JWT>"}`.
-async fn connection_init(app: &AppState, payload: serde_json::Value) -> async_graphql::Result<Data> {
+async fn connection_init(app: &AppState, payload: serde_json::Value) -> Result<(Data, Principal), String> {
     let value = payload.get("Authorization").or_else(|| payload.get("authorization")).and_then(|v| v.as_str());
     match authenticate(app, value).await {
         Auth::Principal(principal) => {
             let mut data = Data::default();
-            data.insert(Auth::Principal(principal));
+            data.insert(Auth::Principal(principal.clone()));
             data.insert(Loaders::new(app));
-            Ok(data)
+            Ok((data, principal))
         }
-        Auth::Invalid(why) => Err(why.into()),
-        Auth::Unavailable => Err("the service is unavailable; try again".into()),
+        Auth::Invalid(why) => Err(why),
+        Auth::Unavailable => Err("the service is unavailable; try again".to_owned()),
         Auth::Anonymous => {
-            Err("authentication required: send {\"Authorization\": \"Bearer <JWT>\"} in connection_init".into())
+            Err("authentication required: send {\"Authorization\": \"Bearer <JWT>\"} in connection_init".to_owned())
         }
     }
 }
@@ -392,6 +408,7 @@ fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::ProcessorError => StatusCode::BAD_GATEWAY,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::RateLimited | ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 

@@ -10,7 +10,9 @@
 //! - [`payments`]: the flows (links, customers, sessions, charge tokens) and `policy`.
 //! - [`processor`]: the `Processor` trait (Stripe Connect's flows) and the sandbox.
 //! - [`events`]: wakes subscribers after commits, across processes (LISTEN/NOTIFY).
-//! - [`graphql`]: the schema; [`http`]: the axum router.
+//! - [`graphql`]: the schema; [`http`]: the axum router; [`ws`]: one GraphQL WebSocket
+//!   and its limits; [`server`]: the connection loop (timeouts, connection cap).
+//! - [`limits`]: rate limits per principal and open WebSockets per principal.
 //! - [`error`]: the one error type and its stable codes.
 
 pub mod app;
@@ -23,9 +25,12 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod http_graphql;
+pub mod limits;
 pub mod models;
 pub mod payments;
 pub mod processor;
+pub mod server;
+pub mod ws;
 
 use std::sync::Arc;
 

@@ -202,6 +202,7 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
     }
     config.database_url = Some(database_url.into());
     let public_url = config.public_url.clone();
+    let settings = curbpay::server::ServerSettings::from(&config);
     let app = curbpay::build_app(config, dev_secret.as_deref()).await?;
     let router = curbpay::http::router(app);
     tracing::info!(%bound, "curbpay listening");
@@ -215,7 +216,7 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
     // Graceful shutdown waits for open connections, and subscribers keep theirs open:
     // give in-flight requests a few seconds, then stop regardless.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let server = curbpay::server::serve(listener, router, settings, async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stopping_tx.send(());

@@ -1,6 +1,7 @@
 //! Gives every error a stable `extensions.code`, and keeps internal detail out of
 //! responses. Domain errors (`ApiError`) carry their own code; parse and validation
-//! errors are BAD_USER_INPUT; anything else is INTERNAL, logged and masked.
+//! errors are BAD_USER_INPUT; anything else is INTERNAL, logged and masked. A response
+//! carries at most `MAX_ERRORS` errors: one document can provoke thousands.
 
 use std::sync::Arc;
 
@@ -16,6 +17,9 @@ use crate::error::{ApiError, ErrorCode};
 
 pub struct ErrorCodes;
 
+/// Most errors in one response; the last one then says how many were left out.
+pub const MAX_ERRORS: usize = 50;
+
 impl ExtensionFactory for ErrorCodes {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(ErrorCodesExtension)
@@ -28,6 +32,7 @@ struct ErrorCodesExtension;
 impl Extension for ErrorCodesExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
+        cap(&mut response.errors);
         response.errors.iter_mut().for_each(classify);
         response
     }
@@ -77,11 +82,32 @@ impl Extension for ErrorCodesExtension {
     ) -> BoxStream<'s, Response> {
         next.run(ctx, stream)
             .map(|mut response| {
+                cap(&mut response.errors);
                 response.errors.iter_mut().for_each(classify);
                 response
             })
             .boxed()
     }
+}
+
+/// Keeps the first `MAX_ERRORS - 1` errors and replaces the rest with one that says
+/// how many were omitted; it takes the code of the first one omitted.
+fn cap(errors: &mut Vec<ServerError>) {
+    if errors.len() <= MAX_ERRORS {
+        return;
+    }
+    let mut omitted = errors.split_off(MAX_ERRORS - 1);
+    let count = omitted.len();
+    let mut first = omitted.swap_remove(0);
+    classify(&mut first);
+    let mut summary =
+        ServerError::new(format!("{count} more errors omitted (at most {MAX_ERRORS} are reported)"), None);
+    let extensions = summary.extensions.get_or_insert_with(Default::default);
+    if let Some(code) = first.extensions.as_ref().and_then(|e| e.get("code")) {
+        extensions.set("code", code.clone());
+    }
+    extensions.set("omittedErrors", count);
+    errors.push(summary);
 }
 
 fn set_code(err: &mut ServerError, code: ErrorCode) {
@@ -146,6 +172,22 @@ mod tests {
         classify(&mut err);
         assert_eq!(code(&err), "INTERNAL");
         assert!(!err.message.contains("panic"));
+    }
+
+    #[test]
+    fn responses_carry_at_most_fifty_errors() {
+        let mut errors: Vec<_> = (0..1000).map(|n| ServerError::new(format!("Unknown field \"f{n}\""), None)).collect();
+        cap(&mut errors);
+        assert_eq!(errors.len(), MAX_ERRORS);
+        assert_eq!(errors[MAX_ERRORS - 2].message, "Unknown field \"f48\"");
+        let last = &errors[MAX_ERRORS - 1];
+        assert_eq!(last.message, "951 more errors omitted (at most 50 are reported)");
+        assert_eq!(code(last), "BAD_USER_INPUT");
+
+        let mut few: Vec<_> = (0..MAX_ERRORS).map(|_| ServerError::new("x", None)).collect();
+        cap(&mut few);
+        assert_eq!(few.len(), MAX_ERRORS);
+        assert!(few.iter().all(|e| e.message == "x"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod connection;
 mod errors;
+mod introspection;
 pub mod limits;
 pub mod loaders;
 mod mutations;
@@ -49,8 +50,11 @@ pub(crate) fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
     STATEMENT_COST.saturating_add((page.max(1) as usize).saturating_mul(child_complexity))
 }
 
-/// Builds the schema. `app` is `None` only to print the SDL.
+/// Builds the schema. `app` is `None` only to print the SDL (settings at their
+/// defaults then: suggestions off, introspection on).
 pub fn schema(app: Option<AppState>) -> CurbpaySchema {
+    let (suggestions, introspection) =
+        app.as_ref().map_or((false, true), |app| (app.config.graphql_suggestions, app.config.graphql_introspection));
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
         .extension(ErrorCodes)
         // Registered after ErrorCodes so its refusals pass through the error mapping;
@@ -65,6 +69,13 @@ pub fn schema(app: Option<AppState>) -> CurbpaySchema {
         .limit_recursive_depth(32)
         .limit_directives(16)
         .limit_aliases(64);
+    if !suggestions {
+        // "Did you mean …" spells out the schema to callers that guess.
+        builder = builder.disable_suggestions();
+    }
+    if !introspection {
+        builder = builder.disable_introspection().extension(introspection::NoIntrospection);
+    }
     if let Some(app) = app {
         builder = builder.data(app);
     }

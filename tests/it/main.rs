@@ -8,6 +8,7 @@ mod embedded;
 mod errors;
 mod flow;
 mod idempotency;
+mod limits;
 mod link_authorization;
 mod loaders;
 mod schema;

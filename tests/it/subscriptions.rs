@@ -293,7 +293,7 @@ async fn unauthenticated_subscribers_are_rejected_at_connection_init() {
             "{case}: a rejected client must never be acknowledged or get data: {events:#?}"
         );
         let closed = events.iter().find(|e| e["type"] == "closed").unwrap_or_else(|| panic!("{case}: {events:#?}"));
-        assert_eq!(closed["code"], 1002, "{case}: {events:#?}");
+        assert_eq!(closed["code"], 4403, "{case}: {events:#?}");
         let reason = closed["reason"].as_str().unwrap();
         assert!(reason.contains(why), "{case}: the close says why: {reason:?}");
         assert!(token.is_empty() || !reason.contains(&token), "{case}: the reason must not echo the token");

@@ -99,11 +99,12 @@ impl TestApp {
         config.public_url = curbpay::config::default_public_url(addr);
         config.db_pool_size = 4;
         adjust(&mut config);
+        let settings = curbpay::server::ServerSettings::from(&config);
         let app = curbpay::build_app(config, None).await.expect("build app");
         let router = curbpay::http::router(app.clone());
         let served = router.clone();
         let server = tokio::spawn(async move {
-            axum::serve(listener, served).await.unwrap();
+            curbpay::server::serve(listener, served, settings, std::future::pending()).await.unwrap();
         });
         TestApp { app, router, addr, db, server }
     }
