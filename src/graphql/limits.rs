@@ -259,9 +259,7 @@ fn absent_variables_as_null(request: &mut Request) -> ServerResult<()> {
         }
     }
     for name in optional {
-        if !request.variables.contains_key(&name) {
-            request.variables.insert(name, async_graphql::Value::Null);
-        }
+        request.variables.entry(name).or_insert(async_graphql::Value::Null);
     }
     Ok(())
 }
