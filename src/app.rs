@@ -14,6 +14,9 @@ use crate::processor::sandbox::SandboxProcessor;
 pub struct App {
     /// Postgres connections (bounded; a request that waits too long gets UNAVAILABLE).
     pub pool: DbPool,
+    /// Turns true once the process was asked to stop (`/ready` answers 503, WebSockets
+    /// close with 1012, background tasks stop).
+    pub stopping: tokio::sync::watch::Sender<bool>,
     /// The payment processor every flow goes through.
     pub processor: Arc<dyn Processor>,
     /// The sandbox processor when it is the one in use: it also serves its consent page.
@@ -39,6 +42,24 @@ pub type AppState = Arc<App>;
 impl App {
     /// A pooled connection; pool exhaustion or a down database is UNAVAILABLE.
     pub async fn db(&self) -> ApiResult<DbConn> {
-        Ok(self.pool.get().await?)
+        timed("primary", &self.pool).await
     }
+
+    /// Whether the process is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Starts the shutdown: `/ready` turns 503 and WebSockets and background tasks stop.
+    pub fn begin_shutdown(&self) {
+        crate::metrics::shutting_down();
+        self.stopping.send_replace(true);
+    }
+}
+
+async fn timed(name: &'static str, pool: &DbPool) -> ApiResult<DbConn> {
+    let started = std::time::Instant::now();
+    let conn = pool.get().await;
+    crate::metrics::pool_wait(name, started.elapsed());
+    Ok(conn?)
 }

@@ -145,6 +145,40 @@ pub struct Config {
     /// `CURBPAY_GRAPHQL_INTROSPECTION` (default `true`; GraphiQL and code generators need
     /// it): `false` refuses `__schema` and `__type` queries.
     pub graphql_introspection: bool,
+    /// `CURBPAY_LISTEN_DATABASE_URL` (default: the primary's URL): the Postgres the
+    /// `LISTEN` connection for cross-process wake-ups goes to. Behind a transaction
+    /// pooler (pgbouncer) point it at Postgres directly: LISTEN does not survive
+    /// transaction pooling.
+    pub listen_database_url: Option<SecretString>,
+    /// `CURBPAY_DB_PREPARED_STATEMENTS` (default `true`): cache prepared statements per
+    /// connection. `false` for a transaction pooler without protocol-level prepared
+    /// statements (pgbouncer before 1.21, or without `max_prepared_statements`).
+    pub db_prepared_statements: bool,
+    /// `CURBPAY_METRICS_ADDR` (default unset): serve `/metrics` on this address too
+    /// (e.g. `0.0.0.0:9100` for a scraper on a private network); it is always served
+    /// on the main listener.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `CURBPAY_SHUTDOWN_TIMEOUT` (default `30s`): after SIGTERM, how long in-flight
+    /// requests may take before the process exits regardless.
+    pub shutdown_timeout: Duration,
+}
+
+/// `CURBPAY_LOG_FORMAT` (default `text`): `json` writes one JSON object per log line
+/// (read before the rest of the configuration, by the logger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn from_env() -> anyhow::Result<LogFormat> {
+        match var("CURBPAY_LOG_FORMAT").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(other) => bail!("CURBPAY_LOG_FORMAT: expected text or json: {other:?}"),
+        }
+    }
 }
 
 fn var(name: &str) -> Option<String> {
@@ -295,6 +329,12 @@ impl Config {
             http_max_connections: number_var("CURBPAY_HTTP_MAX_CONNECTIONS", 10_000, 1)?,
             graphql_suggestions: bool_var("CURBPAY_GRAPHQL_SUGGESTIONS", false)?,
             graphql_introspection: bool_var("CURBPAY_GRAPHQL_INTROSPECTION", true)?,
+            listen_database_url: var("CURBPAY_LISTEN_DATABASE_URL").map(SecretString::from),
+            db_prepared_statements: bool_var("CURBPAY_DB_PREPARED_STATEMENTS", true)?,
+            metrics_addr: var("CURBPAY_METRICS_ADDR")
+                .map(|raw| raw.trim().parse().context("CURBPAY_METRICS_ADDR: expected host:port, e.g. 0.0.0.0:9100"))
+                .transpose()?,
+            shutdown_timeout: duration_var("CURBPAY_SHUTDOWN_TIMEOUT", "30s")?,
         })
     }
 
@@ -330,6 +370,10 @@ impl Config {
             http_max_connections: 10_000,
             graphql_suggestions: false,
             graphql_introspection: true,
+            listen_database_url: None,
+            db_prepared_statements: true,
+            metrics_addr: None,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }

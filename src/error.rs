@@ -36,6 +36,25 @@ impl ErrorCode {
             ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
         }
     }
+
+    /// The code a string names (as sent in `extensions.code`).
+    pub fn parse(code: &str) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        [
+            Unauthenticated,
+            Forbidden,
+            NotFound,
+            BadUserInput,
+            Conflict,
+            ProcessorError,
+            Unavailable,
+            Internal,
+            RateLimited,
+            LimitExceeded,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == code)
+    }
 }
 
 impl fmt::Display for ErrorCode {

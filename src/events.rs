@@ -9,6 +9,7 @@
 //! from the tables, so nothing missed while it was away is lost.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,6 +60,8 @@ pub struct EventHub {
 
 struct Inner {
     topics: Mutex<HashMap<Topic, watch::Sender<()>>>,
+    /// Whether the LISTEN connection is up (for `/ready`).
+    listening: AtomicBool,
     outbox: mpsc::UnboundedSender<Topic>,
 }
 
@@ -102,12 +105,26 @@ impl Drop for Subscription {
 impl EventHub {
     /// Starts the hub: a notifier task that sends `NOTIFY`s, and a listener task that
     /// receives them (from every server process on the database).
-    pub fn start(pool: DbPool, database_url: String) -> EventHub {
+    /// `listen_url` is where the LISTEN connection goes (Postgres itself, never a
+    /// transaction pooler); the listener stops once `stopping` turns true.
+    pub fn start(pool: DbPool, listen_url: String, stopping: watch::Receiver<bool>) -> EventHub {
         let (outbox, rx) = mpsc::unbounded_channel();
-        let hub = EventHub { inner: Arc::new(Inner { topics: Mutex::new(HashMap::new()), outbox }) };
+        let hub = EventHub {
+            inner: Arc::new(Inner { topics: Mutex::new(HashMap::new()), listening: AtomicBool::new(false), outbox }),
+        };
         tokio::spawn(notifier(pool, rx));
-        tokio::spawn(listener(hub.clone(), database_url));
+        tokio::spawn(listen_until_stopped(hub.clone(), listen_url, stopping));
         hub
+    }
+
+    /// Whether the LISTEN connection is up: wake-ups from other processes arrive.
+    pub fn is_listening(&self) -> bool {
+        AtomicBool::load(&self.inner.listening, Ordering::Relaxed)
+    }
+
+    fn set_listening(&self, up: bool, reconnected: bool) {
+        self.inner.listening.store(up, Ordering::Relaxed);
+        crate::metrics::listen_state(up, reconnected);
     }
 
     pub fn subscribe(&self, topic: Topic) -> Subscription {
@@ -176,6 +193,16 @@ async fn notifier(pool: DbPool, mut rx: mpsc::UnboundedReceiver<Topic>) {
     }
 }
 
+/// Runs the listener until the process stops; the connection closes at a safe point
+/// (between notifications: everything is in the tables anyway).
+async fn listen_until_stopped(hub: EventHub, database_url: String, mut stopping: watch::Receiver<bool>) {
+    tokio::select! {
+        () = listener(hub.clone(), database_url) => {}
+        _ = stopping.wait_for(|stop| *stop) => tracing::debug!("event listener stopped"),
+    }
+    hub.set_listening(false, false);
+}
+
 /// Keeps a `LISTEN` connection and wakes local subscribers for every notification.
 async fn listener(hub: EventHub, database_url: String) {
     let mut delay = Duration::from_millis(100);
@@ -184,6 +211,7 @@ async fn listener(hub: EventHub, database_url: String) {
         match AsyncPgConnection::establish(&database_url).await {
             Ok(mut conn) => match diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn).await {
                 Ok(_) => {
+                    hub.set_listening(true, !first);
                     if !first {
                         tracing::info!("event listener reconnected; waking subscribers to catch up");
                         hub.wake_all();
@@ -209,6 +237,7 @@ async fn listener(hub: EventHub, database_url: String) {
         }
         // The stream ended: the connection is gone. Everything committed meanwhile is in
         // the tables; subscribers are woken once we are back.
+        hub.set_listening(false, false);
         first = false;
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));

@@ -55,6 +55,8 @@ pub fn router(app: AppState) -> Router {
     }
     router
         .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route("/connect/callback", get(connect_callback))
         .route("/sandbox/connect/oauth/authorize", get(sandbox_authorize))
         .route("/webhooks/stripe", axum::routing::post(stripe_webhook))
@@ -122,6 +124,7 @@ async fn admit(State(state): State<HttpState>, mut request: Request, next: axum:
         _ => Caller::address(request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())),
     };
     if let Err(err) = state.limits.rate.check(&caller) {
+        crate::metrics::rate_limited("http");
         return rate_limited(&err);
     }
     request.extensions_mut().insert(auth);
@@ -147,7 +150,20 @@ fn rate_limited(err: &ApiError) -> Response {
 
 async fn execute(state: &HttpState, auth: Auth, media: MediaType, request: async_graphql::Request) -> Response {
     let request = request.data(auth).data(Loaders::new(&state.app));
-    http_graphql::response(media, state.schema.execute(request).await)
+    // Run to completion in a task of its own: a client that goes away mid-request must
+    // not cancel a mutation between its statements (the retry it sends would then find
+    // a transaction still holding its locks). What was started finishes and commits.
+    let schema = state.schema.clone();
+    let response = match tokio::spawn(async move { schema.execute(request).await }).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::error!(error = %err, "a GraphQL request task failed");
+            let mut error = ServerError::new("internal error", None);
+            error.extensions.get_or_insert_with(Default::default).set("code", ErrorCode::Internal.as_str());
+            async_graphql::Response::from_errors(vec![error])
+        }
+    };
+    http_graphql::response(media, response)
 }
 
 /// POST takes one JSON request object. The body is read here, not by async-graphql's
@@ -271,6 +287,7 @@ fn websocket(state: HttpState, upgrade: WebSocketUpgrade) -> Response {
         );
     };
     let HttpState { app, schema, limits } = state;
+    let stopping = app.stopping.subscribe();
     upgrade
         // The default 128 KiB read buffer per socket dominated the memory of idle
         // subscribers; GraphQL messages here are small.
@@ -278,7 +295,7 @@ fn websocket(state: HttpState, upgrade: WebSocketUpgrade) -> Response {
         .write_buffer_size(4096)
         .max_message_size(MAX_BODY_BYTES)
         .on_upgrade(move |socket| {
-            crate::ws::serve(socket, schema, protocol, limits, move |payload| async move {
+            crate::ws::serve(socket, schema, protocol, limits, stopping, move |payload| async move {
                 connection_init(&app, payload).await
             })
         })
@@ -357,6 +374,55 @@ async fn health(State(state): State<HttpState>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// Readiness for a load balancer: 200 only when the database answers, every migration
+/// is applied and the LISTEN connection is up (so subscribers here get other processes'
+/// events); 503 otherwise, and from the moment the process is asked to stop.
+async fn ready(State(state): State<HttpState>) -> Response {
+    let unavailable =
+        |status: &str| (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": status }))).into_response();
+    if state.app.is_stopping() {
+        return unavailable("shutting down");
+    }
+    let migrated = async {
+        let mut conn = state.app.pool.get().await.map_err(|e| e.to_string())?;
+        crate::db::migrations_applied(&mut conn).await.map_err(|e| e.to_string())
+    }
+    .await;
+    match migrated {
+        Ok(true) => {}
+        Ok(false) => return unavailable("migrations pending"),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check: database unavailable");
+            return unavailable("database unavailable");
+        }
+    }
+    if !state.app.events.is_listening() {
+        return unavailable("event listener not connected");
+    }
+    if state.app.is_stopping() {
+        return unavailable("shutting down");
+    }
+    (StatusCode::OK, Json(serde_json::json!({ "status": "ready" }))).into_response()
+}
+
+/// Prometheus' text format.
+async fn metrics(State(state): State<HttpState>) -> Response {
+    metrics_text(&state.app)
+}
+
+pub(crate) fn metrics_text(app: &AppState) -> Response {
+    crate::metrics::pool_status("primary", app.pool.status());
+    let handle = crate::metrics::install();
+    handle.run_upkeep();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], handle.render())
+        .into_response()
+}
+
+/// `/metrics` alone, for `CURBPAY_METRICS_ADDR`.
+pub fn metrics_router(app: AppState) -> Router {
+    Router::new().route("/metrics", get(move || async move { metrics_text(&app) }))
 }
 
 #[derive(Deserialize)]

@@ -14,6 +14,7 @@
 //!   and its limits; [`server`]: the connection loop (timeouts, connection cap).
 //! - [`limits`]: rate limits per principal and open WebSockets per principal.
 //! - [`error`]: the one error type and its stable codes.
+//! - [`metrics`]: Prometheus metrics (`/metrics`).
 
 pub mod app;
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod graphql;
 pub mod http;
 pub mod http_graphql;
 pub mod limits;
+pub mod metrics;
 pub mod models;
 pub mod payments;
 pub mod processor;
@@ -54,9 +56,12 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
             max_size: config.db_pool_size,
             wait_timeout: config.db_pool_timeout,
             statement_timeout: config.db_statement_timeout,
+            prepared_statements: config.db_prepared_statements,
         },
         statements.clone(),
     )?;
+    metrics::install();
+    let (stopping, _) = tokio::sync::watch::channel(false);
     let jwt = auth::JwtVerifier::new(&config.jwt, generated_jwt_secret)?;
     let state_secret: Vec<u8> = match (&config.state_secret, &config.jwt.key) {
         (Some(secret), _) => secret.expose_secret().as_bytes().to_vec(),
@@ -102,9 +107,13 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
             (Arc::new(stripe), None)
         }
     };
-    let events = events::EventHub::start(pool.clone(), database_url);
+    let processor: Arc<dyn processor::Processor> = Arc::new(processor::observed::Observed(processor));
+    let listen_url =
+        config.listen_database_url.as_ref().map(|url| url.expose_secret().to_owned()).unwrap_or(database_url);
+    let events = events::EventHub::start(pool.clone(), listen_url, stopping.subscribe());
     Ok(Arc::new(App {
         pool,
+        stopping,
         processor,
         sandbox,
         keyring,

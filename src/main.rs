@@ -121,10 +121,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
+/// Logs to stderr: human-readable, or one JSON object per line with
+/// `CURBPAY_LOG_FORMAT=json` (an invalid value is reported and the default used).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let (format, problem) = match curbpay::config::LogFormat::from_env() {
+        Ok(format) => (format, None),
+        Err(err) => (curbpay::config::LogFormat::Text, Some(err)),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        curbpay::config::LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+        curbpay::config::LogFormat::Text => builder.init(),
+    }
+    if let Some(err) = problem {
+        tracing::warn!(error = %err, "using human-readable logs");
+    }
 }
 
 /// The database URL: `DATABASE_URL`, or an embedded Postgres started here.
@@ -203,8 +216,9 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
     config.database_url = Some(database_url.into());
     let public_url = config.public_url.clone();
     let settings = curbpay::server::ServerSettings::from(&config);
+    let (metrics_addr, shutdown_timeout) = (config.metrics_addr, config.shutdown_timeout);
     let app = curbpay::build_app(config, dev_secret.as_deref()).await?;
-    let router = curbpay::http::router(app);
+    let router = curbpay::http::router(app.clone());
     tracing::info!(%bound, "curbpay listening");
     println!("curbpay is serving GraphQL at {public_url}graphql");
     println!("GraphiQL: {public_url}graphiql");
@@ -213,20 +227,41 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
         println!("Development admin token (valid 24h; the secret is in the data folder):");
         println!("  {{\"Authorization\": \"Bearer {}\"}}", curbpay::auth::mint(secret, &claims)?);
     }
-    // Graceful shutdown waits for open connections, and subscribers keep theirs open:
-    // give in-flight requests a few seconds, then stop regardless.
+    if let Some(addr) = metrics_addr {
+        let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        tracing::info!(%addr, "serving /metrics");
+        let router = curbpay::http::metrics_router(app.clone());
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(metrics, router).await {
+                tracing::error!(error = %err, "the metrics listener failed");
+            }
+        });
+    }
+    // On SIGTERM: /ready turns 503 and WebSockets close (1012) at once, the listener
+    // stops accepting, requests in flight finish; past the timeout, exit regardless.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopping_app = app.clone();
     let server = curbpay::server::serve(listener, router, settings, async move {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!(timeout = ?shutdown_timeout, "shutting down");
+        stopping_app.begin_shutdown();
         let _ = stopping_tx.send(());
     });
+    let drained = async {
+        server.await?;
+        // Sockets got their close frames; give them a moment to flush.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while curbpay::ws::open_sockets() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok::<_, std::io::Error>(())
+    };
     tokio::select! {
-        result = server => result?,
+        result = drained => result?,
         _ = async {
             let _ = stopping_rx.await;
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        } => tracing::warn!("closing the remaining connections"),
+            tokio::time::sleep(shutdown_timeout).await;
+        } => tracing::warn!("shutdown timeout reached; closing the remaining connections"),
     }
     tracing::info!("curbpay stopped");
     Ok(())

@@ -17,6 +17,7 @@
 //! `error` messages too, and a refused `connection_init` is its `connection_error`.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_graphql::Data;
@@ -42,6 +43,31 @@ mod close {
     pub const SUBSCRIBER_EXISTS: u16 = 4409;
     /// RFC 6455: the server is overloaded; the client may reconnect later.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// RFC 6455: the server is restarting; the client should reconnect (elsewhere).
+    pub const SERVICE_RESTART: u16 = 1012;
+}
+
+/// Open sockets in this process (shutdown waits for them to close).
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// How many GraphQL WebSockets are open in this process.
+pub fn open_sockets() -> usize {
+    OPEN.load(Ordering::Relaxed)
+}
+
+struct OpenSocket(#[allow(dead_code)] crate::metrics::GaugeGuard);
+
+impl OpenSocket {
+    fn new() -> OpenSocket {
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        OpenSocket(crate::metrics::GaugeGuard::websocket())
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The protocol the upgrade agreed on (`WebSocketUpgrade::protocols` picked it).
@@ -80,11 +106,13 @@ pub async fn serve<F, Fut>(
     schema: CurbpaySchema,
     protocol: WebSocketProtocols,
     limits: Arc<Limits>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
     authenticate: F,
 ) where
     F: FnOnce(serde_json::Value) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(Data, Principal), String>> + Send + 'static,
 {
+    let _open = OpenSocket::new();
     let (mut sink, mut client) = socket.split();
     let (to_graphql, mut input) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     let outcome: InitOutcome = Arc::default();
@@ -122,6 +150,12 @@ pub async fn serve<F, Fut>(
     let init_deadline = tokio::time::sleep(limits.ws_init_timeout);
     tokio::pin!(init_deadline);
 
+    let stop_signal = async move {
+        if stopping.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(stop_signal);
     let mut session: Option<Session> = None;
     let mut init_sent = false;
     // Operations running, and the ids the client completed whose echo is still to come.
@@ -162,6 +196,9 @@ pub async fn serve<F, Fut>(
                             limits.rate.check(&session.caller).err()
                         };
                         if let Some(refusal) = refusal {
+                            if matches!(refusal, ApiError::RateLimited { .. }) {
+                                crate::metrics::rate_limited("websocket");
+                            }
                             if sink.send(Message::Text(operation_error(protocol, &id, &refusal).into())).await.is_err() {
                                 break;
                             }
@@ -207,6 +244,19 @@ pub async fn serve<F, Fut>(
                 if sink.send(message).await.is_err() {
                     break;
                 }
+            }
+            // The process is stopping: end every operation properly, then ask the
+            // client to reconnect (to another process) with 1012; it resumes
+            // subscriptions from its last cursor.
+            () = &mut stop_signal => {
+                for id in running.drain() {
+                    let complete = json!({ "id": id, "type": "complete" }).to_string();
+                    if sink.send(Message::Text(complete.into())).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = sink.send(close_frame(close::SERVICE_RESTART, "service restart")).await;
+                break;
             }
             () = &mut init_deadline, if session.is_none() => {
                 tracing::debug!("closing a WebSocket that sent no connection_init in time");

@@ -47,6 +47,8 @@ pub struct PoolSettings {
     pub max_size: usize,
     pub wait_timeout: Duration,
     pub statement_timeout: Duration,
+    /// Keep a prepared-statement cache per connection (`CURBPAY_DB_PREPARED_STATEMENTS`).
+    pub prepared_statements: bool,
 }
 
 /// Builds the pool. Connections are made lazily; each gets a `statement_timeout` and
@@ -55,6 +57,7 @@ pub struct PoolSettings {
 /// then discarded by the pool.
 pub fn pool(url: &str, settings: &PoolSettings, counter: StatementCounter) -> anyhow::Result<DbPool> {
     let timeout_ms = settings.statement_timeout.as_millis();
+    let prepared = settings.prepared_statements;
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |url| {
@@ -68,6 +71,9 @@ pub fn pool(url: &str, settings: &PoolSettings, counter: StatementCounter) -> an
             .await
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
             conn.set_instrumentation(CountStatements(counter));
+            if !prepared {
+                conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+            }
             Ok(conn)
         }
         .boxed()

@@ -9,6 +9,7 @@ mod introspection;
 pub mod limits;
 pub mod loaders;
 mod mutations;
+mod observe;
 mod queries;
 mod scopes;
 mod subscriptions;
@@ -56,6 +57,8 @@ pub fn schema(app: Option<AppState>) -> CurbpaySchema {
     let (suggestions, introspection) =
         app.as_ref().map_or((false, true), |app| (app.config.graphql_suggestions, app.config.graphql_introspection));
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
+        // First, so it measures the whole request and sees the codes ErrorCodes gives.
+        .extension(observe::Observe)
         .extension(ErrorCodes)
         // Registered after ErrorCodes so its refusals pass through the error mapping;
         // it runs before parsing and validation.

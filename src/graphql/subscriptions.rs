@@ -95,6 +95,7 @@ impl TokenSubscription {
         };
         let mut wake = app.events.subscribe(Topic::OperatorTokens(operator_id));
         let stream = async_stream::stream! {
+            let _active = crate::metrics::GaugeGuard::subscription("chargeTokenIssued");
             loop {
                 wake.mark_seen();
                 let rows = match app.db().await {
@@ -108,6 +109,9 @@ impl TokenSubscription {
                         let full = rows.len() as i64 == BATCH;
                         for row in rows {
                             cursor = row.cursor.unwrap_or(cursor);
+                            crate::metrics::charge_token_delivered(
+                                row.issued_at.and_then(|at| (Utc::now() - at).to_std().ok()),
+                            );
                             yield ChargeTokenEvent { cursor: cursor.to_string(), charge_token: ChargeToken(row) };
                         }
                         if full {
@@ -155,6 +159,7 @@ impl LinkSubscription {
         };
         let mut wake = app.events.subscribe(topic);
         let stream = async_stream::stream! {
+            let _active = crate::metrics::GaugeGuard::subscription("linkStatusChanged");
             loop {
                 wake.mark_seen();
                 let read = async {

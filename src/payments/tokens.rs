@@ -49,6 +49,7 @@ pub async fn issue(app: &App, pending: &ChargeToken) -> ApiResult<ChargeToken> {
         .await;
     let (token, newly) = token?;
     if newly {
+        crate::metrics::charge_token_issued();
         app.events.publish(Topic::OperatorTokens(token.operator_id));
         tracing::info!(charge_token_id = %token.id, session_id = %token.session_id, operator_id = %token.operator_id, cursor = ?token.cursor, "charge token issued");
     }

@@ -5,6 +5,7 @@
 //! own durable state (a row id written before the call), so a retry after a timeout or
 //! a crash replays the same object instead of making a second one.
 
+pub mod observed;
 pub mod sandbox;
 pub mod stripe;
 

@@ -11,6 +11,7 @@ mod idempotency;
 mod limits;
 mod link_authorization;
 mod loaders;
+mod ops;
 mod schema;
 mod scopes;
 mod stripe;

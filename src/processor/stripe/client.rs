@@ -209,6 +209,7 @@ impl StripeClient for KeyedClient {
             if !retry || attempt >= policy.max_attempts {
                 return Err(failure);
             }
+            crate::metrics::processor_retry("stripe");
             tokio::time::sleep(policy.delay(attempt)).await;
         }
     }

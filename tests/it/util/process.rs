@@ -117,6 +117,21 @@ impl Curbpay {
         response["data"].clone()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("still running") as i32
+    }
+
+    /// Waits for the process to exit (after a signal the test sent); it must exit
+    /// cleanly within `within`.
+    pub async fn wait_exit(mut self, within: Duration) {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("curbpay did not exit within {within:?}:\n{}", self.output()))
+            .unwrap();
+        assert!(status.success(), "clean exit: {status}\n{}", self.output());
+    }
+
     /// SIGTERM, then waits; the server must exit cleanly.
     pub async fn stop(mut self) {
         let pid = self.child.id().expect("still running") as i32;
