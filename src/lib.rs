@@ -98,6 +98,7 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
         }
     };
     let events = events::EventHub::start(pool.clone(), database_url);
+    payments::event_log::spawn_pruner(pool.clone(), config.events.retention);
     Ok(Arc::new(App {
         pool,
         processor,

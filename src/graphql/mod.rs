@@ -5,6 +5,7 @@
 
 mod connection;
 mod errors;
+mod events;
 pub mod limits;
 pub mod loaders;
 mod mutations;

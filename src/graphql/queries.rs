@@ -15,7 +15,7 @@ use crate::payments::{customers, parties, policy};
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(ViewerQuery, PartyQuery, LinkQuery, CustomerQuery, SessionQuery);
+pub struct QueryRoot(ViewerQuery, PartyQuery, LinkQuery, CustomerQuery, SessionQuery, super::events::EventsQuery);
 
 #[derive(Default)]
 pub struct ViewerQuery;

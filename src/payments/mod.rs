@@ -4,6 +4,7 @@
 //! nothing of GraphQL or HTTP.
 
 pub mod customers;
+pub mod event_log;
 pub mod links;
 pub mod money;
 pub mod parties;

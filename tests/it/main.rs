@@ -6,6 +6,7 @@ mod util;
 mod authorization;
 mod embedded;
 mod errors;
+mod events;
 mod flow;
 mod idempotency;
 mod link_authorization;
