@@ -13,6 +13,7 @@ mod queries;
 mod scopes;
 mod subscriptions;
 mod types;
+mod webhooks;
 
 use async_graphql::{Context, ID, Schema};
 use uuid::Uuid;

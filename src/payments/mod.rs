@@ -5,6 +5,7 @@
 
 pub mod customers;
 pub mod event_log;
+pub mod webhook_endpoints;
 pub mod links;
 pub mod money;
 pub mod parties;
