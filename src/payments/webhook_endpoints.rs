@@ -34,13 +34,12 @@ pub fn signing_secrets(app: &App, endpoint: &Endpoint) -> anyhow::Result<Vec<Sec
         &Sealed { key_id: endpoint.secret_key_id.clone(), ciphertext: endpoint.secret_ciphertext.clone() },
         &ctx,
     )?];
-    if let (Some(ciphertext), Some(key_id), Some(until)) = (
-        &endpoint.previous_secret_ciphertext,
-        &endpoint.previous_secret_key_id,
-        endpoint.previous_secret_expires_at,
-    ) && until > Utc::now()
+    if let (Some(ciphertext), Some(key_id), Some(until)) =
+        (&endpoint.previous_secret_ciphertext, &endpoint.previous_secret_key_id, endpoint.previous_secret_expires_at)
+        && until > Utc::now()
     {
-        secrets.push(app.webhook_keyring.open(&Sealed { key_id: key_id.clone(), ciphertext: ciphertext.clone() }, &ctx)?);
+        secrets
+            .push(app.webhook_keyring.open(&Sealed { key_id: key_id.clone(), ciphertext: ciphertext.clone() }, &ctx)?);
     }
     Ok(secrets)
 }
@@ -70,8 +69,7 @@ pub fn check_url(app: &App, raw: &str) -> ApiResult<String> {
         Some(url::Host::Domain(_)) => None,
     };
     if let Some(ip) = ip {
-        client::check_ip(ip, allow_private)
-            .map_err(|_| ApiError::bad_input("url must point at a public address"))?;
+        client::check_ip(ip, allow_private).map_err(|_| ApiError::bad_input("url must point at a public address"))?;
     }
     Ok(url.to_string())
 }
@@ -114,9 +112,8 @@ pub async fn create(app: &App, principal: &Principal, input: CreateEndpoint) -> 
         },
     };
     if principal.role != Role::Admin && (input.app_id.is_some() || input.operator_id.is_some()) {
-        let own = input.app_id == app_id && input.operator_id == operator_id
-            || (input.app_id.is_none() && input.operator_id == operator_id)
-            || (input.operator_id.is_none() && input.app_id == app_id);
+        let own = input.app_id.is_none_or(|a| Some(a) == app_id)
+            && input.operator_id.is_none_or(|o| Some(o) == operator_id);
         if !own {
             return Err(ApiError::forbidden("an endpoint can only be created for the caller itself"));
         }
@@ -165,7 +162,10 @@ fn may_manage(principal: &Principal, endpoint: &Endpoint) -> bool {
 /// The caller's endpoint, or NOT_FOUND (someone else's answers like a missing one).
 pub async fn visible(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Endpoint> {
     let mut conn = app.db().await?;
-    Endpoint::find(&mut conn, id).await?.filter(|e| may_manage(principal, e)).ok_or(ApiError::NotFound("webhook endpoint"))
+    Endpoint::find(&mut conn, id)
+        .await?
+        .filter(|e| may_manage(principal, e))
+        .ok_or(ApiError::NotFound("webhook endpoint"))
 }
 
 pub struct UpdateEndpoint {

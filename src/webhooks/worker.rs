@@ -77,14 +77,8 @@ async fn run(app: AppState, http: reqwest::Client) {
             let result = async {
                 let mut conn = app.db().await?;
                 Ok::<_, crate::error::ApiError>(
-                    webhooks::claim_due(
-                        &mut conn,
-                        &busy,
-                        settings.endpoint_concurrency as i32,
-                        room as i64,
-                        lease,
-                    )
-                    .await?,
+                    webhooks::claim_due(&mut conn, &busy, settings.endpoint_concurrency as i32, room as i64, lease)
+                        .await?,
                 )
             }
             .await;
@@ -152,11 +146,8 @@ async fn deliver(app: &AppState, http: &reqwest::Client, delivery: Claimed) -> a
     let settings = &app.config.events;
     let attempt = delivery.attempts;
     let gone = outcome.http_status == Some(410);
-    let next = if outcome.succeeded || gone {
-        None
-    } else {
-        delay_before(&settings.retry_schedule, attempt as usize + 1)
-    };
+    let next =
+        if outcome.succeeded || gone { None } else { delay_before(&settings.retry_schedule, attempt as usize + 1) };
     let status = match (outcome.succeeded, next) {
         (true, _) => DeliveryStatus::Delivered,
         (false, Some(_)) => DeliveryStatus::Pending,
@@ -294,7 +285,6 @@ async fn send(app: &AppState, http: &reqwest::Client, endpoint: &Endpoint, event
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

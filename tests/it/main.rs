@@ -19,3 +19,4 @@ mod stripe_faults;
 mod subscriptions;
 mod test_postgres;
 mod trust;
+mod webhooks;
