@@ -149,9 +149,10 @@ impl EventHub {
         }
     }
 
-    /// Number of topics with live subscribers (for tests and metrics).
+    /// Number of topics with live GraphQL subscribers (for tests and metrics); the
+    /// delivery worker's own topic is not counted.
     pub fn active_topics(&self) -> usize {
-        self.inner.topics.lock().expect("event hub lock").len()
+        self.inner.topics.lock().expect("event hub lock").keys().filter(|t| **t != Topic::Deliveries).count()
     }
 }
 

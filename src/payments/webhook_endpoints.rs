@@ -112,8 +112,8 @@ pub async fn create(app: &App, principal: &Principal, input: CreateEndpoint) -> 
         },
     };
     if principal.role != Role::Admin && (input.app_id.is_some() || input.operator_id.is_some()) {
-        let own = input.app_id.is_none_or(|a| Some(a) == app_id)
-            && input.operator_id.is_none_or(|o| Some(o) == operator_id);
+        let own =
+            input.app_id.is_none_or(|a| Some(a) == app_id) && input.operator_id.is_none_or(|o| Some(o) == operator_id);
         if !own {
             return Err(ApiError::forbidden("an endpoint can only be created for the caller itself"));
         }
