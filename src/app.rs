@@ -29,6 +29,9 @@ pub struct App {
     pub known_parties: KnownParties,
     /// Seals and opens the apps' processor secrets (Stripe mode).
     pub keyring: Option<Arc<crate::crypto::Keyring>>,
+    /// Seals and opens webhook endpoint secrets: the keyring above, or (sandbox mode
+    /// without `CURBPAY_ENCRYPTION_KEY`) a key derived from the state secret.
+    pub webhook_keyring: Arc<crate::crypto::Keyring>,
     /// Signs and checks the `state` of link authorizations.
     pub state_signer: StateSigner,
     /// SQL statements sent so far (tests count a request's cost with it).

@@ -161,6 +161,7 @@ pub struct Config {
     /// `CURBPAY_SHUTDOWN_TIMEOUT` (default `30s`): after SIGTERM, how long in-flight
     /// requests may take before the process exits regardless.
     pub shutdown_timeout: Duration,
+    pub events: EventsConfig,
 }
 
 /// `CURBPAY_LOG_FORMAT` (default `text`): `json` writes one JSON object per log line
@@ -178,6 +179,89 @@ impl LogFormat {
             Some("json") => Ok(LogFormat::Json),
             Some(other) => bail!("CURBPAY_LOG_FORMAT: expected text or json: {other:?}"),
         }
+    }
+}
+
+/// The event log and outgoing webhooks.
+#[derive(Clone, Debug)]
+pub struct EventsConfig {
+    /// `CURBPAY_EVENT_RETENTION` (default `30days`): events (and their deliveries) older
+    /// than this are pruned in the background.
+    pub retention: Duration,
+    /// `CURBPAY_WEBHOOK_ALLOW_PRIVATE` (default `false`): allow webhook URLs that
+    /// resolve to loopback, private, link-local, multicast or unique-local addresses,
+    /// and plain `http`. For development and tests only.
+    pub allow_private: bool,
+    /// `CURBPAY_WEBHOOK_RETRY_SCHEDULE` (default `0s,5s,5m,30m,2h,5h,10h,10h`): the delay
+    /// before each attempt (the first is normally immediate); after the last, the
+    /// delivery is failed. Each delay gets up to 10% of jitter.
+    pub retry_schedule: Vec<Duration>,
+    /// `CURBPAY_WEBHOOK_TIMEOUT` (default `10s`): an attempt that has no 2xx by then failed.
+    pub timeout: Duration,
+    /// `CURBPAY_WEBHOOK_DISABLE_AFTER` (default `5days`): an endpoint whose every attempt
+    /// has failed for this long is disabled.
+    pub disable_after: Duration,
+    /// `CURBPAY_WEBHOOK_ENDPOINT_CONCURRENCY` (default 4): attempts in flight to one
+    /// endpoint per server process, so one slow receiver cannot starve the others.
+    pub endpoint_concurrency: usize,
+    /// `CURBPAY_WEBHOOK_CONCURRENCY` (default 64): attempts in flight per server process.
+    pub concurrency: usize,
+    /// `CURBPAY_WEBHOOK_WORKER` (default `true`): this process delivers webhooks. Any
+    /// number of processes may; each delivery is claimed by one.
+    pub worker: bool,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            retention: Duration::from_secs(30 * 86_400),
+            allow_private: false,
+            retry_schedule: DEFAULT_RETRY_SCHEDULE
+                .split(',')
+                .map(|d| humantime::parse_duration(d).expect("static schedule"))
+                .collect(),
+            timeout: Duration::from_secs(10),
+            disable_after: Duration::from_secs(5 * 86_400),
+            endpoint_concurrency: 4,
+            concurrency: 64,
+            worker: true,
+        }
+    }
+}
+
+/// The Standard Webhooks specification's suggested schedule.
+pub const DEFAULT_RETRY_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,10h";
+
+fn count_var(name: &str, default: usize) -> anyhow::Result<usize> {
+    match var(name) {
+        Some(raw) => {
+            raw.trim().parse().ok().filter(|n| *n >= 1).with_context(|| format!("{name}: a number, at least 1"))
+        }
+        None => Ok(default),
+    }
+}
+
+impl EventsConfig {
+    fn from_env() -> anyhow::Result<EventsConfig> {
+        let schedule_raw = var("CURBPAY_WEBHOOK_RETRY_SCHEDULE").unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
+        let retry_schedule = schedule_raw
+            .split(',')
+            .map(|d| humantime::parse_duration(d.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("CURBPAY_WEBHOOK_RETRY_SCHEDULE: not a list of durations: {schedule_raw:?}"))?;
+        if retry_schedule.is_empty() {
+            bail!("CURBPAY_WEBHOOK_RETRY_SCHEDULE: at least one attempt");
+        }
+        Ok(EventsConfig {
+            retention: duration_var("CURBPAY_EVENT_RETENTION", "30days")?,
+            allow_private: bool_var("CURBPAY_WEBHOOK_ALLOW_PRIVATE", false)?,
+            retry_schedule,
+            timeout: duration_var("CURBPAY_WEBHOOK_TIMEOUT", "10s")?,
+            disable_after: duration_var("CURBPAY_WEBHOOK_DISABLE_AFTER", "5days")?,
+            endpoint_concurrency: count_var("CURBPAY_WEBHOOK_ENDPOINT_CONCURRENCY", 4)?,
+            concurrency: count_var("CURBPAY_WEBHOOK_CONCURRENCY", 64)?,
+            worker: bool_var("CURBPAY_WEBHOOK_WORKER", true)?,
+        })
     }
 }
 
@@ -335,6 +419,7 @@ impl Config {
                 .map(|raw| raw.trim().parse().context("CURBPAY_METRICS_ADDR: expected host:port, e.g. 0.0.0.0:9100"))
                 .transpose()?,
             shutdown_timeout: duration_var("CURBPAY_SHUTDOWN_TIMEOUT", "30s")?,
+            events: EventsConfig::from_env()?,
         })
     }
 
@@ -374,6 +459,7 @@ impl Config {
             db_prepared_statements: true,
             metrics_addr: None,
             shutdown_timeout: Duration::from_secs(30),
+            events: EventsConfig::default(),
         }
     }
 }

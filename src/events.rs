@@ -32,6 +32,12 @@ pub enum Topic {
     PartyLinks(Uuid),
     /// Every link change (admins).
     AllLinks,
+    /// Event log entries whose audience includes this app or operator.
+    PartyEvents(Uuid),
+    /// Every event log entry (admins).
+    AllEvents,
+    /// Webhook deliveries became due (delivery workers).
+    Deliveries,
 }
 
 impl Topic {
@@ -40,6 +46,9 @@ impl Topic {
             Topic::OperatorTokens(id) => format!("t:{id}"),
             Topic::PartyLinks(id) => format!("l:{id}"),
             Topic::AllLinks => "l:*".to_owned(),
+            Topic::PartyEvents(id) => format!("e:{id}"),
+            Topic::AllEvents => "e:*".to_owned(),
+            Topic::Deliveries => "d:".to_owned(),
         }
     }
 
@@ -48,6 +57,9 @@ impl Topic {
             ("t", id) => id.parse().ok().map(Topic::OperatorTokens),
             ("l", "*") => Some(Topic::AllLinks),
             ("l", id) => id.parse().ok().map(Topic::PartyLinks),
+            ("e", "*") => Some(Topic::AllEvents),
+            ("e", id) => id.parse().ok().map(Topic::PartyEvents),
+            ("d", "") => Some(Topic::Deliveries),
             _ => None,
         }
     }
@@ -154,9 +166,10 @@ impl EventHub {
         }
     }
 
-    /// Number of topics with live subscribers (for tests and metrics).
+    /// Number of topics with live GraphQL subscribers (for tests and metrics); the
+    /// delivery worker's own topic is not counted.
     pub fn active_topics(&self) -> usize {
-        self.inner.topics.lock().expect("event hub lock").len()
+        self.inner.topics.lock().expect("event hub lock").keys().filter(|t| **t != Topic::Deliveries).count()
     }
 }
 
@@ -251,7 +264,14 @@ mod tests {
     #[test]
     fn topics_round_trip() {
         let id = Uuid::now_v7();
-        for topic in [Topic::OperatorTokens(id), Topic::PartyLinks(id), Topic::AllLinks] {
+        for topic in [
+            Topic::OperatorTokens(id),
+            Topic::PartyLinks(id),
+            Topic::AllLinks,
+            Topic::PartyEvents(id),
+            Topic::AllEvents,
+            Topic::Deliveries,
+        ] {
             assert_eq!(Topic::decode(&topic.encode()), Some(topic));
         }
         assert_eq!(Topic::decode("x:1"), None);

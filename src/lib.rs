@@ -33,6 +33,7 @@ pub mod payments;
 pub mod processor;
 pub mod server;
 pub mod ws;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -78,6 +79,21 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
         Some(key) => Some(Arc::new(crypto::Keyring::new(key, &config.previous_encryption_keys)?)),
         None => None,
     };
+    // Webhook secrets are sealed like the Stripe secrets. Without an encryption key
+    // (sandbox mode only), a key derived from the state secret seals them: the same on
+    // every server of the deployment, and never stored.
+    let webhook_keyring = match &keyring {
+        Some(keyring) => keyring.clone(),
+        None => {
+            use base64::Engine;
+            use sha2::Digest;
+            let mut hasher = sha2::Sha256::new();
+            hasher.update(b"curbpay webhook secrets v1\0");
+            hasher.update(&state_secret);
+            let derived = base64::engine::general_purpose::STANDARD.encode(hasher.finalize());
+            Arc::new(crypto::Keyring::new(&derived.into(), &[])?)
+        }
+    };
     let (processor, sandbox): (Arc<dyn processor::Processor>, _) = match config.processor {
         config::ProcessorKind::Sandbox => {
             let sandbox = Arc::new(processor::sandbox::SandboxProcessor::new(
@@ -111,17 +127,21 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
     let listen_url =
         config.listen_database_url.as_ref().map(|url| url.expose_secret().to_owned()).unwrap_or(database_url);
     let events = events::EventHub::start(pool.clone(), listen_url, stopping.subscribe());
-    Ok(Arc::new(App {
+    payments::event_log::spawn_pruner(pool.clone(), config.events.retention);
+    let app = Arc::new(App {
         pool,
         stopping,
         processor,
         sandbox,
         keyring,
+        webhook_keyring,
         events,
         jwt,
         known_parties: Default::default(),
         state_signer: payments::links::StateSigner::new(&state_secret),
         statements,
         config: Arc::new(config),
-    }))
+    });
+    webhooks::worker::start(app.clone())?;
+    Ok(app)
 }

@@ -52,6 +52,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    events (seq) {
+        seq -> Int8,
+        id -> Text,
+        #[sql_name = "type"]
+        type_ -> Text,
+        tx -> Int8,
+        app_id -> Nullable<Uuid>,
+        operator_id -> Nullable<Uuid>,
+        data -> Jsonb,
+        operator_data -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     link_events (seq) {
         seq -> Int8,
         link_id -> Uuid,
@@ -201,6 +216,56 @@ diesel::table! {
 }
 
 diesel::table! {
+    webhook_attempts (id) {
+        id -> Uuid,
+        delivery_id -> Uuid,
+        endpoint_id -> Uuid,
+        event_id -> Text,
+        attempt -> Int4,
+        succeeded -> Bool,
+        http_status -> Nullable<Int4>,
+        duration_ms -> Int4,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        endpoint_id -> Uuid,
+        event_seq -> Int8,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        locked_until -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Uuid,
+        app_id -> Nullable<Uuid>,
+        operator_id -> Nullable<Uuid>,
+        url -> Text,
+        event_types -> Array<Text>,
+        description -> Nullable<Text>,
+        status -> Text,
+        disabled_reason -> Nullable<Text>,
+        secret_ciphertext -> Bytea,
+        secret_key_id -> Text,
+        previous_secret_ciphertext -> Nullable<Bytea>,
+        previous_secret_key_id -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<Timestamptz>,
+        failing_since -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     webhook_events (id) {
         id -> Text,
         app_id -> Uuid,
@@ -226,12 +291,19 @@ diesel::joinable!(sandbox_charges -> sandbox_accounts (connected_account_id));
 diesel::joinable!(sandbox_charges -> sandbox_tokens (token_id));
 diesel::joinable!(sandbox_customers -> sandbox_accounts (account_id));
 diesel::joinable!(sandbox_tokens -> sandbox_customers (customer_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
+diesel::joinable!(webhook_attempts -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_deliveries -> events (event_seq));
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_endpoints -> apps (app_id));
+diesel::joinable!(webhook_endpoints -> operators (operator_id));
 diesel::joinable!(webhook_events -> apps (app_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     apps,
     charge_tokens,
     customers,
+    events,
     link_events,
     links,
     operators,
@@ -243,5 +315,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     sandbox_connections,
     sandbox_customers,
     sandbox_tokens,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
     webhook_events,
 );

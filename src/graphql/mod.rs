@@ -5,6 +5,7 @@
 
 mod connection;
 mod errors;
+mod events;
 mod introspection;
 pub mod limits;
 pub mod loaders;
@@ -14,6 +15,7 @@ mod queries;
 mod scopes;
 mod subscriptions;
 mod types;
+mod webhooks;
 
 use async_graphql::{Context, ID, Schema};
 use uuid::Uuid;

@@ -12,7 +12,13 @@ use crate::payments::{customers, links, parties, sessions, tokens};
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(PartyMutation, LinkMutation, CustomerMutation, SessionMutation);
+pub struct MutationRoot(
+    PartyMutation,
+    LinkMutation,
+    CustomerMutation,
+    SessionMutation,
+    super::webhooks::WebhookMutation,
+);
 
 /// Input of `createApp`.
 #[derive(InputObject)]

@@ -25,7 +25,7 @@ const RETRY: Duration = Duration::from_secs(1);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(TokenSubscription, LinkSubscription);
+pub struct SubscriptionRoot(TokenSubscription, LinkSubscription, super::events::EventsSubscription);
 
 /// A charge token delivered to its operator.
 #[derive(SimpleObject)]
@@ -58,7 +58,7 @@ fn parse_cursor(after: Option<String>) -> ApiResult<Option<i64>> {
 
 /// Ends the stream when the token that opened it expires; a token already past its
 /// expiry gets no events at all.
-fn until_expiry<S>(stream: S, expires_at: DateTime<Utc>) -> impl Stream<Item = S::Item> + Send
+pub(crate) fn until_expiry<S>(stream: S, expires_at: DateTime<Utc>) -> impl Stream<Item = S::Item> + Send
 where
     S: Stream + Send,
     S::Item: Send,

@@ -4,10 +4,12 @@
 pub mod apps;
 pub mod charge_tokens;
 pub mod customers;
+pub mod events;
 pub mod link_events;
 pub mod links;
 pub mod operators;
 pub mod parking_sessions;
+pub mod webhooks;
 
 pub use apps::App;
 pub use charge_tokens::{ChargeToken, ChargeTokenStatus};

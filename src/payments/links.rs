@@ -168,6 +168,7 @@ pub async fn link_operator(app: &App, principal: &Principal, app_id: Uuid, opera
             };
             if changed {
                 LinkEvent::record(conn, &link).await?;
+                super::event_log::emit(conn, super::event_log::Event::link_status_changed(&link)).await?;
             }
             Ok::<_, ApiError>((link, changed))
         })
@@ -295,6 +296,7 @@ async fn activate(app: &App, link: Link, nonce: Option<Uuid>, code: &str) -> Api
             }
             let link = Link::activate(conn, link.id, &account).await?;
             LinkEvent::record(conn, &link).await?;
+                super::event_log::emit(conn, super::event_log::Event::link_status_changed(&link)).await?;
             Ok(link)
         })
         .await?;
@@ -323,6 +325,7 @@ pub async fn accept_held_account(app: &App, principal: &Principal, link_id: Uuid
             }
             let link = Link::activate(conn, current.id, account).await?;
             LinkEvent::record(conn, &link).await?;
+            super::event_log::emit(conn, super::event_log::Event::link_status_changed(&link)).await?;
             Ok(link)
         })
         .await?;
@@ -356,6 +359,7 @@ pub async fn unlink(app: &App, principal: &Principal, link_id: Uuid) -> ApiResul
             let link = Link::revoke(conn, link_id).await?;
             let voided = ChargeToken::void_for_link(conn, link_id).await?;
             LinkEvent::record(conn, &link).await?;
+            super::event_log::emit(conn, super::event_log::Event::link_status_changed(&link)).await?;
             Ok::<_, ApiError>((link, voided))
         })
         .await?;
@@ -368,4 +372,5 @@ pub(crate) fn announce(app: &App, link: &Link) {
     app.events.publish(Topic::PartyLinks(link.app_id));
     app.events.publish(Topic::PartyLinks(link.operator_id));
     app.events.publish(Topic::AllLinks);
+    super::event_log::announce_audience(app, Some(link.app_id), Some(link.operator_id));
 }

@@ -4,12 +4,14 @@
 //! nothing of GraphQL or HTTP.
 
 pub mod customers;
+pub mod event_log;
 pub mod links;
 pub mod money;
 pub mod parties;
 pub mod policy;
 pub mod sessions;
 pub mod tokens;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 /// Trims a required text input and checks its length.

@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use super::event_log::{self, Event, EventType};
 use super::money::Money;
 use super::{policy, required_text, tokens};
 use crate::app::App;
@@ -76,6 +77,7 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
                 match new.insert(conn).await? {
                     Some(session) => {
                         ChargeToken::insert_pending(conn, session.id, session.operator_id, session.link_id).await?;
+                        event_log::emit(conn, Event::session(EventType::SessionStarted, &session)).await?;
                         Ok::<_, ApiError>((session, false))
                     }
                     // A concurrent request with the same key committed first.
@@ -92,6 +94,7 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
         return Err(ApiError::conflict("idempotencyKey was already used for a different session request"));
     }
     if !replayed {
+        event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
         tracing::info!(session_id = %session.id, %app_id, operator_id = %session.operator_id, "parking session started");
     }
     // Finish the token if it is still pending: the first attempt, or a retry after an
@@ -116,14 +119,20 @@ pub async fn end(app: &App, principal: &Principal, session_id: Uuid, money: Mone
                 .filter(|s| policy::may_see_session(principal, s))
                 .ok_or(ApiError::NotFound("parking session"))?;
             if session.status == SessionStatus::Active {
-                return Ok(ParkingSession::end(conn, session.id, money.amount, &money.currency).await?);
+                let ended = ParkingSession::end(conn, session.id, money.amount, &money.currency).await?;
+                event_log::emit(conn, Event::session(EventType::SessionEnded, &ended)).await?;
+                return Ok((ended, true));
             }
             if session.amount == Some(money.amount) && session.currency.as_deref() == Some(money.currency.as_str()) {
-                return Ok(session);
+                return Ok((session, false));
             }
             Err(ApiError::conflict("the session already ended with a different amount"))
         })
         .await?;
+    let (session, ended) = session;
+    if ended {
+        event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
+    }
     tracing::info!(session_id = %session.id, amount = ?session.amount, currency = ?session.currency, "parking session ended");
     Ok(session)
 }
@@ -215,10 +224,24 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
         }
     };
     let mut conn = app.db().await?;
-    let recorded = match ParkingSession::record_charge(&mut conn, session.id, record).await? {
-        Some(updated) => updated,
-        None => ParkingSession::find(&mut conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))?,
-    };
+    let (recorded, newly) = conn
+        .transaction(async |conn| match ParkingSession::record_charge(conn, session.id, record).await? {
+            Some(updated) => {
+                let kind = match updated.status {
+                    SessionStatus::Charged => EventType::SessionCharged,
+                    _ => EventType::SessionPaymentFailed,
+                };
+                event_log::emit(conn, Event::session(kind, &updated)).await?;
+                Ok::<_, ApiError>((updated, true))
+            }
+            None => {
+                Ok((ParkingSession::find(conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))?, false))
+            }
+        })
+        .await?;
+    if newly {
+        event_log::announce_audience(app, Some(recorded.app_id), Some(recorded.operator_id));
+    }
     tracing::info!(session_id = %recorded.id, status = recorded.status.as_str(), "parking session charge recorded");
     Ok(recorded)
 }

@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use super::event_log::{self, Event};
 use super::policy;
 use crate::app::App;
 use crate::auth::Principal;
@@ -44,6 +45,7 @@ pub async fn issue(app: &App, pending: &ChargeToken) -> ApiResult<ChargeToken> {
             let token = ChargeToken::mark_issued(conn, current.id, &issued.token, cursor, issued.expires_at)
                 .await?
                 .ok_or_else(|| ApiError::internal("pending token changed under its row lock"))?;
+            event_log::emit(conn, Event::charge_token_issued(&token, session.app_id)).await?;
             Ok::<_, ApiError>((token, true))
         })
         .await;
@@ -51,6 +53,7 @@ pub async fn issue(app: &App, pending: &ChargeToken) -> ApiResult<ChargeToken> {
     if newly {
         crate::metrics::charge_token_issued();
         app.events.publish(Topic::OperatorTokens(token.operator_id));
+        event_log::announce_audience(app, Some(session.app_id), Some(token.operator_id));
         tracing::info!(charge_token_id = %token.id, session_id = %token.session_id, operator_id = %token.operator_id, cursor = ?token.cursor, "charge token issued");
     }
     if token.status == ChargeTokenStatus::Voided {

@@ -75,6 +75,7 @@ pub async fn receive(app: &App, payload: &[u8], signature: &str) -> ApiResult<Re
                     let link = Link::revoke(conn, link.id).await?;
                     let voided = ChargeToken::void_for_link(conn, link.id).await?;
                     LinkEvent::record(conn, &link).await?;
+                    super::event_log::emit(conn, super::event_log::Event::link_status_changed(&link)).await?;
                     tracing::info!(link_id = %link.id, voided_tokens = voided, "link revoked by the operator at the processor");
                     Ok((Received::Applied, Some(link)))
                 }

@@ -22,6 +22,7 @@ use uuid::Uuid;
 pub mod node;
 pub mod postgres;
 pub mod process;
+pub mod receiver;
 pub mod stripe;
 
 pub use postgres::server_url;

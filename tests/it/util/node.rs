@@ -14,7 +14,9 @@ fn ensure_installed(dir: &str) {
     static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
     let modules = std::path::Path::new(dir).join("node_modules");
-    let present = ["graphql-ws", "graphql-http", "ws"].iter().all(|p| modules.join(p).join("package.json").exists());
+    let present = ["graphql-ws", "graphql-http", "ws", "standardwebhooks"]
+        .iter()
+        .all(|p| modules.join(p).join("package.json").exists());
     if *installed || present {
         *installed = true;
         return;
@@ -43,6 +45,42 @@ pub async fn graphql_http_audits(url: &str) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "audit.mjs failed: {stdout} {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("not JSON: {stdout}"))
+}
+
+/// Verifies deliveries with the official npm `standardwebhooks` package
+/// (tests/it/js/verify.mjs): for each `(secret, received)`, the verified payload or the
+/// verifier's error.
+pub async fn verify_webhooks(deliveries: &[(String, super::receiver::Received)]) -> Vec<Result<Value, String>> {
+    use tokio::io::AsyncWriteExt;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/js");
+    ensure_installed(dir);
+    let input: Vec<Value> = deliveries
+        .iter()
+        .map(|(secret, r)| {
+            serde_json::json!({
+                "secret": secret,
+                "headers": { "webhook-id": r.id, "webhook-timestamp": r.timestamp, "webhook-signature": r.signature },
+                "body": r.body,
+            })
+        })
+        .collect();
+    let mut child = Command::new("node")
+        .arg("verify.mjs")
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node is installed");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(serde_json::to_string(&input).unwrap().as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    assert!(output.status.success(), "verify.mjs failed");
+    let results: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    results
+        .into_iter()
+        .map(|r| if r["ok"] == true { Ok(r["payload"].clone()) } else { Err(r["error"].to_string()) })
+        .collect()
 }
 
 pub struct NodeSubscriber {

@@ -1,0 +1,268 @@
+//! Webhook endpoints: created by an app or an operator for itself (admins for anyone),
+//! with a Standard Webhooks secret shown once and stored sealed; rotation keeps the old
+//! secret signing for 24 hours; `redeliverEvent` starts a delivery over.
+
+use chrono::Utc;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::event_log::EventType;
+use super::policy;
+use crate::app::App;
+use crate::auth::{Principal, Role};
+use crate::crypto::Sealed;
+use crate::error::{ApiError, ApiResult};
+use crate::events::Topic;
+use crate::models::events::EventRow;
+use crate::models::webhooks::{self, Endpoint, EndpointChanges, EndpointScope, EndpointStatus, NewEndpoint};
+use crate::models::{self, Page};
+use crate::webhooks::{client, sign};
+
+/// How long a rotated-out secret keeps signing.
+pub const ROTATION_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
+const MAX_URL: usize = 2048;
+
+fn context(id: Uuid) -> String {
+    format!("webhook_endpoints.secret:{id}")
+}
+
+/// The secrets that sign a delivery now: the current one and, during a rotation's
+/// overlap, the previous one.
+pub fn signing_secrets(app: &App, endpoint: &Endpoint) -> anyhow::Result<Vec<SecretString>> {
+    let ctx = context(endpoint.id);
+    let mut secrets = vec![app.webhook_keyring.open(
+        &Sealed { key_id: endpoint.secret_key_id.clone(), ciphertext: endpoint.secret_ciphertext.clone() },
+        &ctx,
+    )?];
+    if let (Some(ciphertext), Some(key_id), Some(until)) =
+        (&endpoint.previous_secret_ciphertext, &endpoint.previous_secret_key_id, endpoint.previous_secret_expires_at)
+        && until > Utc::now()
+    {
+        secrets
+            .push(app.webhook_keyring.open(&Sealed { key_id: key_id.clone(), ciphertext: ciphertext.clone() }, &ctx)?);
+    }
+    Ok(secrets)
+}
+
+/// Checks a webhook URL: https (http only with private targets allowed), a host, no
+/// credentials, and an IP-literal host must be public. Hostnames are checked again at
+/// every connection.
+pub fn check_url(app: &App, raw: &str) -> ApiResult<String> {
+    let raw = raw.trim();
+    if raw.len() > MAX_URL {
+        return Err(ApiError::bad_input(format!("url must be at most {MAX_URL} characters")));
+    }
+    let url = url::Url::parse(raw).map_err(|_| ApiError::bad_input("url is not a URL"))?;
+    let allow_private = app.config.events.allow_private;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_private => {}
+        _ => return Err(ApiError::bad_input("url must use https")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ApiError::bad_input("url must not contain credentials"));
+    }
+    let ip = match url.host() {
+        None => return Err(ApiError::bad_input("url has no host")),
+        Some(url::Host::Ipv4(ip)) => Some(ip.into()),
+        Some(url::Host::Ipv6(ip)) => Some(ip.into()),
+        Some(url::Host::Domain(_)) => None,
+    };
+    if let Some(ip) = ip {
+        client::check_ip(ip, allow_private).map_err(|_| ApiError::bad_input("url must point at a public address"))?;
+    }
+    Ok(url.to_string())
+}
+
+fn check_types(types: Option<Vec<String>>) -> ApiResult<Vec<String>> {
+    let types = types.unwrap_or_default();
+    for name in &types {
+        if EventType::parse(name).is_none() {
+            return Err(ApiError::bad_input(format!("unknown event type {name:?}")));
+        }
+    }
+    Ok(types)
+}
+
+fn check_description(description: Option<String>) -> ApiResult<Option<String>> {
+    match description.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()) {
+        Some(d) if d.chars().count() > 500 => Err(ApiError::bad_input("description must be at most 500 characters")),
+        other => Ok(other),
+    }
+}
+
+/// What `createWebhookEndpoint` asks for.
+pub struct CreateEndpoint {
+    pub url: String,
+    pub event_types: Option<Vec<String>>,
+    pub description: Option<String>,
+    /// Admins: the owner.
+    pub app_id: Option<Uuid>,
+    pub operator_id: Option<Uuid>,
+}
+
+pub async fn create(app: &App, principal: &Principal, input: CreateEndpoint) -> ApiResult<(Endpoint, SecretString)> {
+    let (app_id, operator_id) = match principal.role {
+        Role::App(id) => (Some(id), None),
+        Role::Operator(id) => (None, Some(id)),
+        Role::Admin => match (input.app_id, input.operator_id) {
+            (Some(a), None) => (Some(a), None),
+            (None, Some(o)) => (None, Some(o)),
+            _ => return Err(ApiError::bad_input("admins give exactly one of appId and operatorId")),
+        },
+    };
+    if principal.role != Role::Admin && (input.app_id.is_some() || input.operator_id.is_some()) {
+        let own =
+            input.app_id.is_none_or(|a| Some(a) == app_id) && input.operator_id.is_none_or(|o| Some(o) == operator_id);
+        if !own {
+            return Err(ApiError::forbidden("an endpoint can only be created for the caller itself"));
+        }
+    }
+    let url = check_url(app, &input.url)?;
+    let event_types = check_types(input.event_types)?;
+    let description = check_description(input.description)?;
+    let mut conn = app.db().await?;
+    if let Some(id) = app_id
+        && models::App::find(&mut conn, id).await?.is_none()
+    {
+        return Err(ApiError::NotFound("app"));
+    }
+    if let Some(id) = operator_id
+        && models::Operator::find(&mut conn, id).await?.is_none()
+    {
+        return Err(ApiError::NotFound("operator"));
+    }
+    let id = Uuid::now_v7();
+    let secret = sign::new_secret();
+    let sealed = app.webhook_keyring.seal(&secret, &context(id));
+    let endpoint = NewEndpoint {
+        id,
+        app_id,
+        operator_id,
+        url: &url,
+        event_types,
+        description: description.as_deref(),
+        secret_ciphertext: sealed.ciphertext,
+        secret_key_id: sealed.key_id,
+    }
+    .insert(&mut conn)
+    .await?;
+    tracing::info!(endpoint_id = %endpoint.id, ?app_id, ?operator_id, "webhook endpoint created");
+    Ok((endpoint, secret))
+}
+
+fn may_manage(principal: &Principal, endpoint: &Endpoint) -> bool {
+    match principal.role {
+        Role::Admin => true,
+        Role::App(id) => endpoint.app_id == Some(id),
+        Role::Operator(id) => endpoint.operator_id == Some(id),
+    }
+}
+
+/// The caller's endpoint, or NOT_FOUND (someone else's answers like a missing one).
+pub async fn visible(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Endpoint> {
+    let mut conn = app.db().await?;
+    Endpoint::find(&mut conn, id)
+        .await?
+        .filter(|e| may_manage(principal, e))
+        .ok_or(ApiError::NotFound("webhook endpoint"))
+}
+
+pub struct UpdateEndpoint {
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub description: Option<Option<String>>,
+    pub status: Option<EndpointStatus>,
+}
+
+pub async fn update(app: &App, principal: &Principal, id: Uuid, input: UpdateEndpoint) -> ApiResult<Endpoint> {
+    visible(app, principal, id).await?;
+    let mut changes = EndpointChanges {
+        url: input.url.map(|u| check_url(app, &u)).transpose()?,
+        event_types: input.event_types.map(|t| check_types(Some(t))).transpose()?,
+        description: input.description.map(check_description).transpose()?,
+        status: input.status,
+        ..Default::default()
+    };
+    if input.status == Some(EndpointStatus::Enabled) {
+        // Enabling again starts with a clean record.
+        changes.disabled_reason = Some(None);
+        changes.failing_since = Some(None);
+    }
+    if input.status == Some(EndpointStatus::Disabled) {
+        changes.disabled_reason = Some(Some("disabled by its owner".to_owned()));
+    }
+    let mut conn = app.db().await?;
+    let endpoint = Endpoint::update(&mut conn, id, &changes).await?;
+    if endpoint.status == EndpointStatus::Enabled {
+        app.events.publish(Topic::Deliveries);
+    }
+    Ok(endpoint)
+}
+
+pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Uuid> {
+    visible(app, principal, id).await?;
+    let mut conn = app.db().await?;
+    Endpoint::delete(&mut conn, id).await?;
+    tracing::info!(endpoint_id = %id, "webhook endpoint deleted");
+    Ok(id)
+}
+
+/// A new secret; the current one keeps signing (beside the new) for 24 hours.
+pub async fn rotate(app: &App, principal: &Principal, id: Uuid) -> ApiResult<(Endpoint, SecretString)> {
+    let current = visible(app, principal, id).await?;
+    let secret = sign::new_secret();
+    let sealed = app.webhook_keyring.seal(&secret, &context(id));
+    let mut conn = app.db().await?;
+    let endpoint = Endpoint::rotate_secret(
+        &mut conn,
+        id,
+        sealed.ciphertext,
+        sealed.key_id,
+        Some((current.secret_ciphertext, current.secret_key_id)),
+        Utc::now() + ROTATION_OVERLAP,
+    )
+    .await?;
+    tracing::info!(endpoint_id = %id, "webhook secret rotated");
+    Ok((endpoint, secret))
+}
+
+pub async fn list(app: &App, principal: &Principal, page: Page) -> ApiResult<Vec<Endpoint>> {
+    let scope = match principal.role {
+        Role::Admin => EndpointScope::All,
+        Role::App(id) => EndpointScope::App(id),
+        Role::Operator(id) => EndpointScope::Operator(id),
+    };
+    let mut conn = app.db().await?;
+    Ok(Endpoint::list(&mut conn, scope, page).await?)
+}
+
+pub async fn attempts(
+    app: &App,
+    principal: &Principal,
+    endpoint_id: Uuid,
+    succeeded: Option<bool>,
+    page: Page,
+) -> ApiResult<Vec<webhooks::Attempt>> {
+    visible(app, principal, endpoint_id).await?;
+    let mut conn = app.db().await?;
+    Ok(webhooks::Attempt::list(&mut conn, endpoint_id, succeeded, page).await?)
+}
+
+/// `redeliverEvent`: sends the event to the endpoint again, with a fresh schedule. The
+/// event must be one the endpoint's owner sees.
+pub async fn redeliver(app: &App, principal: &Principal, endpoint_id: Uuid, event_id: &str) -> ApiResult<Endpoint> {
+    policy::require_write(principal)?;
+    let endpoint = visible(app, principal, endpoint_id).await?;
+    let mut conn = app.db().await?;
+    let event = EventRow::find(&mut conn, event_id)
+        .await?
+        .filter(|e| {
+            (endpoint.app_id.is_some() && e.app_id == endpoint.app_id)
+                || (endpoint.operator_id.is_some() && e.operator_id == endpoint.operator_id)
+        })
+        .ok_or(ApiError::NotFound("event"))?;
+    webhooks::redeliver(&mut conn, endpoint.id, event.seq).await?;
+    app.events.publish(Topic::Deliveries);
+    Ok(endpoint)
+}

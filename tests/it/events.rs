@@ -1,0 +1,209 @@
+//! The event log: events appended with each change, per-audience copies, the `events`
+//! query (paging without gap or duplicate) and the `events` subscription resuming
+//! from a cursor across a reconnect.
+
+use curbpay::auth::Role;
+use serde_json::{Value, json};
+
+use crate::util::node::NodeSubscriber;
+use crate::util::{CHARGE_SESSION, END_SESSION, TestApp, id};
+
+const EVENTS: &str = "query($first: Int, $after: String, $types: [String!]) {
+  events(first: $first, after: $after, types: $types) {
+    pageInfo { hasNextPage endCursor }
+    edges { cursor node { id type createdAt data } }
+  }
+}";
+
+/// The caller's events once at least `n` are readable. An event becomes readable once
+/// every transaction older than its own has ended (the tests share a Postgres cluster
+/// with other tests' transactions).
+pub async fn events_eventually(app: &TestApp, token: &str, types: Option<Vec<&str>>, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let events = all_events(app, token, types.clone()).await;
+        if events.len() >= n || std::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn all_events(app: &TestApp, token: &str, types: Option<Vec<&str>>) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let data = app.ok(token, EVENTS, json!({ "first": 2, "after": after, "types": types })).await;
+        let page = &data["events"];
+        for edge in page["edges"].as_array().unwrap() {
+            out.push(edge.clone());
+        }
+        if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            return out;
+        }
+        after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    }
+}
+
+fn types_of(edges: &[Value]) -> Vec<String> {
+    edges.iter().map(|e| e["node"]["type"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn every_change_appends_one_event_per_audience() {
+    let app = TestApp::new().await;
+    let world = app.world().await;
+    let started = app.start_session(&world, "k1").await;
+    let session_id = id(&started["session"]["id"]);
+    app.ok(&world.app_token, END_SESSION, json!({ "s": session_id, "a": 350, "c": "usd" })).await;
+    app.ok(&world.operator_token, CHARGE_SESSION, json!({ "s": session_id })).await;
+
+    let expected = [
+        "link.status_changed",
+        "link.status_changed",
+        "session.started",
+        "charge_token.issued",
+        "session.ended",
+        "session.charged",
+    ];
+    let for_app = events_eventually(&app, &world.app_token, None, 6).await;
+    assert_eq!(types_of(&for_app), expected);
+    let for_operator = events_eventually(&app, &world.operator_token, None, 6).await;
+    assert_eq!(types_of(&for_operator), expected);
+    let for_admin = events_eventually(&app, &app.admin(), None, 6).await;
+    assert_eq!(types_of(&for_admin), expected);
+    // The same event ids everywhere, unique.
+    let ids: Vec<_> = for_app.iter().map(|e| e["node"]["id"].as_str().unwrap().to_owned()).collect();
+    assert!(ids.iter().all(|i| i.starts_with("evt_")));
+    assert_eq!(ids, for_operator.iter().map(|e| e["node"]["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>());
+    assert_eq!(ids.iter().collect::<std::collections::HashSet<_>>().len(), ids.len());
+
+    // The charge token's value only in the operator's copy.
+    let token_app = &for_app[3]["node"]["data"]["chargeToken"];
+    let token_operator = &for_operator[3]["node"]["data"]["chargeToken"];
+    let token_admin = &for_admin[3]["node"]["data"]["chargeToken"];
+    assert_eq!(token_app["token"], Value::Null);
+    assert_eq!(token_admin["token"], Value::Null);
+    assert!(token_operator["token"].as_str().unwrap().starts_with("tok_"), "{token_operator}");
+    assert_eq!(token_app["id"], token_operator["id"]);
+
+    let charged = &for_app[5]["node"]["data"]["session"];
+    assert_eq!(charged["status"], "CHARGED");
+    assert_eq!(charged["amount"], json!({ "amount": 350, "currency": "USD" }));
+    assert_eq!(charged["id"], json!(session_id.to_string()));
+    assert_eq!(for_app[1]["node"]["data"]["link"]["status"], "ACTIVE");
+
+    // A type filter; unknown types are refused.
+    let only = all_events(&app, &world.app_token, Some(vec!["session.ended", "session.charged"])).await;
+    assert_eq!(types_of(&only), ["session.ended", "session.charged"]);
+    let code = app.error_code(Some(&world.app_token), EVENTS, json!({ "types": ["session.exploded"] })).await;
+    assert_eq!(code, "BAD_USER_INPUT");
+    let code = app.error_code(Some(&world.app_token), EVENTS, json!({ "after": "nonsense" })).await;
+    assert_eq!(code, "BAD_USER_INPUT");
+    let code = app.error_code(None, EVENTS, json!({})).await;
+    assert_eq!(code, "UNAUTHENTICATED");
+
+    // Tenant isolation: another app and another operator see none of it.
+    let other_app = app.create_app("Other").await;
+    let other_operator = app.create_operator("Other Lots").await;
+    assert!(all_events(&app, &app.token(Role::App(other_app)), None).await.is_empty());
+    assert!(all_events(&app, &app.token(Role::Operator(other_operator)), None).await.is_empty());
+}
+
+#[tokio::test]
+async fn declined_charges_emit_payment_failed() {
+    let app = TestApp::new().await;
+    let world = app.world_with_card("tok_chargeDeclined").await;
+    let started = app.start_session(&world, "k1").await;
+    let session_id = id(&started["session"]["id"]);
+    app.ok(&world.app_token, END_SESSION, json!({ "s": session_id, "a": 350, "c": "usd" })).await;
+    app.ok(&world.operator_token, CHARGE_SESSION, json!({ "s": session_id })).await;
+    // Charging again changes nothing and emits nothing.
+    app.ok(&world.operator_token, CHARGE_SESSION, json!({ "s": session_id })).await;
+    let events =
+        events_eventually(&app, &world.app_token, Some(vec!["session.payment_failed", "session.charged"]), 1).await;
+    assert_eq!(types_of(&events), ["session.payment_failed"]);
+    assert_eq!(events[0]["node"]["data"]["session"]["failure"]["code"], "card_declined");
+}
+
+#[tokio::test]
+async fn retention_prunes_old_events() {
+    let app = TestApp::new().await;
+    let world = app.world().await;
+    assert_eq!(events_eventually(&app, &world.app_token, None, 2).await.len(), 2);
+    let pruned = curbpay::payments::event_log::prune(&app.app.pool, chrono::Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2);
+    assert!(all_events(&app, &world.app_token, None).await.is_empty());
+}
+
+const SUBSCRIBE: &str = "subscription($after: String, $types: [String!]) {
+  events(after: $after, types: $types) { cursor event { id type createdAt data } }
+}";
+
+#[tokio::test]
+async fn subscription_resumes_from_a_cursor_without_gap_or_duplicate() {
+    let app = TestApp::new().await;
+    let world = app.world().await;
+    let first = events_eventually(&app, &world.operator_token, None, 2).await;
+    let start_cursor = first[0]["cursor"].as_str().unwrap().to_owned();
+
+    // Replays what follows the cursor, then streams new events; stop after 3.
+    let mut sub = NodeSubscriber::spawn(
+        &app.ws_url(),
+        &world.operator_token,
+        SUBSCRIBE,
+        json!({ "after": start_cursor }),
+        Some(3),
+    );
+    let mut seen = vec![sub.next_data().await["events"].clone()];
+    app.start_session(&world, "k1").await;
+    for _ in 0..2 {
+        seen.push(sub.next_data().await["events"].clone());
+    }
+    assert_eq!(sub.exit_code().await, 0);
+
+    // Meanwhile more happens; a reconnect with the last cursor picks up exactly there.
+    let second = app.start_session(&world, "k2").await;
+    app.ok(&world.app_token, END_SESSION, json!({ "s": id(&second["session"]["id"]), "a": 100, "c": "eur" })).await;
+    let last = seen.last().unwrap()["cursor"].as_str().unwrap().to_owned();
+    let mut sub =
+        NodeSubscriber::spawn(&app.ws_url(), &world.operator_token, SUBSCRIBE, json!({ "after": last }), Some(3));
+    for _ in 0..3 {
+        seen.push(sub.next_data().await["events"].clone());
+    }
+    assert_eq!(sub.exit_code().await, 0);
+
+    let streamed: Vec<_> = seen.iter().map(|e| e["event"]["id"].as_str().unwrap().to_owned()).collect();
+    let listed = events_eventually(&app, &world.operator_token, None, 7).await;
+    let expected: Vec<_> = listed[1..].iter().map(|e| e["node"]["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(streamed, expected, "the stream matches the log, with no gap and no duplicate");
+    assert_eq!(
+        seen.iter().map(|e| e["event"]["type"].as_str().unwrap()).collect::<Vec<_>>(),
+        [
+            "link.status_changed",
+            "session.started",
+            "charge_token.issued",
+            "session.started",
+            "charge_token.issued",
+            "session.ended"
+        ]
+    );
+    // The operator's stream carries the token's value.
+    assert!(seen[2]["event"]["data"]["chargeToken"]["token"].is_string());
+
+    // An app's stream never does.
+    let mut sub = NodeSubscriber::spawn(
+        &app.ws_url(),
+        &world.app_token,
+        SUBSCRIBE,
+        json!({ "after": start_cursor, "types": ["charge_token.issued"] }),
+        Some(2),
+    );
+    for _ in 0..2 {
+        let event = sub.next_data().await["events"].clone();
+        assert_eq!(event["event"]["data"]["chargeToken"]["token"], Value::Null);
+    }
+    assert_eq!(sub.exit_code().await, 0);
+}
