@@ -32,8 +32,8 @@ pub mod models;
 pub mod payments;
 pub mod processor;
 pub mod server;
-pub mod ws;
 pub mod webhooks;
+pub mod ws;
 
 use std::sync::Arc;
 
