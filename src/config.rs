@@ -115,7 +115,19 @@ pub struct Config {
     pub db_pool_timeout: Duration,
     /// `CURBPAY_DB_STATEMENT_TIMEOUT` (default `10s`): Postgres `statement_timeout`.
     pub db_statement_timeout: Duration,
+    /// `CURBPAY_SESSION_MAX_DURATION` (default `24h`): a session still ACTIVE this long
+    /// after it started is canceled by curbpay (reason EXPIRED) and its hold released.
+    /// Must stay below the processor's authorization lifetime (7 days for card holds),
+    /// so a hold is always released by curbpay before it lapses.
+    pub session_max_duration: Duration,
+    /// `CURBPAY_SESSION_SWEEP_INTERVAL` (default `1m`): how often each server process
+    /// looks for such sessions.
+    pub session_sweep_interval: Duration,
 }
+
+/// Card holds lapse after 7 days at the processor; abandoned sessions are canceled
+/// before that.
+pub const MAX_SESSION_DURATION_LIMIT: Duration = Duration::from_secs(7 * 24 * 3600 - 3600);
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -237,6 +249,11 @@ impl Config {
             db_pool_size,
             db_pool_timeout: duration_var("CURBPAY_DB_POOL_TIMEOUT", "5s")?,
             db_statement_timeout: duration_var("CURBPAY_DB_STATEMENT_TIMEOUT", "10s")?,
+            session_max_duration: session_max_duration(duration_var("CURBPAY_SESSION_MAX_DURATION", "24h")?)?,
+            session_sweep_interval: positive(
+                "CURBPAY_SESSION_SWEEP_INTERVAL",
+                duration_var("CURBPAY_SESSION_SWEEP_INTERVAL", "1m")?,
+            )?,
         })
     }
 
@@ -262,8 +279,24 @@ impl Config {
             db_pool_size: 8,
             db_pool_timeout: Duration::from_secs(5),
             db_statement_timeout: Duration::from_secs(10),
+            session_max_duration: Duration::from_secs(24 * 3600),
+            session_sweep_interval: Duration::from_secs(60),
         }
     }
+}
+
+fn positive(name: &str, value: Duration) -> anyhow::Result<Duration> {
+    anyhow::ensure!(!value.is_zero(), "{name} must be greater than zero");
+    Ok(value)
+}
+
+fn session_max_duration(value: Duration) -> anyhow::Result<Duration> {
+    let value = positive("CURBPAY_SESSION_MAX_DURATION", value)?;
+    anyhow::ensure!(
+        value <= MAX_SESSION_DURATION_LIMIT,
+        "CURBPAY_SESSION_MAX_DURATION must be at most 167h: card holds lapse at the processor after 7 days"
+    );
+    Ok(value)
 }
 
 /// `http://<listen addr>`, with an unspecified address (0.0.0.0) shown as localhost.
@@ -276,6 +309,13 @@ pub fn default_public_url(addr: SocketAddr) -> url::Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_max_duration_stays_below_the_hold_lifetime() {
+        assert!(session_max_duration(Duration::from_secs(24 * 3600)).is_ok());
+        assert!(session_max_duration(Duration::from_secs(7 * 24 * 3600)).is_err());
+        assert!(session_max_duration(Duration::ZERO).is_err());
+    }
 
     #[test]
     fn public_url_defaults_from_the_listen_address() {

@@ -98,7 +98,7 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
         }
     };
     let events = events::EventHub::start(pool.clone(), database_url);
-    Ok(Arc::new(App {
+    let app = Arc::new(App {
         pool,
         processor,
         sandbox,
@@ -109,5 +109,8 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
         state_signer: payments::links::StateSigner::new(&state_secret),
         statements,
         config: Arc::new(config),
-    }))
+    });
+    // Every process sweeps; row locks make each session's cancellation happen once.
+    payments::sweeper::spawn(&app);
+    Ok(app)
 }

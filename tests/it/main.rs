@@ -10,6 +10,7 @@ mod flow;
 mod idempotency;
 mod link_authorization;
 mod loaders;
+mod money;
 mod schema;
 mod scopes;
 mod stripe;

@@ -24,8 +24,10 @@ use stripe_types::Expandable;
 
 use self::client::{CallError, KeyedClient, StripeHttp};
 use super::{
-    AuthorizationRequest, ChargeOutcome, ChargeRequest, CreatedCustomer, IssuedToken, LinkAuthorization, Platform,
-    PlatformAccount, PlatformCredentials, Processor, ProcessorError, ProcessorResult, WebhookEvent,
+    AuthorizationRequest, AuthorizeOutcome, AuthorizeRequest, CaptureRequest, Captured, ChargeOutcome, ChargeRequest,
+    CreatedCustomer, IncrementOutcome, IncrementRequest, IssuedToken, LinkAuthorization, Platform, PlatformAccount,
+    PlatformCredentials, Processor, ProcessorError, ProcessorResult, RefundOutcome, RefundRequest, ReleaseRequest,
+    WebhookEvent,
 };
 use crate::db::DbPool;
 use crate::db::schema::processor_attempts;
@@ -444,6 +446,13 @@ impl StripeProcessor {
     }
 }
 
+/// Holds, captures and refunds are not wired to Stripe's PaymentIntents yet; the flows
+/// that need them refuse up front (`Processor::supports_holds`), so this is never a
+/// half-done money movement.
+fn holds_unsupported() -> ProcessorError {
+    ProcessorError::InvalidRequest("holds and refunds are not available with the Stripe processor yet".to_owned())
+}
+
 #[async_trait]
 impl Processor for StripeProcessor {
     fn name(&self) -> &'static str {
@@ -591,6 +600,26 @@ impl Processor for StripeProcessor {
             }
             Err(err) => Err(err.into()),
         }
+    }
+
+    async fn authorize(&self, _request: &AuthorizeRequest<'_>) -> ProcessorResult<AuthorizeOutcome> {
+        Err(holds_unsupported())
+    }
+
+    async fn increment_authorization(&self, _request: &IncrementRequest<'_>) -> ProcessorResult<IncrementOutcome> {
+        Err(holds_unsupported())
+    }
+
+    async fn capture(&self, _request: &CaptureRequest<'_>) -> ProcessorResult<Captured> {
+        Err(holds_unsupported())
+    }
+
+    async fn release(&self, _request: &ReleaseRequest<'_>) -> ProcessorResult<()> {
+        Err(holds_unsupported())
+    }
+
+    async fn refund(&self, _request: &RefundRequest<'_>) -> ProcessorResult<RefundOutcome> {
+        Err(holds_unsupported())
     }
 
     fn verify_webhook(

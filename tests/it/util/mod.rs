@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
 
+pub mod ledger;
 pub mod node;
 pub mod process;
 pub mod stripe;
