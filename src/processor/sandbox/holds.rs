@@ -96,6 +96,9 @@ async fn finish(conn: &mut AsyncPgConnection, key: &str, result: Result<Reply, T
     }
 }
 
+/// A sandbox token: id, customer, expiry, when it was used.
+type TokenRow = (String, String, DateTime<Utc>, Option<DateTime<Utc>>);
+
 #[derive(Queryable)]
 struct Hold {
     id: String,
@@ -134,21 +137,20 @@ impl SandboxProcessor {
             None => {
                 let result = conn
                     .transaction(async |conn| {
-                        let token: Option<(String, String, DateTime<Utc>, Option<DateTime<Utc>>)> =
-                            sandbox_tokens::table
-                                .find(req.token)
-                                .filter(sandbox_tokens::connected_account_id.eq(req.connected_account_id))
-                                .filter(sandbox_tokens::platform_account_id.eq(&req.platform.account_id))
-                                .select((
-                                    sandbox_tokens::id,
-                                    sandbox_tokens::customer_id,
-                                    sandbox_tokens::expires_at,
-                                    sandbox_tokens::used_at,
-                                ))
-                                .for_update()
-                                .first(conn)
-                                .await
-                                .optional()?;
+                        let token: Option<TokenRow> = sandbox_tokens::table
+                            .find(req.token)
+                            .filter(sandbox_tokens::connected_account_id.eq(req.connected_account_id))
+                            .filter(sandbox_tokens::platform_account_id.eq(&req.platform.account_id))
+                            .select((
+                                sandbox_tokens::id,
+                                sandbox_tokens::customer_id,
+                                sandbox_tokens::expires_at,
+                                sandbox_tokens::used_at,
+                            ))
+                            .for_update()
+                            .first(conn)
+                            .await
+                            .optional()?;
                         let Some((token_id, customer_id, expires_at, used_at)) = token else {
                             return Err(ProcessorError::InvalidRequest(
                                 "no such token on the operator's account".to_owned(),
