@@ -148,7 +148,9 @@ CREATE TABLE payments (
 CREATE INDEX payments_session_idx ON payments (session_id, created_at, id);
 CREATE INDEX payments_pending_idx ON payments (created_at) WHERE status = 'PENDING';
 CREATE UNIQUE INDEX payments_processor_reference ON payments (kind, processor_reference)
-    WHERE kind IN ('REFUND', 'DISPUTE') AND processor_reference IS NOT NULL;
+    WHERE kind IN ('AUTHORIZATION', 'REFUND', 'DISPUTE') AND processor_reference IS NOT NULL;
+-- Webhooks and disputes find captures and charges by the processor's reference.
+CREATE INDEX payments_reference_idx ON payments (processor_reference) WHERE processor_reference IS NOT NULL;
 
 -- Rows are immutable, except a PENDING row's outcome (status, processor reference,
 -- fee, failure, settled time), set once.

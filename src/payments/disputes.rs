@@ -33,7 +33,12 @@ pub async fn check_after_collection(app: &App, ctx: &Context, session: ParkingSe
 /// when no session of curbpay's has that charge. Recording it twice changes nothing.
 pub async fn open(app: &App, dispute: &OpenedDispute) -> ApiResult<Option<ParkingSession>> {
     let mut conn = app.db().await?;
-    conn.transaction(async |conn| {
+    conn.transaction(async |conn| open_in(conn, dispute).await).await
+}
+
+/// `open` inside the caller's transaction (a webhook's, with its dedupe row).
+pub async fn open_in(conn: &mut AsyncPgConnection, dispute: &OpenedDispute) -> ApiResult<Option<ParkingSession>> {
+    {
         let Some(collection) = Payment::find_collection(conn, &dispute.payment_reference).await? else {
             return Ok(None);
         };
@@ -49,17 +54,11 @@ pub async fn open(app: &App, dispute: &OpenedDispute) -> ApiResult<Option<Parkin
         let session = ParkingSession::set_status(conn, session.id, SessionStatus::Disputed).await?;
         tracing::info!(session_id = %session.id, "dispute opened");
         Ok(Some(session))
-    })
-    .await
+    }
 }
 
-/// Records a dispute's outcome; `lost` when the cardholder won it.
-pub async fn close(app: &App, dispute_id: &str, lost: bool) -> ApiResult<Option<ParkingSession>> {
-    let mut conn = app.db().await?;
-    conn.transaction(async |conn| close_in(conn, dispute_id, lost).await).await
-}
-
-async fn close_in(conn: &mut AsyncPgConnection, dispute_id: &str, lost: bool) -> ApiResult<Option<ParkingSession>> {
+/// Records a dispute's outcome (`lost`: the cardholder won it), in the caller's transaction.
+pub async fn close_in(conn: &mut AsyncPgConnection, dispute_id: &str, lost: bool) -> ApiResult<Option<ParkingSession>> {
     let Some(row) = Payment::find_by_reference(conn, PaymentKind::Dispute, dispute_id).await? else {
         return Ok(None);
     };

@@ -345,3 +345,35 @@ pub fn status_after_refunds(session: &ParkingSession) -> SessionStatus {
         SessionStatus::Charged
     }
 }
+
+/// The processor canceled a hold itself (it lapsed): an ACTIVE session is canceled
+/// (`EXPIRED`) and that hold's release recorded as done; other holds of the session are
+/// returned for the caller to release after commit. `None` when curbpay does not know
+/// the hold.
+pub async fn hold_canceled_in(
+    conn: &mut diesel_async::AsyncPgConnection,
+    authorization_id: &str,
+) -> ApiResult<Option<(ParkingSession, Vec<Payment>)>> {
+    let Some(hold) = Payment::find_by_reference(conn, PaymentKind::Authorization, authorization_id).await? else {
+        return Ok(None);
+    };
+    let session = ParkingSession::lock(conn, hold.session_id).await?.ok_or(ApiError::NotFound("parking session"))?;
+    if session.status != SessionStatus::Active {
+        return Ok(Some((session, Vec::new())));
+    }
+    let (session, releases) = cancel_locked(conn, &session, CancelReason::Expired).await?;
+    let mut rest = Vec::new();
+    for release in releases {
+        if release.parent_id == Some(hold.id) {
+            Payment::settle(
+                conn,
+                release.id,
+                Settlement::Succeeded { processor_reference: Some(authorization_id), application_fee: None },
+            )
+            .await?;
+        } else {
+            rest.push(release);
+        }
+    }
+    Ok(Some((session, rest)))
+}

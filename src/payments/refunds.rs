@@ -3,7 +3,7 @@
 //! session's row lock, and the database refuses it anyway (a CHECK on the ledger
 //! totals the payments trigger maintains).
 
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use super::holds::status_after_refunds;
@@ -15,7 +15,9 @@ use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::models::{
     Link, NewPayment, ParkingSession, Payment, PaymentKind, PaymentStatus, Refund, RefundReason, SessionStatus,
+    Settlement,
 };
+use crate::processor::RefundState;
 
 /// What `refundSession` asks for.
 pub struct RefundInput<'a> {
@@ -135,7 +137,37 @@ pub async fn refund(app: &App, principal: &Principal, input: RefundInput<'_>) ->
 /// Brings a refund's status and its session's status in line with its ledger rows.
 pub async fn record_outcome(app: &App, session_id: Uuid, refund_id: Uuid) -> ApiResult<(ParkingSession, Refund)> {
     let mut conn = app.db().await?;
-    conn.transaction(async |conn| {
+    conn.transaction(async |conn| record_outcome_in(conn, session_id, refund_id).await).await
+}
+
+/// A refund the processor decided later (a webhook): settles its ledger row, then its
+/// refund and session, in the caller's transaction. `false` when curbpay does not know it.
+pub async fn settle_from_processor(
+    conn: &mut AsyncPgConnection,
+    processor_refund_id: &str,
+    state: &RefundState,
+) -> ApiResult<bool> {
+    let Some(row) = Payment::find_by_reference(conn, PaymentKind::Refund, processor_refund_id).await? else {
+        return Ok(false);
+    };
+    let settlement = match state {
+        RefundState::Pending => return Ok(true),
+        RefundState::Succeeded => Settlement::Succeeded { processor_reference: None, application_fee: None },
+        RefundState::Failed { message } => Settlement::Failed { code: "refund_failed", decline_code: None, message },
+    };
+    Payment::settle(conn, row.id, settlement).await?;
+    if let Some(refund_id) = row.refund_id {
+        record_outcome_in(conn, row.session_id, refund_id).await?;
+    }
+    Ok(true)
+}
+
+async fn record_outcome_in(
+    conn: &mut AsyncPgConnection,
+    session_id: Uuid,
+    refund_id: Uuid,
+) -> ApiResult<(ParkingSession, Refund)> {
+    {
         let session = ParkingSession::lock(conn, session_id).await?.ok_or(ApiError::NotFound("parking session"))?;
         let refund = Refund::find(conn, refund_id).await?.ok_or(ApiError::NotFound("refund"))?;
         let rows: Vec<Payment> = Payment::for_session(conn, session_id)
@@ -163,6 +195,5 @@ pub async fn record_outcome(app: &App, session_id: Uuid, refund_id: Uuid) -> Api
             _ => session,
         };
         Ok((session, refund))
-    })
-    .await
+    }
 }

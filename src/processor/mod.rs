@@ -232,6 +232,14 @@ pub enum WebhookEvent {
     AccountDeauthorized { event_id: String, connected_account_id: String },
     /// The connected account's capabilities changed.
     AccountUpdated { event_id: String, connected_account_id: String, charges_enabled: bool, payouts_enabled: bool },
+    /// A refund changed state (`refund.updated`, and each refund of `charge.refunded`).
+    RefundUpdated { event_id: String, refund_id: String, state: RefundState },
+    /// A cardholder disputed a charge (`charge.dispute.created`).
+    DisputeCreated { event_id: String, dispute: OpenedDispute },
+    /// A dispute was decided (`charge.dispute.closed`); `lost` when the cardholder won.
+    DisputeClosed { event_id: String, dispute_id: String, lost: bool },
+    /// A hold was canceled at the processor (`payment_intent.canceled`), e.g. it lapsed.
+    AuthorizationCanceled { event_id: String, authorization_id: String },
     /// Anything else, acknowledged and ignored.
     Other { event_id: String, kind: String },
 }

@@ -16,5 +16,6 @@ mod scopes;
 mod stripe;
 mod stripe_double;
 mod stripe_faults;
+mod stripe_money;
 mod subscriptions;
 mod trust;

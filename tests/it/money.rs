@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::util::ledger::{assert_ledger_balanced, count, sql};
 use crate::util::{TestApp, World, code_of, id};
 
-const START_HELD: &str = "mutation($c: ID!, $o: ID!, $k: String!, $z: String!, $p: String!, $a: Int!, $cur: String!) {
+pub(crate) const START_HELD: &str =
+    "mutation($c: ID!, $o: ID!, $k: String!, $z: String!, $p: String!, $a: Int!, $cur: String!) {
   startParkingSession(input: {customerId: $c, operatorId: $o, zone: $z, vehiclePlate: $p, idempotencyKey: $k,
                               hold: {amount: $a, currency: $cur}, expectedEndAt: \"2030-01-01T10:00:00Z\"}) {
     replayed
@@ -21,41 +22,41 @@ const START_HELD: &str = "mutation($c: ID!, $o: ID!, $k: String!, $z: String!, $
   }
 }";
 
-const EXTEND: &str = "mutation($s: ID!, $a: Int!, $k: String!, $e: DateTime) {
+pub(crate) const EXTEND: &str = "mutation($s: ID!, $a: Int!, $k: String!, $e: DateTime) {
   extendParkingSession(input: {sessionId: $s, additionalHold: {amount: $a, currency: \"usd\"}, idempotencyKey: $k, expectedEndAt: $e}) {
     failure { code declineCode message }
     session { status expectedEndAt balance { held { amount } } }
   }
 }";
 
-const END: &str = "mutation($s: ID!, $a: Int!) {
+pub(crate) const END: &str = "mutation($s: ID!, $a: Int!) {
   endParkingSession(input: {sessionId: $s, amount: {amount: $a, currency: \"usd\"}}) { session { status amount { amount } amountSetBy } }
 }";
 
-const CHARGE: &str = "mutation($s: ID!) {
+pub(crate) const CHARGE: &str = "mutation($s: ID!) {
   chargeSession(input: {sessionId: $s}) { succeeded session { status processorChargeId balance { held { amount } captured { amount } capturable { amount } } } }
 }";
 
-const REFUND: &str = "mutation($s: ID!, $a: Int, $k: String!) {
+pub(crate) const REFUND: &str = "mutation($s: ID!, $a: Int, $k: String!) {
   refundSession(input: {sessionId: $s, amount: {amount: $a, currency: \"usd\"}, reason: REQUESTED_BY_CUSTOMER, idempotencyKey: $k}) {
     refund { id amount { amount } reason status }
     session { status balance { captured { amount } refunded { amount } } }
   }
 }";
 
-const REFUND_ALL: &str = "mutation($s: ID!, $k: String!) {
+pub(crate) const REFUND_ALL: &str = "mutation($s: ID!, $k: String!) {
   refundSession(input: {sessionId: $s, reason: OTHER, idempotencyKey: $k}) {
     refund { amount { amount } status } session { status balance { refunded { amount } } }
   }
 }";
 
-const CANCEL: &str = "mutation($s: ID!) {
+pub(crate) const CANCEL: &str = "mutation($s: ID!) {
   cancelParkingSession(input: {sessionId: $s, reason: REQUESTED_BY_CUSTOMER}) {
     session { status cancelReason chargeTokens { status } balance { held { amount } capturable { amount } } }
   }
 }";
 
-const LEDGER: &str = "query($s: ID!) {
+pub(crate) const LEDGER: &str = "query($s: ID!) {
   parkingSession(id: $s) {
     status cancelReason
     balance { held { amount } captured { amount } refunded { amount } capturable { amount } }
@@ -64,7 +65,7 @@ const LEDGER: &str = "query($s: ID!) {
   }
 }";
 
-async fn start_held(t: &TestApp, w: &World, key: &str, plate: &str, amount: i64) -> Value {
+pub(crate) async fn start_held(t: &TestApp, w: &World, key: &str, plate: &str, amount: i64) -> Value {
     t.ok(
         &w.app_token,
         START_HELD,
@@ -74,11 +75,11 @@ async fn start_held(t: &TestApp, w: &World, key: &str, plate: &str, amount: i64)
         .clone()
 }
 
-async fn ledger(t: &TestApp, session: &Value) -> Value {
+pub(crate) async fn ledger(t: &TestApp, session: &Value) -> Value {
     t.ok(&t.admin(), LEDGER, json!({ "s": session })).await["parkingSession"].clone()
 }
 
-fn kinds(ledger: &Value) -> Vec<(String, i64, String)> {
+pub(crate) fn kinds(ledger: &Value) -> Vec<(String, i64, String)> {
     ledger["payments"]
         .as_array()
         .unwrap()
@@ -93,7 +94,7 @@ fn kinds(ledger: &Value) -> Vec<(String, i64, String)> {
         .collect()
 }
 
-fn row(kind: &str, amount: i64, status: &str) -> (String, i64, String) {
+pub(crate) fn row(kind: &str, amount: i64, status: &str) -> (String, i64, String) {
     (kind.to_owned(), amount, status.to_owned())
 }
 
