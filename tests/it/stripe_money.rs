@@ -202,3 +202,42 @@ async fn unknown_outcomes_of_money_calls_are_reconciled_not_repeated() {
     assert_eq!(s.double.objects("refund"), 2);
     assert_ledger_balanced(&s.t).await;
 }
+
+/// The Stripe requests each money mutation makes (method and path, ids elided).
+#[tokio::test]
+async fn stripe_calls_per_money_mutation() {
+    let s = stripe_mode().await;
+    let (w, _) = s.world("tok_visa").await;
+    let calls = |from: usize| -> Vec<String> {
+        s.double.requests()[from..]
+            .iter()
+            .map(|r| {
+                let path: Vec<&str> = r
+                    .path
+                    .split('/')
+                    .map(|p| if ["cus_", "pi_", "ch_", "re_"].iter().any(|x| p.starts_with(x)) { "{id}" } else { p })
+                    .collect();
+                format!("{} {}", r.method, path.join("/"))
+            })
+            .collect()
+    };
+    let mark = s.double.requests().len();
+    let sid = start_held(&s.t, &w, "h-1", "B-CP 123", 1000).await["session"]["id"].clone();
+    assert_eq!(calls(mark), ["GET /v1/customers/{id}", "POST /v1/tokens", "POST /v1/payment_intents"]);
+    let mark = s.double.requests().len();
+    s.t.ok(&w.app_token, EXTEND, json!({ "s": sid, "a": 500, "k": "e-1" })).await;
+    assert_eq!(calls(mark), ["POST /v1/payment_intents/{id}/increment_authorization"]);
+    let mark = s.double.requests().len();
+    s.t.ok(&w.app_token, END, json!({ "s": sid, "a": 1200 })).await;
+    assert!(calls(mark).is_empty());
+    s.t.ok(&w.operator_token, CHARGE, json!({ "s": sid })).await;
+    assert_eq!(calls(mark), ["POST /v1/payment_intents/{id}/capture"]);
+    let mark = s.double.requests().len();
+    s.t.ok(&w.operator_token, REFUND, json!({ "s": sid, "a": 600, "k": "r-1" })).await;
+    assert_eq!(calls(mark), ["POST /v1/refunds"]);
+    let other = start_held(&s.t, &w, "h-2", "OTHER 1", 1000).await["session"]["id"].clone();
+    let mark = s.double.requests().len();
+    s.t.ok(&w.operator_token, CANCEL, json!({ "s": other })).await;
+    assert_eq!(calls(mark), ["POST /v1/payment_intents/{id}/cancel"]);
+    assert_ledger_balanced(&s.t).await;
+}
