@@ -6,8 +6,9 @@
 //! - `GET /health` (one pool checkout, one query);
 //! - `links(first: 50)` with app and operator names over 50 links (loaders batch it),
 //!   plus the SQL statements per request for page sizes 1, 5 and 50;
-//! - `startParkingSession` (unique idempotency keys, a sandbox charge token each) and the
-//!   full start → end → charge cycle;
+//! - `startParkingSession` (unique idempotency keys and plates, a sandbox charge token
+//!   each), the full start → end → charge cycle, and the same cycle for a session with a
+//!   hold (authorize at start, capture at charge);
 //! - charge-token delivery: time from sending `startParkingSession` to the operator's
 //!   `next` message on a `graphql-transport-ws` subscription, sequentially.
 //!
@@ -43,9 +44,14 @@ const SECRET: &str = "bench-secret-bench-secret-bench-secret-01";
 
 const VIEWER: &str = "{ viewer { role } }";
 const LINKS: &str = "query($n: Int!) { links(first: $n) { edges { node { app { name } operator { name } } } } }";
+// One vehicle per session (the key): a vehicle has one ACTIVE session per zone.
 const START: &str = "mutation($c: ID!, $o: ID!, $k: String!) {
-  startParkingSession(input: {customerId: $c, operatorId: $o, zone: \"Z-12\", vehiclePlate: \"B-CP 123\", idempotencyKey: $k}) {
+  startParkingSession(input: {customerId: $c, operatorId: $o, zone: \"Z-12\", vehiclePlate: $k, idempotencyKey: $k}) {
     session { id chargeToken { id } } } }";
+const START_HELD: &str = "mutation($c: ID!, $o: ID!, $k: String!) {
+  startParkingSession(input: {customerId: $c, operatorId: $o, zone: \"Z-12\", vehiclePlate: $k, idempotencyKey: $k,
+                              hold: {amount: 1000, currency: \"usd\"}}) {
+    session { id status } } }";
 const END: &str = "mutation($s: ID!) { endParkingSession(input: {sessionId: $s, amount: {amount: 350, currency: \"usd\"}}) { session { status } } }";
 const CHARGE: &str = "mutation($s: ID!) { chargeSession(input: {sessionId: $s}) { succeeded } }";
 const SUBSCRIBE: &str = "subscription { chargeTokenIssued { cursor chargeToken { id } } }";
@@ -257,6 +263,18 @@ async fn cycle(client: &Client, world: &World, key: String) {
     assert_eq!(charged["chargeSession"]["succeeded"], true, "{charged}");
 }
 
+/// The same cycle with a hold: authorized at start, captured (and the rest released)
+/// at charge.
+async fn held_cycle(client: &Client, world: &World, key: String) {
+    let variables = json!({ "c": world.customer_id, "o": world.operator_id, "k": key });
+    let started = client.gql(&world.app, START_HELD, variables).await;
+    let session = &started["startParkingSession"]["session"];
+    assert_eq!(session["status"], "ACTIVE", "{started}");
+    client.gql(&world.app, END, json!({ "s": session["id"] })).await;
+    let charged = client.gql(&world.operator, CHARGE, json!({ "s": session["id"] })).await;
+    assert_eq!(charged["chargeSession"]["succeeded"], true, "{charged}");
+}
+
 /// SQL statements one `links(first: n)` costs, one request at a time.
 async fn statements_per_page(app: &AppState, client: &Client, world: &World) -> Vec<(u32, u64)> {
     // Let the event hub's writes (which share the pool and the counter) settle first.
@@ -379,12 +397,14 @@ async fn concurrent_rows(client: &Client, world: &World) -> Vec<Row> {
     let links = measure(READS, c, |_| links_page(client, world)).await;
     let starts = measure(STARTS, c, |i| start_only(client, world, i)).await;
     let cycles = measure(CYCLES, c, |i| cycle(client, world, format!("cycle-{i}"))).await;
+    let held = measure(CYCLES, c, |i| held_cycle(client, world, format!("held-{i}"))).await;
     vec![
         row("viewer (baseline)", baseline, 0),
         row("GET /health", health, 0),
         row("links(first: 50) with app and operator names", links, 0),
         row("startParkingSession", starts, 0),
         row("start→end→chargeSession (per cycle)", cycles, 0),
+        row("held start→end→capture (per cycle)", held, 0),
     ]
 }
 

@@ -161,6 +161,14 @@ pub struct Config {
     /// `CURBPAY_SHUTDOWN_TIMEOUT` (default `30s`): after SIGTERM, how long in-flight
     /// requests may take before the process exits regardless.
     pub shutdown_timeout: Duration,
+    /// `CURBPAY_SESSION_MAX_DURATION` (default `24h`): a session still ACTIVE this long
+    /// after it started is canceled by curbpay (reason EXPIRED) and its hold released.
+    /// Must stay below the processor's authorization lifetime (7 days for card holds),
+    /// so a hold is always released by curbpay before it lapses.
+    pub session_max_duration: Duration,
+    /// `CURBPAY_SESSION_SWEEP_INTERVAL` (default `1m`): how often each server process
+    /// looks for such sessions.
+    pub session_sweep_interval: Duration,
     pub events: EventsConfig,
 }
 
@@ -264,6 +272,10 @@ impl EventsConfig {
         })
     }
 }
+
+/// Card holds lapse after 7 days at the processor; abandoned sessions are canceled
+/// before that.
+pub const MAX_SESSION_DURATION_LIMIT: Duration = Duration::from_secs(7 * 24 * 3600 - 3600);
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -420,6 +432,11 @@ impl Config {
                 .transpose()?,
             shutdown_timeout: duration_var("CURBPAY_SHUTDOWN_TIMEOUT", "30s")?,
             events: EventsConfig::from_env()?,
+            session_max_duration: session_max_duration(duration_var("CURBPAY_SESSION_MAX_DURATION", "24h")?)?,
+            session_sweep_interval: positive(
+                duration_var("CURBPAY_SESSION_SWEEP_INTERVAL", "1m")?,
+                "CURBPAY_SESSION_SWEEP_INTERVAL",
+            )?,
         })
     }
 
@@ -460,6 +477,8 @@ impl Config {
             metrics_addr: None,
             shutdown_timeout: Duration::from_secs(30),
             events: EventsConfig::default(),
+            session_max_duration: Duration::from_secs(24 * 3600),
+            session_sweep_interval: Duration::from_secs(60),
         }
     }
 }
@@ -468,6 +487,15 @@ fn positive(value: Duration, name: &str) -> anyhow::Result<Duration> {
     if value.is_zero() {
         bail!("{name} must be longer than zero");
     }
+    Ok(value)
+}
+
+fn session_max_duration(value: Duration) -> anyhow::Result<Duration> {
+    let value = positive(value, "CURBPAY_SESSION_MAX_DURATION")?;
+    anyhow::ensure!(
+        value <= MAX_SESSION_DURATION_LIMIT,
+        "CURBPAY_SESSION_MAX_DURATION must be at most 167h: card holds lapse at the processor after 7 days"
+    );
     Ok(value)
 }
 
@@ -481,6 +509,13 @@ pub fn default_public_url(addr: SocketAddr) -> url::Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_max_duration_stays_below_the_hold_lifetime() {
+        assert!(session_max_duration(Duration::from_secs(24 * 3600)).is_ok());
+        assert!(session_max_duration(Duration::from_secs(7 * 24 * 3600)).is_err());
+        assert!(session_max_duration(Duration::ZERO).is_err());
+    }
 
     #[test]
     fn public_url_defaults_from_the_listen_address() {

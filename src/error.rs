@@ -77,6 +77,10 @@ pub enum ApiError {
     BadUserInput(String),
     #[error("{0}")]
     Conflict(String),
+    /// Another ACTIVE session for the same vehicle in the same zone of the operator;
+    /// says nothing about that session or its app.
+    #[error("a session for this vehicle is already active in this zone")]
+    DuplicateSession,
     /// The processor refused or failed the request; the message is safe to show.
     #[error("{0}")]
     Processor(String),
@@ -106,12 +110,20 @@ impl ApiError {
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::BadUserInput(_) => ErrorCode::BadUserInput,
-            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::Conflict(_) | ApiError::DuplicateSession => ErrorCode::Conflict,
             ApiError::Processor(_) => ErrorCode::ProcessorError,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::LimitExceeded(_) => ErrorCode::LimitExceeded,
+        }
+    }
+
+    /// A machine-readable refinement of the code (`extensions.reason`), when there is one.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            ApiError::DuplicateSession => Some("DUPLICATE_SESSION"),
+            _ => None,
         }
     }
 
@@ -146,6 +158,21 @@ impl From<diesel::result::Error> for ApiError {
         use diesel::result::{DatabaseErrorKind, Error};
         match &err {
             Error::NotFound => ApiError::Internal("row unexpectedly missing".into()),
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+                if info.constraint_name() == Some("parking_sessions_one_active_per_vehicle") =>
+            {
+                ApiError::DuplicateSession
+            }
+            Error::DatabaseError(DatabaseErrorKind::CheckViolation, info)
+                if info.constraint_name() == Some("parking_sessions_refunded_le_captured") =>
+            {
+                ApiError::Conflict("the refund exceeds what is left to refund".into())
+            }
+            Error::DatabaseError(DatabaseErrorKind::CheckViolation, info)
+                if info.constraint_name() == Some("parking_sessions_captured_le_held") =>
+            {
+                ApiError::Conflict("the capture exceeds the session's hold".into())
+            }
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => ApiError::Unavailable(err.to_string()),
             Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => ApiError::Unavailable(err.to_string()),
             Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
@@ -176,6 +203,7 @@ mod tests {
             (ApiError::NotFound("link"), "NOT_FOUND"),
             (ApiError::BadUserInput("x".into()), "BAD_USER_INPUT"),
             (ApiError::Conflict("x".into()), "CONFLICT"),
+            (ApiError::DuplicateSession, "CONFLICT"),
             (ApiError::Processor("x".into()), "PROCESSOR_ERROR"),
             (ApiError::Unavailable("x".into()), "UNAVAILABLE"),
             (ApiError::Internal("x".into()), "INTERNAL"),

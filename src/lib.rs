@@ -143,5 +143,7 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
         config: Arc::new(config),
     });
     webhooks::worker::start(app.clone())?;
+    // Every process sweeps; row locks make each session's cancellation happen once.
+    payments::sweeper::spawn(&app);
     Ok(app)
 }

@@ -93,6 +93,7 @@ diesel::table! {
         charges_enabled -> Nullable<Bool>,
         payouts_enabled -> Nullable<Bool>,
         held_account_id -> Nullable<Text>,
+        app_may_refund -> Bool,
     }
 }
 
@@ -129,6 +130,39 @@ diesel::table! {
         failure_message -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        expected_end_at -> Nullable<Timestamptz>,
+        hold_currency -> Nullable<Text>,
+        hold_incremental -> Nullable<Bool>,
+        amount_set_by -> Nullable<Text>,
+        cancel_reason -> Nullable<Text>,
+        held_amount -> Int8,
+        captured_amount -> Int8,
+        released_amount -> Int8,
+        refunded_amount -> Int8,
+        refund_pending_amount -> Int8,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Uuid,
+        session_id -> Uuid,
+        kind -> Text,
+        amount -> Int8,
+        currency -> Text,
+        status -> Text,
+        parent_id -> Nullable<Uuid>,
+        refund_id -> Nullable<Uuid>,
+        processor_reference -> Nullable<Text>,
+        application_fee -> Nullable<Int8>,
+        failure_code -> Nullable<Text>,
+        failure_decline_code -> Nullable<Text>,
+        failure_message -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        request_key -> Nullable<Text>,
+        expected_end_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        settled_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -136,6 +170,20 @@ diesel::table! {
     processor_attempts (scope) {
         scope -> Text,
         attempt -> Int4,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> Uuid,
+        session_id -> Uuid,
+        amount -> Int8,
+        currency -> Text,
+        reason -> Text,
+        status -> Text,
+        idempotency_key -> Text,
+        created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }
 }
@@ -159,6 +207,23 @@ diesel::table! {
         used_at -> Nullable<Timestamptz>,
         link_id -> Nullable<Uuid>,
         operator_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    sandbox_authorizations (id) {
+        id -> Text,
+        connected_account_id -> Text,
+        token_id -> Text,
+        test_token -> Text,
+        amount -> Int8,
+        amount_captured -> Int8,
+        currency -> Text,
+        application_fee -> Nullable<Int8>,
+        status -> Text,
+        incremental -> Bool,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
     }
 }
 
@@ -203,6 +268,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    sandbox_refunds (id) {
+        id -> Text,
+        payment_ref -> Text,
+        amount -> Int8,
+        application_fee_refunded -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sandbox_replies (idempotency_key) {
+        idempotency_key -> Text,
+        operation -> Text,
+        reply -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     sandbox_tokens (id) {
         id -> Text,
         platform_account_id -> Text,
@@ -211,6 +295,17 @@ diesel::table! {
         idempotency_key -> Text,
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    session_amount_changes (id) {
+        id -> Uuid,
+        session_id -> Uuid,
+        amount -> Int8,
+        currency -> Text,
+        set_by -> Text,
         created_at -> Timestamptz,
     }
 }
@@ -284,12 +379,18 @@ diesel::joinable!(link_events -> operators (operator_id));
 diesel::joinable!(links -> apps (app_id));
 diesel::joinable!(links -> operators (operator_id));
 diesel::joinable!(parking_sessions -> apps (app_id));
+diesel::joinable!(payments -> parking_sessions (session_id));
+diesel::joinable!(payments -> refunds (refund_id));
+diesel::joinable!(refunds -> parking_sessions (session_id));
 diesel::joinable!(parking_sessions -> customers (customer_id));
 diesel::joinable!(parking_sessions -> links (link_id));
 diesel::joinable!(parking_sessions -> operators (operator_id));
 diesel::joinable!(sandbox_charges -> sandbox_accounts (connected_account_id));
 diesel::joinable!(sandbox_charges -> sandbox_tokens (token_id));
+diesel::joinable!(sandbox_authorizations -> sandbox_accounts (connected_account_id));
+diesel::joinable!(sandbox_authorizations -> sandbox_tokens (token_id));
 diesel::joinable!(sandbox_customers -> sandbox_accounts (account_id));
+diesel::joinable!(session_amount_changes -> parking_sessions (session_id));
 diesel::joinable!(sandbox_tokens -> sandbox_customers (customer_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 diesel::joinable!(webhook_attempts -> webhook_endpoints (endpoint_id));
@@ -308,13 +409,19 @@ diesel::allow_tables_to_appear_in_same_query!(
     links,
     operators,
     parking_sessions,
+    payments,
     processor_attempts,
+    refunds,
     sandbox_accounts,
+    sandbox_authorizations,
     sandbox_authorization_codes,
     sandbox_charges,
     sandbox_connections,
     sandbox_customers,
+    sandbox_refunds,
+    sandbox_replies,
     sandbox_tokens,
+    session_amount_changes,
     webhook_attempts,
     webhook_deliveries,
     webhook_endpoints,

@@ -124,8 +124,12 @@ pub(crate) fn classify(err: &mut ServerError) {
         if matches!(code, ErrorCode::Internal | ErrorCode::Unavailable) {
             tracing::error!(error = %api, path = ?err.path, "request failed");
         }
+        let reason = api.reason();
         err.message = message;
         set_code(err, code);
+        if let Some(reason) = reason {
+            err.extensions.get_or_insert_with(Default::default).set("reason", reason);
+        }
         return;
     }
     // Without a path the error came before execution: the document or its variables

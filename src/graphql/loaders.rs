@@ -107,6 +107,42 @@ impl Loader<Uuid> for SessionTokensLoader {
     }
 }
 
+/// A session's ledger rows, oldest first.
+pub struct SessionPaymentsLoader(pub AppState);
+
+impl Loader<Uuid> for SessionPaymentsLoader {
+    type Value = Vec<models::Payment>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<models::Payment>>, LoadError> {
+        let mut conn = self.0.db().await?;
+        let rows = models::Payment::for_sessions(&mut conn, keys).await.map_err(crate::error::ApiError::from)?;
+        let mut by_session: HashMap<Uuid, Vec<models::Payment>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+        for row in rows {
+            by_session.entry(row.session_id).or_default().push(row);
+        }
+        Ok(by_session)
+    }
+}
+
+/// A session's refunds, oldest first.
+pub struct SessionRefundsLoader(pub AppState);
+
+impl Loader<Uuid> for SessionRefundsLoader {
+    type Value = Vec<models::Refund>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<models::Refund>>, LoadError> {
+        let mut conn = self.0.db().await?;
+        let rows = models::Refund::for_sessions(&mut conn, keys).await.map_err(crate::error::ApiError::from)?;
+        let mut by_session: HashMap<Uuid, Vec<models::Refund>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+        for row in rows {
+            by_session.entry(row.session_id).or_default().push(row);
+        }
+        Ok(by_session)
+    }
+}
+
 /// Whose capability reports to combine for one operator (see
 /// `policy::capability_reporters`): all its active links, or one app's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,6 +184,8 @@ pub struct Loaders {
     pub customers: DataLoader<CustomerLoader>,
     pub sessions: DataLoader<SessionLoader>,
     pub session_tokens: DataLoader<SessionTokensLoader>,
+    pub session_payments: DataLoader<SessionPaymentsLoader>,
+    pub session_refunds: DataLoader<SessionRefundsLoader>,
     pub capabilities: DataLoader<CapabilitiesLoader>,
 }
 
@@ -164,6 +202,8 @@ impl Loaders {
             customers: loader(CustomerLoader(app.clone())),
             sessions: loader(SessionLoader(app.clone())),
             session_tokens: loader(SessionTokensLoader(app.clone())),
+            session_payments: loader(SessionPaymentsLoader(app.clone())),
+            session_refunds: loader(SessionRefundsLoader(app.clone())),
             capabilities: loader(CapabilitiesLoader(app.clone())),
         }
     }

@@ -3,12 +3,15 @@
 
 use async_graphql::{Context, ID, InputObject, MergedObject, Object, SimpleObject};
 
-use super::types::{App, ChargeToken, Customer, Link, MoneyInput, Operator, ParkingSession, PaymentFailure};
+use super::types::{
+    App, CancelReason, ChargeToken, Customer, Link, MoneyInput, Operator, ParkingSession, PaymentFailure, Refund,
+    RefundReason,
+};
 use super::{app, parse_id, principal};
 use crate::models::SessionStatus;
 use crate::payments::money::Money;
 use crate::payments::sessions::StartSession;
-use crate::payments::{customers, links, parties, sessions, tokens};
+use crate::payments::{customers, holds, links, parties, refunds, sessions, tokens};
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
@@ -162,6 +165,22 @@ pub struct UnlinkOperatorPayload {
     pub link: Link,
 }
 
+/// Input of `updateLink`.
+#[derive(InputObject)]
+pub struct UpdateLinkInput {
+    /// The link to change.
+    pub link_id: ID,
+    /// Whether the app may refund the link's sessions; omitted: unchanged.
+    pub app_may_refund: Option<bool>,
+}
+
+/// Result of `updateLink`.
+#[derive(SimpleObject)]
+pub struct UpdateLinkPayload {
+    /// The link as changed.
+    pub link: Link,
+}
+
 #[derive(Default)]
 pub struct LinkMutation;
 
@@ -209,6 +228,13 @@ impl LinkMutation {
         let link_id = parse_id("linkId", &input.link_id)?;
         let link = links::accept_held_account(app(ctx), principal(ctx)?, link_id).await?;
         Ok(AcceptLinkAccountPayload { link: Link(link) })
+    }
+
+    /// Changes a link's settings. The link's operator or an admin (`FORBIDDEN` for the app).
+    async fn update_link(&self, ctx: &Context<'_>, input: UpdateLinkInput) -> async_graphql::Result<UpdateLinkPayload> {
+        let link_id = parse_id("linkId", &input.link_id)?;
+        let link = links::update_link(app(ctx), principal(ctx)?, link_id, input.app_may_refund).await?;
+        Ok(UpdateLinkPayload { link: Link(link) })
     }
 
     /// Revokes a link at the processor and here; its outstanding charge tokens become
@@ -275,12 +301,19 @@ pub struct StartParkingSessionInput {
     /// The app's key for this request (1–255 characters): a retry with the same key
     /// returns the same session; the same key with different input is a CONFLICT.
     pub idempotency_key: String,
+    /// An amount to authorize on the card before the session becomes `ACTIVE`. A
+    /// refused hold is a result: the session comes back `DECLINED` with `failure`.
+    /// Without it, the operator receives a usable charge token as before.
+    pub hold: Option<MoneyInput>,
+    /// When the app expects parking to end.
+    pub expected_end_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Result of `startParkingSession`.
 #[derive(SimpleObject)]
 pub struct StartParkingSessionPayload {
-    /// The session, `ACTIVE`; the operator has received its charge token.
+    /// The session, `ACTIVE` (the operator has received its charge token), or
+    /// `DECLINED` when its hold was refused (`session.failure` says why).
     pub session: ParkingSession,
     /// True when this answers an earlier request with the same idempotency key.
     pub replayed: bool,
@@ -318,6 +351,68 @@ pub struct ChargeSessionPayload {
     pub succeeded: bool,
     /// Why not, when the charge failed.
     pub failure: Option<PaymentFailure>,
+}
+
+/// Input of `extendParkingSession`.
+#[derive(InputObject)]
+pub struct ExtendParkingSessionInput {
+    /// The `ACTIVE` held session.
+    pub session_id: ID,
+    /// The new expected end.
+    pub expected_end_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// How much to add to the hold, in its currency.
+    pub additional_hold: MoneyInput,
+    /// The app's key for this request: the same key returns the same result; the same
+    /// key with other input is a CONFLICT.
+    pub idempotency_key: String,
+}
+
+/// Result of `extendParkingSession`. A declined extension is a result, not an error.
+#[derive(SimpleObject)]
+pub struct ExtendParkingSessionPayload {
+    /// The session, still `ACTIVE`; its hold raised unless the extension was declined.
+    pub session: ParkingSession,
+    /// Why the extension was declined (the session keeps its old hold).
+    pub failure: Option<PaymentFailure>,
+}
+
+/// Input of `cancelParkingSession`.
+#[derive(InputObject)]
+pub struct CancelParkingSessionInput {
+    /// The `ACTIVE` session to cancel.
+    pub session_id: ID,
+    /// Why (`EXPIRED` is curbpay's own and refused here).
+    pub reason: CancelReason,
+}
+
+/// Result of `cancelParkingSession`.
+#[derive(SimpleObject)]
+pub struct CancelParkingSessionPayload {
+    /// The session, `CANCELED`.
+    pub session: ParkingSession,
+}
+
+/// Input of `refundSession`.
+#[derive(InputObject)]
+pub struct RefundSessionInput {
+    /// The charged session.
+    pub session_id: ID,
+    /// How much to return, in the session's currency; omitted: everything not yet refunded.
+    pub amount: Option<MoneyInput>,
+    /// Why.
+    pub reason: RefundReason,
+    /// The caller's key for this refund: the same key returns the same refund; the
+    /// same key with other input is a CONFLICT.
+    pub idempotency_key: String,
+}
+
+/// Result of `refundSession`.
+#[derive(SimpleObject)]
+pub struct RefundSessionPayload {
+    /// The session, `PARTIALLY_REFUNDED` or `REFUNDED` once the refund succeeded.
+    pub session: ParkingSession,
+    /// The refund.
+    pub refund: Refund,
 }
 
 /// Input of `reissueChargeToken`.
@@ -369,6 +464,8 @@ impl SessionMutation {
                 zone: &input.zone,
                 vehicle_plate: &input.vehicle_plate,
                 idempotency_key: &input.idempotency_key,
+                hold: input.hold.map(|h| Money::parse(h.amount.into(), &h.currency)).transpose()?,
+                expected_end_at: input.expected_end_at,
             },
         )
         .await?;
@@ -404,6 +501,75 @@ impl SessionMutation {
             message: session.failure_message.clone().unwrap_or_default(),
         });
         Ok(ChargeSessionPayload { session: ParkingSession(session), succeeded, failure })
+    }
+
+    /// Raises an `ACTIVE` held session's hold and moves its expected end. The session's
+    /// app. In place where the card allows it (incremental authorization), otherwise a
+    /// second hold for the difference.
+    async fn extend_parking_session(
+        &self,
+        ctx: &Context<'_>,
+        input: ExtendParkingSessionInput,
+    ) -> async_graphql::Result<ExtendParkingSessionPayload> {
+        let session_id = parse_id("sessionId", &input.session_id)?;
+        let additional = Money::parse(input.additional_hold.amount.into(), &input.additional_hold.currency)?;
+        let (session, row) = holds::extend(
+            app(ctx),
+            principal(ctx)?,
+            holds::Extend {
+                session_id,
+                expected_end_at: input.expected_end_at,
+                additional,
+                idempotency_key: &input.idempotency_key,
+            },
+        )
+        .await?;
+        let failure = row.failure_code.clone().map(|code| PaymentFailure {
+            code,
+            decline_code: row.failure_decline_code.clone(),
+            message: row.failure_message.clone().unwrap_or_default(),
+        });
+        Ok(ExtendParkingSessionPayload { session: ParkingSession(session), failure })
+    }
+
+    /// Cancels an `ACTIVE` session: its charge tokens become `VOIDED`, its hold is
+    /// released, nothing is charged. The session's app or operator (or admin).
+    async fn cancel_parking_session(
+        &self,
+        ctx: &Context<'_>,
+        input: CancelParkingSessionInput,
+    ) -> async_graphql::Result<CancelParkingSessionPayload> {
+        let session_id = parse_id("sessionId", &input.session_id)?;
+        let reason: crate::models::CancelReason = input.reason.into();
+        if reason == crate::models::CancelReason::Expired {
+            return Err(crate::error::ApiError::bad_input("EXPIRED is set by curbpay only").into());
+        }
+        let session = holds::cancel(app(ctx), principal(ctx)?, session_id, reason).await?;
+        Ok(CancelParkingSessionPayload { session: ParkingSession(session) })
+    }
+
+    /// Returns (part of) a charged session's money to the card; the app's fee goes back
+    /// in proportion. The session's operator or an admin, and its app when the link
+    /// allows it (`Link.appMayRefund`).
+    async fn refund_session(
+        &self,
+        ctx: &Context<'_>,
+        input: RefundSessionInput,
+    ) -> async_graphql::Result<RefundSessionPayload> {
+        let session_id = parse_id("sessionId", &input.session_id)?;
+        let amount = input.amount.map(|m| Money::parse(m.amount.into(), &m.currency)).transpose()?;
+        let (session, refund) = refunds::refund(
+            app(ctx),
+            principal(ctx)?,
+            refunds::RefundInput {
+                session_id,
+                amount,
+                reason: input.reason.into(),
+                idempotency_key: &input.idempotency_key,
+            },
+        )
+        .await?;
+        Ok(RefundSessionPayload { session: ParkingSession(session), refund: Refund(refund) })
     }
 
     /// Issues a fresh charge token when the session's last one expired or was voided.

@@ -17,6 +17,7 @@ text_enum! {
         Pending = "PENDING",
         Issued = "ISSUED",
         Acknowledged = "ACKNOWLEDGED",
+        Held = "HELD",
         Consumed = "CONSUMED",
         Expired = "EXPIRED",
         Voided = "VOIDED",
@@ -217,6 +218,56 @@ impl ChargeToken {
                 .filter(charge_tokens::expires_at.le(diesel::dsl::now)),
         )
         .set(charge_tokens::status.eq(ChargeTokenStatus::Expired))
+        .execute(conn)
+        .await
+    }
+
+    /// PENDING → HELD: the token was spent on the session's hold; it is delivered to
+    /// the operator (with a cursor) but cannot be charged.
+    pub async fn mark_held(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        token: &str,
+        cursor: i64,
+        expires_at: DateTime<Utc>,
+    ) -> QueryResult<Option<ChargeToken>> {
+        diesel::update(charge_tokens::table.find(id).filter(charge_tokens::status.eq(ChargeTokenStatus::Pending)))
+            .set((
+                charge_tokens::status.eq(ChargeTokenStatus::Held),
+                charge_tokens::token.eq(token),
+                charge_tokens::cursor.eq(cursor),
+                charge_tokens::issued_at.eq(diesel::dsl::now),
+                charge_tokens::expires_at.eq(expires_at),
+            ))
+            .returning(ChargeToken::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    }
+
+    /// The token spent on the session's hold, if any.
+    pub async fn held_for_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<Option<ChargeToken>> {
+        charge_tokens::table
+            .filter(charge_tokens::session_id.eq(session_id))
+            .filter(charge_tokens::status.eq(ChargeTokenStatus::Held))
+            .select(ChargeToken::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// Voids the session's outstanding and held tokens (the session was canceled or
+    /// its hold declined).
+    pub async fn void_for_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<usize> {
+        diesel::update(charge_tokens::table.filter(charge_tokens::session_id.eq(session_id)).filter(
+            charge_tokens::status.eq_any([
+                ChargeTokenStatus::Pending,
+                ChargeTokenStatus::Issued,
+                ChargeTokenStatus::Acknowledged,
+                ChargeTokenStatus::Held,
+            ]),
+        ))
+        .set((charge_tokens::status.eq(ChargeTokenStatus::Voided), charge_tokens::voided_at.eq(diesel::dsl::now)))
         .execute(conn)
         .await
     }

@@ -37,6 +37,8 @@ pub struct Link {
     /// A processor account an authorization yielded that is not the operator's known
     /// one; the link stays PENDING until an admin accepts it.
     pub held_account_id: Option<String>,
+    /// Whether the app may refund the link's sessions (set by the operator or an admin).
+    pub app_may_refund: bool,
 }
 
 /// What the processor last reported on one active link (see `Link::capabilities`).
@@ -71,6 +73,15 @@ fn filtered(filter: LinkFilter) -> links::BoxedQuery<'static, diesel::pg::Pg> {
 }
 
 impl Link {
+    /// Sets whether the link's app may refund its sessions.
+    pub async fn set_app_may_refund(conn: &mut AsyncPgConnection, id: Uuid, allowed: bool) -> QueryResult<Link> {
+        diesel::update(links::table.find(id))
+            .set((links::app_may_refund.eq(allowed), links::updated_at.eq(diesel::dsl::now)))
+            .returning(Link::as_returning())
+            .get_result(conn)
+            .await
+    }
+
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Link>> {
         links::table.find(id).select(Link::as_select()).first(conn).await.optional()
     }

@@ -9,6 +9,8 @@ pub mod link_events;
 pub mod links;
 pub mod operators;
 pub mod parking_sessions;
+pub mod payments;
+pub mod refunds;
 pub mod webhooks;
 
 pub use apps::App;
@@ -17,7 +19,9 @@ pub use customers::Customer;
 pub use link_events::LinkEvent;
 pub use links::{Link, LinkStatus};
 pub use operators::Operator;
-pub use parking_sessions::{ParkingSession, SessionStatus};
+pub use parking_sessions::{AmountSetBy, CancelReason, ParkingSession, SessionStatus};
+pub use payments::{NewPayment, Payment, PaymentKind, PaymentStatus, Settlement};
+pub use refunds::{Refund, RefundReason};
 
 /// A page request: rows after `after` (by id, which is time-ordered), at most `limit`.
 #[derive(Debug, Clone, Copy)]

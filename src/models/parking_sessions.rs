@@ -1,5 +1,8 @@
 //! `parking_sessions`: an end user parking at an operator, paid through the app's
-//! customer. ACTIVE → ENDED (with an amount) → CHARGED or PAYMENT_FAILED.
+//! customer. ACTIVE → ENDED (with an amount) → CHARGED or PAYMENT_FAILED; with a hold,
+//! AUTHORIZING → ACTIVE or DECLINED first; CANCELED, refunds and disputes after (the
+//! README's state diagram has every transition). The money totals are kept by the
+//! database from the `payments` ledger: code here never writes them.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -12,10 +15,35 @@ use crate::db::schema::parking_sessions;
 text_enum! {
     /// The state of a parking session.
     SessionStatus {
+        Authorizing = "AUTHORIZING",
         Active = "ACTIVE",
+        Declined = "DECLINED",
         Ended = "ENDED",
         Charged = "CHARGED",
         PaymentFailed = "PAYMENT_FAILED",
+        Canceled = "CANCELED",
+        PartiallyRefunded = "PARTIALLY_REFUNDED",
+        Refunded = "REFUNDED",
+        Disputed = "DISPUTED",
+    }
+}
+
+text_enum! {
+    /// Who set a session's amount.
+    AmountSetBy {
+        App = "APP",
+        Operator = "OPERATOR",
+        Admin = "ADMIN",
+    }
+}
+
+text_enum! {
+    /// Why a session was canceled (`EXPIRED`: by curbpay, after the maximum duration).
+    CancelReason {
+        RequestedByCustomer = "REQUESTED_BY_CUSTOMER",
+        Duplicate = "DUPLICATE",
+        Other = "OTHER",
+        Expired = "EXPIRED",
     }
 }
 
@@ -42,6 +70,30 @@ pub struct ParkingSession {
     pub failure_message: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub expected_end_at: Option<DateTime<Utc>>,
+    /// The hold's currency; `None` for a session without a hold.
+    pub hold_currency: Option<String>,
+    pub hold_incremental: Option<bool>,
+    pub amount_set_by: Option<AmountSetBy>,
+    pub cancel_reason: Option<CancelReason>,
+    /// Ledger totals (minor units), maintained by the database.
+    pub held_amount: i64,
+    pub captured_amount: i64,
+    pub released_amount: i64,
+    pub refunded_amount: i64,
+    pub refund_pending_amount: i64,
+}
+
+impl ParkingSession {
+    /// Whether the session's money moves through a hold.
+    pub fn has_hold(&self) -> bool {
+        self.hold_currency.is_some()
+    }
+
+    /// The currency of the session's money, once known.
+    pub fn money_currency(&self) -> Option<&str> {
+        self.hold_currency.as_deref().or(self.currency.as_deref())
+    }
 }
 
 #[derive(Debug, Insertable)]
@@ -56,6 +108,8 @@ pub struct NewParkingSession<'a> {
     pub vehicle_plate: &'a str,
     pub status: SessionStatus,
     pub idempotency_key: &'a str,
+    pub expected_end_at: Option<DateTime<Utc>>,
+    pub hold_currency: Option<&'a str>,
 }
 
 impl NewParkingSession<'_> {
@@ -151,12 +205,13 @@ impl ParkingSession {
         filtered(filter).count().get_result(conn).await
     }
 
-    /// ACTIVE → ENDED with the amount owed.
+    /// ACTIVE → ENDED with the amount owed, and who set it.
     pub async fn end(
         conn: &mut AsyncPgConnection,
         id: Uuid,
         amount: i64,
         currency: &str,
+        set_by: AmountSetBy,
     ) -> QueryResult<ParkingSession> {
         diesel::update(parking_sessions::table.find(id).filter(parking_sessions::status.eq(SessionStatus::Active)))
             .set((
@@ -164,10 +219,130 @@ impl ParkingSession {
                 parking_sessions::ended_at.eq(diesel::dsl::now),
                 parking_sessions::amount.eq(amount),
                 parking_sessions::currency.eq(currency),
+                parking_sessions::amount_set_by.eq(set_by),
                 parking_sessions::updated_at.eq(diesel::dsl::now),
             ))
             .returning(ParkingSession::as_returning())
             .get_result(conn)
+            .await
+    }
+
+    /// An ENDED (not yet charged) session's amount replaced.
+    pub async fn replace_amount(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        amount: i64,
+        set_by: AmountSetBy,
+    ) -> QueryResult<ParkingSession> {
+        diesel::update(parking_sessions::table.find(id).filter(parking_sessions::status.eq(SessionStatus::Ended)))
+            .set((
+                parking_sessions::amount.eq(amount),
+                parking_sessions::amount_set_by.eq(set_by),
+                parking_sessions::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(ParkingSession::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// Moves a session to a status no other column depends on (ACTIVE after its hold,
+    /// ENDED from the charged family never: see the CHECKs).
+    pub async fn set_status(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        status: SessionStatus,
+    ) -> QueryResult<ParkingSession> {
+        diesel::update(parking_sessions::table.find(id))
+            .set((parking_sessions::status.eq(status), parking_sessions::updated_at.eq(diesel::dsl::now)))
+            .returning(ParkingSession::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// AUTHORIZING → ACTIVE, remembering whether the hold can grow in place.
+    pub async fn activate_hold(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        incremental: bool,
+    ) -> QueryResult<ParkingSession> {
+        diesel::update(parking_sessions::table.find(id).filter(parking_sessions::status.eq(SessionStatus::Authorizing)))
+            .set((
+                parking_sessions::status.eq(SessionStatus::Active),
+                parking_sessions::hold_incremental.eq(incremental),
+                parking_sessions::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(ParkingSession::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// AUTHORIZING → DECLINED with the processor's reason.
+    pub async fn decline(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        code: &str,
+        decline_code: Option<&str>,
+        message: &str,
+    ) -> QueryResult<ParkingSession> {
+        diesel::update(parking_sessions::table.find(id).filter(parking_sessions::status.eq(SessionStatus::Authorizing)))
+            .set((
+                parking_sessions::status.eq(SessionStatus::Declined),
+                parking_sessions::ended_at.eq(diesel::dsl::now),
+                parking_sessions::failure_code.eq(code),
+                parking_sessions::failure_decline_code.eq(decline_code),
+                parking_sessions::failure_message.eq(message),
+                parking_sessions::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(ParkingSession::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// ACTIVE → CANCELED.
+    pub async fn cancel(conn: &mut AsyncPgConnection, id: Uuid, reason: CancelReason) -> QueryResult<ParkingSession> {
+        diesel::update(parking_sessions::table.find(id).filter(parking_sessions::status.eq(SessionStatus::Active)))
+            .set((
+                parking_sessions::status.eq(SessionStatus::Canceled),
+                parking_sessions::cancel_reason.eq(reason),
+                parking_sessions::ended_at.eq(diesel::dsl::now),
+                parking_sessions::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(ParkingSession::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// Moves the expected end (an extension succeeded).
+    pub async fn set_expected_end(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        expected_end_at: Option<DateTime<Utc>>,
+    ) -> QueryResult<usize> {
+        diesel::update(parking_sessions::table.find(id))
+            .set((
+                parking_sessions::expected_end_at.eq(expected_end_at),
+                parking_sessions::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await
+    }
+
+    /// ACTIVE sessions started before `cutoff`, locked for the caller; rows another
+    /// process holds are skipped, so each is acted on exactly once.
+    pub async fn lock_abandoned(
+        conn: &mut AsyncPgConnection,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> QueryResult<Vec<ParkingSession>> {
+        parking_sessions::table
+            .filter(parking_sessions::status.eq(SessionStatus::Active))
+            .filter(parking_sessions::started_at.lt(cutoff))
+            .select(ParkingSession::as_select())
+            .order(parking_sessions::started_at.asc())
+            .limit(limit)
+            .for_update()
+            .skip_locked()
+            .load(conn)
             .await
     }
 
@@ -208,4 +383,25 @@ impl ParkingSession {
         };
         query.optional()
     }
+}
+
+/// Records who set a session's amount to what (every end and every replacement).
+pub async fn record_amount_change(
+    conn: &mut AsyncPgConnection,
+    session_id: Uuid,
+    amount: i64,
+    currency: &str,
+    set_by: AmountSetBy,
+) -> QueryResult<usize> {
+    use crate::db::schema::session_amount_changes as changes;
+    diesel::insert_into(changes::table)
+        .values((
+            changes::id.eq(Uuid::now_v7()),
+            changes::session_id.eq(session_id),
+            changes::amount.eq(amount),
+            changes::currency.eq(currency),
+            changes::set_by.eq(set_by),
+        ))
+        .execute(conn)
+        .await
 }

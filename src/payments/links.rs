@@ -374,3 +374,29 @@ pub(crate) fn announce(app: &App, link: &Link) {
     app.events.publish(Topic::AllLinks);
     super::event_log::announce_audience(app, Some(link.app_id), Some(link.operator_id));
 }
+
+/// `updateLink`: settings of a link only its operator (or an admin) changes, such as
+/// whether the app may refund the link's sessions.
+pub async fn update_link(
+    app: &App,
+    principal: &Principal,
+    link_id: Uuid,
+    app_may_refund: Option<bool>,
+) -> ApiResult<Link> {
+    let mut conn = app.db().await?;
+    let link = Link::find(&mut conn, link_id)
+        .await?
+        .filter(|l| policy::may_see_link(principal, l))
+        .ok_or(ApiError::NotFound("link"))?;
+    if !policy::may_authorize_link(principal, &link) {
+        return Err(ApiError::forbidden("only the link's operator or an admin may change the link"));
+    }
+    let link = match app_may_refund {
+        Some(allowed) if allowed != link.app_may_refund => {
+            Link::set_app_may_refund(&mut conn, link.id, allowed).await?
+        }
+        _ => link,
+    };
+    tracing::info!(link_id = %link.id, app_may_refund = link.app_may_refund, "link updated");
+    Ok(link)
+}

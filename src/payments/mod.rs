@@ -4,12 +4,17 @@
 //! nothing of GraphQL or HTTP.
 
 pub mod customers;
+pub mod disputes;
 pub mod event_log;
+pub mod holds;
+pub mod ledger;
 pub mod links;
 pub mod money;
 pub mod parties;
 pub mod policy;
+pub mod refunds;
 pub mod sessions;
+pub mod sweeper;
 pub mod tokens;
 pub mod webhook_endpoints;
 pub mod webhooks;

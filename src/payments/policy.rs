@@ -165,6 +165,7 @@ mod tests {
             charges_enabled: None,
             payouts_enabled: None,
             held_account_id: None,
+            app_may_refund: false,
         };
         assert!(may_authorize_link(&principal(Role::Operator(operator)), &link));
         assert!(may_authorize_link(&principal(Role::Admin), &link));

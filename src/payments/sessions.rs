@@ -1,5 +1,5 @@
-//! Parking sessions: start (with the operator's charge token), end with an amount, and
-//! charge the operator's token.
+//! Parking sessions: start (with the operator's charge token, and optionally a hold),
+//! end with an amount, and charge: the operator's token, or a capture from the hold.
 
 use uuid::Uuid;
 
@@ -9,8 +9,11 @@ use super::{policy, required_text, tokens};
 use crate::app::App;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiResult};
-use crate::models::parking_sessions::{ChargeRecord, NewParkingSession};
-use crate::models::{self, ChargeToken, ChargeTokenStatus, Customer, Link, LinkStatus, ParkingSession, SessionStatus};
+use crate::models::parking_sessions::{ChargeRecord, NewParkingSession, record_amount_change};
+use crate::models::{
+    self, AmountSetBy, ChargeToken, ChargeTokenStatus, Customer, Link, LinkStatus, NewPayment, ParkingSession, Payment,
+    PaymentKind, SessionStatus, Settlement,
+};
 use crate::processor::{ChargeOutcome, ChargeRequest};
 use diesel_async::AsyncConnection;
 
@@ -21,6 +24,9 @@ pub struct StartSession<'a> {
     pub zone: &'a str,
     pub vehicle_plate: &'a str,
     pub idempotency_key: &'a str,
+    /// An amount to authorize before the session becomes ACTIVE.
+    pub hold: Option<Money>,
+    pub expected_end_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A started session, and whether it came from an earlier request with the same key.
@@ -34,6 +40,7 @@ fn same_request(session: &ParkingSession, input: &StartSession<'_>, zone: &str, 
         && session.operator_id == input.operator_id
         && session.zone == zone
         && session.vehicle_plate == plate
+        && session.hold_currency.as_deref() == input.hold.as_ref().map(|h| h.currency.as_str())
 }
 
 /// `startParkingSession`. The session and its PENDING charge token are written in one
@@ -45,6 +52,9 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
     let zone = required_text("zone", input.zone, 100)?;
     let plate = required_text("vehiclePlate", input.vehicle_plate, 20)?;
     let key = required_text("idempotencyKey", input.idempotency_key, 255)?;
+    if input.hold.is_some() && !app.processor.supports_holds() {
+        return Err(ApiError::bad_input("holds are not available with the configured processor"));
+    }
 
     let mut conn = app.db().await?;
     let existing = ParkingSession::find_by_key(&mut conn, app_id, key).await?;
@@ -62,36 +72,78 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
                 .await?
                 .filter(|l| l.status == LinkStatus::Active)
                 .ok_or_else(|| ApiError::conflict("the app has no active link to this operator"))?;
-            conn.transaction(async |conn| {
-                let new = NewParkingSession {
-                    id: Uuid::now_v7(),
-                    app_id,
-                    operator_id: input.operator_id,
-                    customer_id: customer.id,
-                    link_id: link.id,
-                    zone,
-                    vehicle_plate: plate,
-                    status: SessionStatus::Active,
-                    idempotency_key: key,
-                };
-                match new.insert(conn).await? {
-                    Some(session) => {
-                        ChargeToken::insert_pending(conn, session.id, session.operator_id, session.link_id).await?;
-                        event_log::emit(conn, Event::session(EventType::SessionStarted, &session)).await?;
-                        Ok::<_, ApiError>((session, false))
+            let inserted = conn
+                .transaction(async |conn| {
+                    let new = NewParkingSession {
+                        id: Uuid::now_v7(),
+                        app_id,
+                        operator_id: input.operator_id,
+                        customer_id: customer.id,
+                        link_id: link.id,
+                        zone,
+                        vehicle_plate: plate,
+                        status: if input.hold.is_some() { SessionStatus::Authorizing } else { SessionStatus::Active },
+                        idempotency_key: key,
+                        expected_end_at: input.expected_end_at,
+                        hold_currency: input.hold.as_ref().map(|h| h.currency.as_str()),
+                    };
+                    match new.insert(conn).await? {
+                        Some(session) => {
+                            ChargeToken::insert_pending(conn, session.id, session.operator_id, session.link_id).await?;
+                            event_log::emit(conn, Event::session(EventType::SessionStarted, &session)).await?;
+                            if let Some(hold) = &input.hold {
+                                NewPayment::pending(
+                                    session.id,
+                                    PaymentKind::Authorization,
+                                    hold.amount,
+                                    &hold.currency,
+                                )
+                                .insert(conn)
+                                .await?;
+                            }
+                            Ok::<_, ApiError>((session, false))
+                        }
+                        // A concurrent request with the same key committed first.
+                        None => Ok((
+                            ParkingSession::find_by_key(conn, app_id, key)
+                                .await?
+                                .ok_or(ApiError::NotFound("session"))?,
+                            true,
+                        )),
                     }
-                    // A concurrent request with the same key committed first.
-                    None => Ok((
-                        ParkingSession::find_by_key(conn, app_id, key).await?.ok_or(ApiError::NotFound("session"))?,
-                        true,
-                    )),
-                }
-            })
-            .await?
+                })
+                .await;
+            match inserted {
+                // Postgres may check the one-active-session-per-vehicle index before the
+                // idempotency key's: a concurrent request with the same key then fails on
+                // the vehicle. Its session is this request's answer, as a replay.
+                Err(ApiError::DuplicateSession) => match ParkingSession::find_by_key(&mut conn, app_id, key).await? {
+                    Some(session) => (session, true),
+                    None => return Err(ApiError::DuplicateSession),
+                },
+                other => other?,
+            }
         }
     };
     if replayed && !same_request(&session, &input, zone, plate) {
         return Err(ApiError::conflict("idempotencyKey was already used for a different session request"));
+    }
+    if session.has_hold() {
+        if replayed && let Some(hold) = &input.hold {
+            let first = Payment::for_session(&mut conn, session.id)
+                .await?
+                .into_iter()
+                .find(|p| p.kind == PaymentKind::Authorization);
+            if first.is_some_and(|p| p.amount != hold.amount) {
+                return Err(ApiError::conflict("idempotencyKey was already used for a different session request"));
+            }
+        }
+        if !replayed {
+            tracing::info!(session_id = %session.id, %app_id, operator_id = %session.operator_id, "held parking session started");
+        }
+        drop(conn);
+        let session = super::holds::authorize_first(app, session).await?;
+        return Ok(Started { session, replayed });
     }
     if !replayed {
         event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
@@ -108,9 +160,22 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
     Ok(Started { session, replayed })
 }
 
+/// Who is setting an amount.
+fn setter(principal: &Principal) -> AmountSetBy {
+    match principal.role {
+        Role::Admin => AmountSetBy::Admin,
+        Role::App(_) => AmountSetBy::App,
+        Role::Operator(_) => AmountSetBy::Operator,
+    }
+}
+
 /// `endParkingSession`: ACTIVE → ENDED with the amount owed. Ending again with the same
-/// amount returns the session; a different amount is a CONFLICT.
+/// amount returns the session. The operator's amount stands: while the session is not
+/// charged, the operator (or an admin) may replace an amount (the change is recorded);
+/// an app may never replace one, so another amount from it is a CONFLICT. With a hold,
+/// the amount may not exceed the total hold.
 pub async fn end(app: &App, principal: &Principal, session_id: Uuid, money: Money) -> ApiResult<ParkingSession> {
+    let set_by = setter(principal);
     let mut conn = app.db().await?;
     let session = conn
         .transaction(async |conn| {
@@ -118,15 +183,46 @@ pub async fn end(app: &App, principal: &Principal, session_id: Uuid, money: Mone
                 .await?
                 .filter(|s| policy::may_see_session(principal, s))
                 .ok_or(ApiError::NotFound("parking session"))?;
-            if session.status == SessionStatus::Active {
-                let ended = ParkingSession::end(conn, session.id, money.amount, &money.currency).await?;
-                event_log::emit(conn, Event::session(EventType::SessionEnded, &ended)).await?;
-                return Ok((ended, true));
-            }
-            if session.amount == Some(money.amount) && session.currency.as_deref() == Some(money.currency.as_str()) {
+            let same =
+                session.amount == Some(money.amount) && session.currency.as_deref() == Some(money.currency.as_str());
+            if same {
                 return Ok((session, false));
             }
-            Err(ApiError::conflict("the session already ended with a different amount"))
+            let replaceable = session.status == SessionStatus::Ended && set_by != AmountSetBy::App;
+            if session.status != SessionStatus::Active && !replaceable {
+                return Err(ApiError::conflict(match (session.status, session.amount_set_by) {
+                    (SessionStatus::Ended, Some(AmountSetBy::Operator | AmountSetBy::Admin)) => {
+                        "the operator set this session's amount; an app cannot replace it"
+                    }
+                    _ => "the session already ended with a different amount",
+                }));
+            }
+            if let Some(currency) = &session.hold_currency {
+                if *currency != money.currency {
+                    return Err(ApiError::conflict(format!(
+                        "the amount must be in the currency of the hold ({currency})"
+                    )));
+                }
+                if money.amount > session.held_amount {
+                    return Err(ApiError::conflict(format!(
+                        "the amount exceeds the session's hold of {} {currency}; extend the session first",
+                        session.held_amount
+                    )));
+                }
+            }
+            let newly_ended = session.status == SessionStatus::Active;
+            let updated = if newly_ended {
+                let ended = ParkingSession::end(conn, session.id, money.amount, &money.currency, set_by).await?;
+                event_log::emit(conn, Event::session(EventType::SessionEnded, &ended)).await?;
+                ended
+            } else {
+                if session.currency.as_deref() != Some(money.currency.as_str()) {
+                    return Err(ApiError::conflict("a replaced amount must keep the session's currency"));
+                }
+                ParkingSession::replace_amount(conn, session.id, money.amount, set_by).await?
+            };
+            record_amount_change(conn, session.id, money.amount, &money.currency, set_by).await?;
+            Ok((updated, newly_ended))
         })
         .await?;
     let (session, ended) = session;
@@ -145,6 +241,8 @@ enum ChargeStep {
     Charge(ParkingSession, ChargeToken),
     /// The token expired; it is now marked so.
     Expired,
+    /// A held session: capture with these ledger rows.
+    Capture(ParkingSession, Vec<Payment>),
 }
 
 /// `chargeSession`: the operator charges the ended session's amount with its token. A
@@ -163,11 +261,25 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
                 return Err(ApiError::forbidden("chargeSession is for the session's operator"));
             }
             match session.status {
-                SessionStatus::Charged | SessionStatus::PaymentFailed => return Ok(ChargeStep::Decided(session)),
-                SessionStatus::Active => return Err(ApiError::conflict("end the session before charging it")),
                 SessionStatus::Ended => {}
+                SessionStatus::Active | SessionStatus::Authorizing => {
+                    return Err(ApiError::conflict("end the session before charging it"));
+                }
+                SessionStatus::Declined | SessionStatus::Canceled => {
+                    return Err(ApiError::conflict("the session was never charged: it is declined or canceled"));
+                }
+                SessionStatus::Charged
+                | SessionStatus::PaymentFailed
+                | SessionStatus::PartiallyRefunded
+                | SessionStatus::Refunded
+                | SessionStatus::Disputed => return Ok(ChargeStep::Decided(session)),
+            }
+            if session.has_hold() {
+                let plan = super::holds::plan_capture(conn, &session).await?;
+                return Ok(ChargeStep::Capture(session, plan));
             }
             if let Some(consumed) = ChargeToken::consumed_for_session(conn, session.id).await? {
+                charge_row(conn, &session, &consumed).await?;
                 return Ok(ChargeStep::Charge(session, consumed));
             }
             let outstanding = ChargeToken::outstanding_for_session(conn, session.id).await?;
@@ -178,7 +290,10 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
                 return Err(ApiError::conflict("the session's charge token is still being issued; retry"));
             }
             match ChargeToken::consume(conn, token.id).await? {
-                Some(consumed) => Ok(ChargeStep::Charge(session, consumed)),
+                Some(consumed) => {
+                    charge_row(conn, &session, &consumed).await?;
+                    Ok(ChargeStep::Charge(session, consumed))
+                }
                 None => {
                     ChargeToken::expire(conn, token.id).await?;
                     Ok(ChargeStep::Expired)
@@ -189,6 +304,10 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
     let (session, token) = match step {
         ChargeStep::Charge(session, token) => (session, token),
         ChargeStep::Decided(session) => return Ok(session),
+        ChargeStep::Capture(session, plan) => {
+            drop(conn);
+            return super::holds::capture(app, session, plan).await;
+        }
         ChargeStep::Expired => {
             return Err(ApiError::conflict("the session's charge token has expired; call reissueChargeToken"));
         }
@@ -203,7 +322,7 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
     };
     let key = format!("charge:{}", token.id);
     // The app's cut, rounded down to whole minor units.
-    let application_fee = platform.platform_fee_bps.filter(|bps| *bps > 0).map(|bps| amount * i64::from(bps) / 10_000);
+    let application_fee = super::ledger::application_fee(platform.platform_fee_bps, amount);
     let platform = super::parties::platform(app, &platform)?;
     let outcome = app
         .processor
@@ -223,25 +342,63 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
             ChargeRecord::Failed { code, decline_code: decline_code.as_deref(), message }
         }
     };
+    let settlement = match &outcome {
+        ChargeOutcome::Succeeded { charge_id } => {
+            Settlement::Succeeded { processor_reference: Some(charge_id), application_fee }
+        }
+        ChargeOutcome::Declined { code, decline_code, message } => {
+            Settlement::Failed { code, decline_code: decline_code.as_deref(), message }
+        }
+    };
     let mut conn = app.db().await?;
     let (recorded, newly) = conn
-        .transaction(async |conn| match ParkingSession::record_charge(conn, session.id, record).await? {
-            Some(updated) => {
-                let kind = match updated.status {
-                    SessionStatus::Charged => EventType::SessionCharged,
-                    _ => EventType::SessionPaymentFailed,
-                };
-                event_log::emit(conn, Event::session(kind, &updated)).await?;
-                Ok::<_, ApiError>((updated, true))
+        .transaction(async |conn| {
+            if let Some(row) = Payment::find_by_request_key(conn, session.id, &key).await? {
+                Payment::settle(conn, row.id, settlement).await?;
             }
-            None => {
-                Ok((ParkingSession::find(conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))?, false))
-            }
+            let recorded = match ParkingSession::record_charge(conn, session.id, record).await? {
+                Some(updated) => {
+                    let kind = match updated.status {
+                        SessionStatus::Charged => EventType::SessionCharged,
+                        _ => EventType::SessionPaymentFailed,
+                    };
+                    event_log::emit(conn, Event::session(kind, &updated)).await?;
+                    (updated, true)
+                }
+                None => {
+                    (ParkingSession::find(conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))?, false)
+                }
+            };
+            Ok::<_, ApiError>(recorded)
         })
         .await?;
     if newly {
         event_log::announce_audience(app, Some(recorded.app_id), Some(recorded.operator_id));
     }
+    drop(conn);
     tracing::info!(session_id = %recorded.id, status = recorded.status.as_str(), "parking session charge recorded");
-    Ok(recorded)
+    if recorded.status != SessionStatus::Charged {
+        return Ok(recorded);
+    }
+    let ctx = super::ledger::Context::load(app, &recorded).await?;
+    super::disputes::check_after_collection(app, &ctx, recorded).await
+}
+
+/// The CHARGE ledger row of a token charge, written with the token's consumption (once:
+/// it is named by the charge's processor key).
+async fn charge_row(
+    conn: &mut diesel_async::AsyncPgConnection,
+    session: &ParkingSession,
+    token: &ChargeToken,
+) -> ApiResult<Payment> {
+    let key = format!("charge:{}", token.id);
+    if let Some(row) = Payment::find_by_request_key(conn, session.id, &key).await? {
+        return Ok(row);
+    }
+    let (Some(amount), Some(currency)) = (session.amount, session.currency.as_deref()) else {
+        return Err(ApiError::internal("ended session without an amount"));
+    };
+    let mut row = NewPayment::pending(session.id, PaymentKind::Charge, amount, currency);
+    row.request_key = Some(&key);
+    Ok(row.insert(conn).await?)
 }

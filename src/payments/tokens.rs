@@ -73,7 +73,10 @@ pub async fn reissue(app: &App, principal: &Principal, session_id: Uuid) -> ApiR
                 .filter(|s| policy::may_see_session(principal, s))
                 .ok_or(ApiError::NotFound("parking session"))?;
             if !matches!(session.status, SessionStatus::Active | SessionStatus::Ended) {
-                return Err(ApiError::conflict("the session has been charged; it needs no new token"));
+                return Err(ApiError::conflict("the session has been charged or closed; it needs no new token"));
+            }
+            if session.has_hold() {
+                return Err(ApiError::conflict("a held session's token was spent on its hold; it needs no new token"));
             }
             if ChargeToken::consumed_for_session(conn, session.id).await?.is_some() {
                 return Err(ApiError::conflict(

@@ -46,8 +46,13 @@ pub async fn receive(app: &App, payload: &[u8], signature: &str) -> ApiResult<Re
     let (event_id, kind) = match &event {
         WebhookEvent::AccountDeauthorized { event_id, .. } => (event_id.clone(), "account.application.deauthorized"),
         WebhookEvent::AccountUpdated { event_id, .. } => (event_id.clone(), "account.updated"),
+        WebhookEvent::RefundUpdated { event_id, .. } => (event_id.clone(), "refund.updated"),
+        WebhookEvent::DisputeCreated { event_id, .. } => (event_id.clone(), "charge.dispute.created"),
+        WebhookEvent::DisputeClosed { event_id, .. } => (event_id.clone(), "charge.dispute.closed"),
+        WebhookEvent::AuthorizationCanceled { event_id, .. } => (event_id.clone(), "payment_intent.canceled"),
         WebhookEvent::Other { event_id, .. } => (event_id.clone(), "other"),
     };
+    let mut releases = None;
     let app_id = platform.id;
     let (received, revoked) = conn
         .transaction(async |conn| {
@@ -86,10 +91,30 @@ pub async fn receive(app: &App, payload: &[u8], signature: &str) -> ApiResult<Re
                     Link::set_capabilities(conn, link.id, *charges_enabled, *payouts_enabled).await?;
                     Ok((Received::Applied, None))
                 }
+                WebhookEvent::RefundUpdated { refund_id, state, .. } => {
+                    let known = super::refunds::settle_from_processor(conn, refund_id, state).await?;
+                    Ok((if known { Received::Applied } else { Received::Ignored }, None))
+                }
+                WebhookEvent::DisputeCreated { dispute, .. } => {
+                    let known = super::disputes::open_in(conn, dispute).await?.is_some();
+                    Ok((if known { Received::Applied } else { Received::Ignored }, None))
+                }
+                WebhookEvent::DisputeClosed { dispute_id, lost, .. } => {
+                    let known = super::disputes::close_in(conn, dispute_id, *lost).await?.is_some();
+                    Ok((if known { Received::Applied } else { Received::Ignored }, None))
+                }
+                WebhookEvent::AuthorizationCanceled { authorization_id, .. } => {
+                    releases = super::holds::hold_canceled_in(conn, authorization_id).await?;
+                    Ok((if releases.is_some() { Received::Applied } else { Received::Ignored }, None))
+                }
                 WebhookEvent::Other { .. } => Ok((Received::Ignored, None)),
             }
         })
         .await?;
+    drop(conn);
+    if let Some((session, pending)) = releases {
+        super::holds::release_all(app, session, pending).await?;
+    }
     if let Some(link) = revoked {
         links::announce(app, &link);
     }

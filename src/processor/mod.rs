@@ -104,6 +104,128 @@ pub enum ChargeOutcome {
     Declined { code: String, decline_code: Option<String>, message: String },
 }
 
+/// A hold (an authorization captured later) on the operator's connected account, paid
+/// with a single-use token minted from the app's customer.
+#[derive(Debug, Clone)]
+pub struct AuthorizeRequest<'a> {
+    pub platform: &'a Platform,
+    pub connected_account_id: &'a str,
+    pub token: &'a str,
+    /// Minor units.
+    pub amount: i64,
+    /// ISO 4217, upper case.
+    pub currency: &'a str,
+    /// The app's cut of what will be captured (minor units), when it takes one.
+    pub application_fee: Option<i64>,
+    /// curbpay's reference for the hold (the ledger row's id), kept as metadata.
+    pub reference: &'a str,
+    pub idempotency_key: &'a str,
+}
+
+/// How an authorization ended. A decline is an outcome, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizeOutcome {
+    Authorized {
+        /// The processor's hold (Stripe: a PaymentIntent in `requires_capture`).
+        authorization_id: String,
+        /// When the processor drops an uncaptured hold.
+        expires_at: DateTime<Utc>,
+        /// Whether the hold can be raised in place (incremental authorization).
+        incremental: bool,
+    },
+    Declined {
+        code: String,
+        decline_code: Option<String>,
+        message: String,
+    },
+}
+
+/// Raises a hold in place to a new total.
+#[derive(Debug, Clone)]
+pub struct IncrementRequest<'a> {
+    pub platform: &'a Platform,
+    pub connected_account_id: &'a str,
+    pub authorization_id: &'a str,
+    /// The hold's new total, minor units.
+    pub total: i64,
+    /// The app's cut of the new total, when it takes one.
+    pub application_fee: Option<i64>,
+    pub idempotency_key: &'a str,
+}
+
+/// How an increment ended: a refusal leaves the hold as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncrementOutcome {
+    Incremented,
+    Declined { code: String, decline_code: Option<String>, message: String },
+}
+
+/// Captures part or all of a hold; the processor releases the rest.
+#[derive(Debug, Clone)]
+pub struct CaptureRequest<'a> {
+    pub platform: &'a Platform,
+    pub connected_account_id: &'a str,
+    pub authorization_id: &'a str,
+    /// Minor units to capture (at most the hold).
+    pub amount: i64,
+    pub application_fee: Option<i64>,
+    pub idempotency_key: &'a str,
+}
+
+/// A captured hold: the reference refunds and disputes name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub charge_id: String,
+}
+
+/// Releases a whole hold (nothing captured from it).
+#[derive(Debug, Clone)]
+pub struct ReleaseRequest<'a> {
+    pub platform: &'a Platform,
+    pub connected_account_id: &'a str,
+    pub authorization_id: &'a str,
+    pub idempotency_key: &'a str,
+}
+
+/// Returns money of a capture or charge to the card; the app's fee goes back in
+/// proportion.
+#[derive(Debug, Clone)]
+pub struct RefundRequest<'a> {
+    pub platform: &'a Platform,
+    pub connected_account_id: &'a str,
+    /// The capture's or charge's processor reference.
+    pub payment_reference: &'a str,
+    pub amount: i64,
+    /// Stripe's reason (`duplicate`, `requested_by_customer`, `fraudulent`), if any.
+    pub reason: Option<&'a str>,
+    pub idempotency_key: &'a str,
+}
+
+/// Where a refund stands at the processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundState {
+    Pending,
+    Succeeded,
+    Failed { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundOutcome {
+    pub refund_id: String,
+    pub state: RefundState,
+}
+
+/// A dispute the processor reported on a capture or charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedDispute {
+    pub dispute_id: String,
+    /// The capture's or charge's processor reference.
+    pub payment_reference: String,
+    pub amount: i64,
+    pub currency: String,
+    pub reason: String,
+}
+
 /// A verified webhook event, reduced to what curbpay acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEvent {
@@ -111,6 +233,14 @@ pub enum WebhookEvent {
     AccountDeauthorized { event_id: String, connected_account_id: String },
     /// The connected account's capabilities changed.
     AccountUpdated { event_id: String, connected_account_id: String, charges_enabled: bool, payouts_enabled: bool },
+    /// A refund changed state (`refund.updated`, and each refund of `charge.refunded`).
+    RefundUpdated { event_id: String, refund_id: String, state: RefundState },
+    /// A cardholder disputed a charge (`charge.dispute.created`).
+    DisputeCreated { event_id: String, dispute: OpenedDispute },
+    /// A dispute was decided (`charge.dispute.closed`); `lost` when the cardholder won.
+    DisputeClosed { event_id: String, dispute_id: String, lost: bool },
+    /// A hold was canceled at the processor (`payment_intent.canceled`), e.g. it lapsed.
+    AuthorizationCanceled { event_id: String, authorization_id: String },
     /// Anything else, acknowledged and ignored.
     Other { event_id: String, kind: String },
 }
@@ -203,6 +333,38 @@ pub trait Processor: Send + Sync + 'static {
 
     /// Charges a token on the connected account.
     async fn charge(&self, request: &ChargeRequest<'_>) -> ProcessorResult<ChargeOutcome>;
+
+    /// Whether this processor implements holds, captures and refunds; flows that need
+    /// them are refused up front with processors that do not.
+    fn supports_holds(&self) -> bool {
+        false
+    }
+
+    /// Places a hold of the amount with a freshly minted token.
+    async fn authorize(&self, request: &AuthorizeRequest<'_>) -> ProcessorResult<AuthorizeOutcome>;
+
+    /// Raises a hold in place; `Err(InvalidRequest)` when the hold does not allow it.
+    async fn increment_authorization(&self, request: &IncrementRequest<'_>) -> ProcessorResult<IncrementOutcome>;
+
+    /// Captures part or all of a hold, releasing the rest.
+    async fn capture(&self, request: &CaptureRequest<'_>) -> ProcessorResult<Captured>;
+
+    /// Releases a hold nothing was captured from.
+    async fn release(&self, request: &ReleaseRequest<'_>) -> ProcessorResult<()>;
+
+    /// Refunds part or all of a capture or charge.
+    async fn refund(&self, request: &RefundRequest<'_>) -> ProcessorResult<RefundOutcome>;
+
+    /// Disputes opened on a capture or charge that the processor reports synchronously
+    /// (the sandbox's `tok_createDispute`); processors that report disputes by webhook
+    /// return none.
+    async fn disputes_for(
+        &self,
+        _platform: &Platform,
+        _payment_reference: &str,
+    ) -> ProcessorResult<Vec<OpenedDispute>> {
+        Ok(Vec::new())
+    }
 
     /// Verifies a webhook's signature over the raw body against each candidate
     /// endpoint secret and parses it; returns which secret matched.

@@ -75,6 +75,36 @@ impl<P: Processor + ?Sized> Processor for Observed<P> {
         measure(self.name(), "update_customer_card", call, |_| false).await
     }
 
+    fn supports_holds(&self) -> bool {
+        self.0.supports_holds()
+    }
+
+    async fn authorize(&self, request: &AuthorizeRequest<'_>) -> ProcessorResult<AuthorizeOutcome> {
+        measure(self.name(), "authorize", self.0.authorize(request), |o| matches!(o, AuthorizeOutcome::Declined { .. }))
+            .await
+    }
+
+    async fn increment_authorization(&self, request: &IncrementRequest<'_>) -> ProcessorResult<IncrementOutcome> {
+        let call = self.0.increment_authorization(request);
+        measure(self.name(), "increment_authorization", call, |o| matches!(o, IncrementOutcome::Declined { .. })).await
+    }
+
+    async fn capture(&self, request: &CaptureRequest<'_>) -> ProcessorResult<Captured> {
+        measure(self.name(), "capture", self.0.capture(request), |_| false).await
+    }
+
+    async fn release(&self, request: &ReleaseRequest<'_>) -> ProcessorResult<()> {
+        measure(self.name(), "release", self.0.release(request), |_| false).await
+    }
+
+    async fn refund(&self, request: &RefundRequest<'_>) -> ProcessorResult<RefundOutcome> {
+        measure(self.name(), "refund", self.0.refund(request), |_| false).await
+    }
+
+    async fn disputes_for(&self, platform: &Platform, payment_reference: &str) -> ProcessorResult<Vec<OpenedDispute>> {
+        measure(self.name(), "disputes_for", self.0.disputes_for(platform, payment_reference), |_| false).await
+    }
+
     fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> ProcessorResult<url::Url> {
         self.0.authorization_url(request)
     }

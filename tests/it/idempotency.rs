@@ -44,12 +44,13 @@ async fn a_retried_start_returns_the_same_session_and_issues_nothing_new() {
     assert_eq!(code_of(&response).as_deref(), Some("CONFLICT"), "{response}");
     assert_eq!(count(&t, "SELECT count(*) AS n FROM parking_sessions").await, 1);
 
-    // Keys belong to the app: another app may use the same key.
+    // Keys belong to the app: another app may use the same key (for another vehicle:
+    // one vehicle has one ACTIVE session per zone, whichever app started it).
     let other_app = t.create_app("Other").await;
     t.activate_link(other_app, w.operator_id).await;
     let other_token = t.token(curbpay::auth::Role::App(other_app));
     let other_customer = t.tokenize(&other_token, "user-1", "tok_visa").await;
-    let vars = json!({ "c": other_customer, "o": w.operator_id, "k": "key-1", "z": "Z-12", "p": "B-CP 123" });
+    let vars = json!({ "c": other_customer, "o": w.operator_id, "k": "key-1", "z": "Z-12", "p": "HH-X 42" });
     let data = t.ok(&other_token, START_SESSION, vars).await;
     assert_eq!(data["startParkingSession"]["replayed"], false);
 }

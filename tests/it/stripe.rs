@@ -90,7 +90,7 @@ impl Stripe {
         id(&data["linkOperator"]["link"]["id"])
     }
 
-    async fn world(&self, card: &str) -> (World, String) {
+    pub(crate) async fn world(&self, card: &str) -> (World, String) {
         let app_id = self.create_app(Some(250)).await;
         let operator_id = self.t.create_operator("Garages").await;
         let account = format!("acct_op{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

@@ -235,9 +235,9 @@ async fn operators_receive_only_their_own_tokens() {
 
     let mut for_x = Vec::new();
     for key in ["x-1", "x-2", "x-3"] {
-        for_x.push(issue_for(&t, &w, x, key, "ZX", "PX").await);
+        for_x.push(issue_for(&t, &w, x, key, "ZX", &format!("P-{key}")).await);
     }
-    let y1 = issue_for(&t, &w, y, "y-1", "ZY", "PY").await;
+    let y1 = issue_for(&t, &w, y, "y-1", "ZY", "P-y-1").await;
 
     // Y's first event is its own first token (cursors are per operator).
     check_token(&sub_y.next_data().await, "1", &y1);
@@ -246,8 +246,8 @@ async fn operators_receive_only_their_own_tokens() {
     }
 
     // Interleave again; each sees only its own, in order.
-    let y2 = issue_for(&t, &w, y, "y-2", "ZY", "PY").await;
-    let x4 = issue_for(&t, &w, x, "x-4", "ZX", "PX").await;
+    let y2 = issue_for(&t, &w, y, "y-2", "ZY", "P-y-2").await;
+    let x4 = issue_for(&t, &w, x, "x-4", "ZX", "P-x-4").await;
     check_token(&sub_x.next_data().await, "4", &x4);
     check_token(&sub_y.next_data().await, "2", &y2);
 }
@@ -672,7 +672,8 @@ async fn twenty_concurrent_subscribers_each_get_exactly_their_own_tokens() {
     let results: Vec<(usize, Issued)> = futures_util::stream::iter(jobs)
         .map(|(n, key)| {
             let (t, w, operator) = (&t, &w, operators[n]);
-            async move { (n, issue_for(t, w, operator, &key, &format!("Z{n}"), &format!("P{n}")).await) }
+            // One vehicle per session: a vehicle has one ACTIVE session per zone.
+            async move { (n, issue_for(t, w, operator, &key, &format!("Z{n}"), &format!("P-{key}")).await) }
         })
         .buffer_unordered(8)
         .collect()

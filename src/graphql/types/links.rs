@@ -70,6 +70,11 @@ impl Link {
     async fn held_account_id(&self) -> Option<&str> {
         self.0.held_account_id.as_deref()
     }
+    /// Whether the app may refund the link's sessions (`refundSession`); set by the
+    /// link's operator or an admin with `updateLink`.
+    async fn app_may_refund(&self) -> bool {
+        self.0.app_may_refund
+    }
     /// Whether the connected account can take charges, as the app's processor last
     /// reported it (unknown until it reports).
     async fn charges_enabled(&self) -> Option<bool> {

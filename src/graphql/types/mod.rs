@@ -7,4 +7,6 @@ mod sessions;
 pub use links::{Link, LinkStatus};
 pub(crate) use parties::links_page;
 pub use parties::{App, Customer, Operator, Viewer};
-pub use sessions::{ChargeToken, MoneyInput, ParkingSession, PaymentFailure, SessionStatus};
+pub use sessions::{
+    CancelReason, ChargeToken, MoneyInput, ParkingSession, PaymentFailure, Refund, RefundReason, SessionStatus,
+};

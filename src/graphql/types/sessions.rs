@@ -15,14 +15,219 @@ use crate::payments::policy;
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(remote = "crate::models::SessionStatus")]
 pub enum SessionStatus {
-    /// Parking; the operator holds a charge token.
+    /// Its hold is being authorized (a retry of `startParkingSession` with the same key
+    /// finishes it); not yet delivered to the operator.
+    Authorizing,
+    /// Parking; the operator holds a charge token (`HELD` when the session has a hold).
     Active,
+    /// The hold was refused; `failure` says why. Nothing was delivered or charged.
+    Declined,
     /// Parking ended with an amount owed; waiting for the operator to charge.
     Ended,
     /// Paid.
     Charged,
     /// The charge was declined; `failure` says why.
     PaymentFailed,
+    /// Canceled while active (`cancelReason`): tokens voided, hold released, nothing charged.
+    Canceled,
+    /// Part of the captured amount was refunded.
+    PartiallyRefunded,
+    /// Everything captured was refunded.
+    Refunded,
+    /// The cardholder disputed the charge (`dispute`).
+    Disputed,
+}
+
+/// Why a session was canceled.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::models::CancelReason")]
+pub enum CancelReason {
+    /// The end user asked.
+    RequestedByCustomer,
+    /// Started twice by mistake.
+    Duplicate,
+    /// Any other reason.
+    Other,
+    /// Set by curbpay only: still active after `CURBPAY_SESSION_MAX_DURATION`.
+    Expired,
+}
+
+/// Who set a session's amount.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::models::AmountSetBy")]
+pub enum AmountSetBy {
+    /// The session's app.
+    App,
+    /// The session's operator (its amount stands).
+    Operator,
+    /// An admin.
+    Admin,
+}
+
+/// What a ledger row records.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::models::PaymentKind")]
+pub enum PaymentKind {
+    /// A hold placed on the card.
+    Authorization,
+    /// A hold raised in place (incremental authorization).
+    Increment,
+    /// Money taken from a hold.
+    Capture,
+    /// Money taken with a charge token (a session without a hold).
+    Charge,
+    /// What was left of a hold, given back to the card.
+    Release,
+    /// Money returned after a capture or charge.
+    Refund,
+    /// A dispute of a capture or charge: PENDING while open, SUCCEEDED when the
+    /// cardholder won it, FAILED when it was decided for the operator.
+    Dispute,
+}
+
+/// A ledger row's outcome.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::models::PaymentStatus")]
+pub enum PaymentStatus {
+    /// Sent to the processor (or, for a dispute, open); the outcome is not known yet.
+    Pending,
+    /// Done.
+    Succeeded,
+    /// Refused; `failure` says why.
+    Failed,
+}
+
+/// Why money goes back.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::models::RefundReason")]
+pub enum RefundReason {
+    /// The end user paid twice.
+    Duplicate,
+    /// The end user asked.
+    RequestedByCustomer,
+    /// The payment was fraudulent.
+    Fraudulent,
+    /// Any other reason.
+    Other,
+}
+
+/// One movement of a session's money. Rows never change, except a `PENDING` row's
+/// outcome, once.
+pub struct Payment(pub models::Payment);
+
+fn money(amount: i64, currency: &str) -> Money {
+    Money { amount: i32::try_from(amount).unwrap_or(i32::MAX), currency: currency.to_owned() }
+}
+
+#[Object]
+impl Payment {
+    /// The row's id (also the processor request's idempotency key).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn kind(&self) -> PaymentKind {
+        self.0.kind.into()
+    }
+    async fn amount(&self) -> Money {
+        money(self.0.amount, &self.0.currency)
+    }
+    async fn status(&self) -> PaymentStatus {
+        self.0.status.into()
+    }
+    /// The processor's object: the hold (PaymentIntent), charge, refund or dispute id.
+    async fn processor_reference(&self) -> Option<&str> {
+        self.0.processor_reference.as_deref()
+    }
+    /// The app's fee taken (capture, charge) or returned (refund).
+    async fn application_fee(&self) -> Option<Money> {
+        self.0.application_fee.map(|fee| money(fee, &self.0.currency))
+    }
+    /// A dispute's reason, as the processor reports it.
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When the outcome was recorded.
+    async fn settled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.settled_at
+    }
+    /// Why it failed (`FAILED`).
+    async fn failure(&self) -> Option<PaymentFailure> {
+        Some(PaymentFailure {
+            code: self.0.failure_code.clone()?,
+            decline_code: self.0.failure_decline_code.clone(),
+            message: self.0.failure_message.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// A session's money, derived from its ledger by the database.
+#[derive(SimpleObject)]
+pub struct Balance {
+    /// Everything authorized (holds and their increments).
+    pub held: Money,
+    /// Everything captured or charged.
+    pub captured: Money,
+    /// Everything refunded.
+    pub refunded: Money,
+    /// What remains on hold (held, less captured and released).
+    pub capturable: Money,
+}
+
+/// A refund of (part of) a session's captured money.
+pub struct Refund(pub models::Refund);
+
+#[Object]
+impl Refund {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn amount(&self) -> Money {
+        money(self.0.amount, &self.0.currency)
+    }
+    async fn reason(&self) -> RefundReason {
+        self.0.reason.into()
+    }
+    async fn status(&self) -> PaymentStatus {
+        self.0.status.into()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// The state of a dispute.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum DisputeStatus {
+    /// Open: the processor has not decided.
+    Open,
+    /// Decided for the operator.
+    Won,
+    /// Decided for the cardholder: the money went back.
+    Lost,
+}
+
+/// A dispute of the session's charge.
+#[derive(SimpleObject)]
+pub struct Dispute {
+    /// The processor's dispute id.
+    pub id: String,
+    pub amount: Money,
+    /// The processor's reason (`fraudulent`, `product_not_received`, …).
+    pub reason: Option<String>,
+    pub status: DisputeStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A charge token spent on its session's hold.
+#[derive(SimpleObject)]
+pub struct TokenHold {
+    /// The session's total hold.
+    pub amount: Money,
+    /// When the processor drops the hold if it is not captured.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// An amount of money in minor units (cents, pence, yen) of an ISO 4217 currency.
@@ -103,6 +308,56 @@ impl ParkingSession {
             message: self.0.failure_message.clone().unwrap_or_default(),
         })
     }
+    /// When the app expects parking to end (extensions move it).
+    async fn expected_end_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expected_end_at
+    }
+    /// Who set `amount`.
+    async fn amount_set_by(&self) -> Option<AmountSetBy> {
+        self.0.amount_set_by.map(Into::into)
+    }
+    /// Why the session was canceled (status `CANCELED`).
+    async fn cancel_reason(&self) -> Option<CancelReason> {
+        self.0.cancel_reason.map(Into::into)
+    }
+    /// The session's money, once it has a currency (from its hold, or its amount).
+    async fn balance(&self) -> Option<Balance> {
+        let currency = self.0.money_currency()?;
+        let s = &self.0;
+        Some(Balance {
+            held: money(s.held_amount, currency),
+            captured: money(s.captured_amount, currency),
+            refunded: money(s.refunded_amount, currency),
+            capturable: money((s.held_amount - s.captured_amount - s.released_amount).max(0), currency),
+        })
+    }
+    /// Every movement of the session's money, oldest first.
+    async fn payments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Payment>> {
+        let rows = ctx.data_unchecked::<Loaders>().session_payments.load_one(self.0.id).await?;
+        Ok(rows.unwrap_or_default().into_iter().map(Payment).collect())
+    }
+    /// The session's refunds, oldest first.
+    async fn refunds(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Refund>> {
+        let rows = ctx.data_unchecked::<Loaders>().session_refunds.load_one(self.0.id).await?;
+        Ok(rows.unwrap_or_default().into_iter().map(Refund).collect())
+    }
+    /// The latest dispute of the session's charge.
+    async fn dispute(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Dispute>> {
+        let rows = ctx.data_unchecked::<Loaders>().session_payments.load_one(self.0.id).await?;
+        Ok(rows.unwrap_or_default().into_iter().rev().find(|p| p.kind == models::PaymentKind::Dispute).map(|p| {
+            Dispute {
+                id: p.processor_reference.clone().unwrap_or_default(),
+                amount: money(p.amount, &p.currency),
+                reason: p.reason.clone(),
+                status: match p.status {
+                    models::PaymentStatus::Pending => DisputeStatus::Open,
+                    models::PaymentStatus::Succeeded => DisputeStatus::Lost,
+                    models::PaymentStatus::Failed => DisputeStatus::Won,
+                },
+                created_at: p.created_at,
+            }
+        }))
+    }
     /// The app selling the session.
     async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<App> {
         let row = ctx.data_unchecked::<Loaders>().apps.load_one(self.0.app_id).await?;
@@ -146,7 +401,10 @@ pub enum ChargeTokenStatus {
     Consumed,
     /// Past its expiry unused; `reissueChargeToken` makes a fresh one.
     Expired,
-    /// Voided because the link was revoked.
+    /// Spent on the session's hold: the operator is paid by capture (`chargeSession`),
+    /// not with this token.
+    Held,
+    /// Voided because the link was revoked or the session canceled or declined.
     Voided,
 }
 
@@ -172,8 +430,20 @@ impl ChargeToken {
             TokenState::Acknowledged => ChargeTokenStatus::Acknowledged,
             TokenState::Consumed => ChargeTokenStatus::Consumed,
             TokenState::Expired => ChargeTokenStatus::Expired,
+            TokenState::Held => ChargeTokenStatus::Held,
             TokenState::Voided => ChargeTokenStatus::Voided,
         }
+    }
+    /// The hold the token was spent on (status `HELD`).
+    async fn hold(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<TokenHold>> {
+        if self.0.status != TokenState::Held {
+            return Ok(None);
+        }
+        let session = ctx.data_unchecked::<Loaders>().sessions.load_one(self.0.session_id).await?;
+        Ok(session.and_then(|s| {
+            let currency = s.hold_currency.as_deref()?;
+            Some(TokenHold { amount: money(s.held_amount, currency), expires_at: self.0.expires_at })
+        }))
     }
     /// The token's position in the operator's delivery stream (`chargeTokenIssued(after:)`).
     async fn cursor(&self) -> Option<String> {

@@ -49,6 +49,8 @@ pub const TEST_CARDS: &[TestCard] = &[
     ok("tok_diners", "Diners Club", "0004"),
     ok("tok_jcb", "JCB", "0505"),
     ok("tok_unionpay", "UnionPay", "0005"),
+    // Charges (and captures) succeed; then the cardholder disputes them.
+    ok("tok_createDispute", "Visa", "0259"),
     declined("tok_chargeDeclined", "0002", "card_declined", Some("generic_decline"), "Your card was declined."),
     declined(
         "tok_chargeDeclinedInsufficientFunds",
@@ -79,6 +81,17 @@ pub const TEST_CARDS: &[TestCard] = &[
 
 pub fn lookup(token: &str) -> Option<&'static TestCard> {
     TEST_CARDS.iter().find(|card| card.token == token)
+}
+
+/// Whether a hold on this card can be raised in place (Stripe's incremental
+/// authorization); the debit test card cannot, so extensions take a second hold.
+pub fn supports_incremental(token: &str) -> bool {
+    token != "tok_visa_debit"
+}
+
+/// Whether a charge on this card is disputed after it succeeds.
+pub fn opens_dispute(token: &str) -> bool {
+    token == "tok_createDispute"
 }
 
 /// Finds the decline of a card by its test token (what a sandbox customer remembers).

@@ -4,6 +4,7 @@
 //! when no Stripe settings are given, for development, demos and tests.
 
 pub mod cards;
+mod holds;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -12,8 +13,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
-    AuthorizationRequest, ChargeOutcome, ChargeRequest, CreatedCustomer, IssuedToken, LinkAuthorization, Platform,
-    PlatformAccount, PlatformCredentials, Processor, ProcessorError, ProcessorResult, WebhookEvent,
+    AuthorizationRequest, AuthorizeOutcome, AuthorizeRequest, CaptureRequest, Captured, ChargeOutcome, ChargeRequest,
+    CreatedCustomer, IncrementOutcome, IncrementRequest, IssuedToken, LinkAuthorization, OpenedDispute, Platform,
+    PlatformAccount, PlatformCredentials, Processor, ProcessorError, ProcessorResult, RefundOutcome, RefundRequest,
+    ReleaseRequest, WebhookEvent,
 };
 use crate::db::DbPool;
 use crate::db::schema::{
@@ -497,6 +500,34 @@ impl Processor for SandboxProcessor {
             None if !recorded => Err(ProcessorError::InvalidRequest("a token can be used only once".to_owned())),
             None => Err(ProcessorError::Unavailable("sandbox charge vanished after commit".to_owned())),
         }
+    }
+
+    fn supports_holds(&self) -> bool {
+        true
+    }
+
+    async fn authorize(&self, request: &AuthorizeRequest<'_>) -> ProcessorResult<AuthorizeOutcome> {
+        self.sandbox_authorize(request).await
+    }
+
+    async fn increment_authorization(&self, request: &IncrementRequest<'_>) -> ProcessorResult<IncrementOutcome> {
+        self.sandbox_increment(request).await
+    }
+
+    async fn capture(&self, request: &CaptureRequest<'_>) -> ProcessorResult<Captured> {
+        self.sandbox_capture(request).await
+    }
+
+    async fn release(&self, request: &ReleaseRequest<'_>) -> ProcessorResult<()> {
+        self.sandbox_release(request).await
+    }
+
+    async fn refund(&self, request: &RefundRequest<'_>) -> ProcessorResult<RefundOutcome> {
+        self.sandbox_refund(request).await
+    }
+
+    async fn disputes_for(&self, _platform: &Platform, payment_reference: &str) -> ProcessorResult<Vec<OpenedDispute>> {
+        self.sandbox_disputes_for(payment_reference).await
     }
 
     fn verify_webhook(

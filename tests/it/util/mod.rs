@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
 
+pub mod ledger;
 pub mod node;
 pub mod postgres;
 pub mod process;
@@ -278,13 +279,16 @@ impl TestApp {
         }
     }
 
-    /// Starts a session; returns the whole `startParkingSession` payload.
+    /// Starts a session; returns the whole `startParkingSession` payload. Each key is
+    /// another vehicle (one vehicle may have only one active session per zone), so
+    /// tests can start several.
     pub async fn start_session(&self, world: &World, key: &str) -> Value {
+        let plate = format!("B-CP {key}");
         let data = self
             .ok(
                 &world.app_token,
                 START_SESSION,
-                json!({ "c": world.customer_id, "o": world.operator_id, "k": key, "z": "Z-12", "p": "B-CP 123" }),
+                json!({ "c": world.customer_id, "o": world.operator_id, "k": key, "z": "Z-12", "p": plate }),
             )
             .await;
         data["startParkingSession"].clone()

@@ -681,6 +681,11 @@ fn router(db: Shared) -> Router {
         .route("/v1/charges/{id}", get(op(retrieve)))
         .route("/v1/payment_intents", post(op(create_payment_intent)).get(op(list)))
         .route("/v1/payment_intents/{id}", get(op(retrieve)))
+        .route("/v1/payment_intents/{id}/increment_authorization", post(op(increment_authorization)))
+        .route("/v1/payment_intents/{id}/capture", post(op(capture_payment_intent)))
+        .route("/v1/payment_intents/{id}/cancel", post(op(cancel_payment_intent)))
+        .route("/v1/refunds", post(op(create_refund)).get(op(list)))
+        .route("/v1/refunds/{id}", get(op(retrieve)))
         .route("/v1/balance_transactions/{id}", get(op(retrieve)))
         .route("/oauth/authorize", get(op(oauth_authorize)))
         .route("/oauth/token", post(op(oauth_token)))
@@ -1194,19 +1199,22 @@ fn create_charge(db: &mut Db, req: &Req) -> Result<Value, Reply> {
     }
 }
 
-/// Off-session payments on the connected account: `confirm=true` pays at once.
+/// Off-session payments on the connected account: `confirm=true` pays at once, or with
+/// `capture_method=manual` places a hold (`requires_capture`) captured later. The card
+/// is a `payment_method`, or `payment_method_data[card][token]` (a single-use token).
 fn create_payment_intent(db: &mut Db, req: &Req) -> Result<Value, Reply> {
     let (amount, currency) = amount_and_currency(req)?;
     let account = req.account.clone();
     if let Some(cus) = req.p("customer") {
         db.need("customer", &account, cus, "customer")?;
     }
+    let manual = req.p("capture_method") == Some("manual");
     let id = new_id("pi");
     let mut pi = join(
         json!({
             "id": id, "object": "payment_intent", "amount": amount, "amount_capturable": 0, "amount_received": 0,
             "application": null, "application_fee_amount": req.int("application_fee_amount"), "automatic_payment_methods": null,
-            "canceled_at": null, "cancellation_reason": null, "capture_method": "automatic",
+            "canceled_at": null, "cancellation_reason": null, "capture_method": if manual { "manual" } else { "automatic" },
             "client_secret": format!("{id}_secret_{}", new_id("s")), "confirmation_method": "automatic", "created": now(),
             "currency": currency, "customer": req.p("customer"), "description": req.p("description"),
         }),
@@ -1218,8 +1226,21 @@ fn create_payment_intent(db: &mut Db, req: &Req) -> Result<Value, Reply> {
             "statement_descriptor_suffix": null, "status": "requires_payment_method", "transfer_data": null, "transfer_group": null,
         }),
     );
-    if let Some(pm) = req.p("payment_method") {
-        let (card, pm_body) = resolve_pm(db, &account, pm)?;
+    let resolved = match (req.p("payment_method"), req.p("payment_method_data[card][token]")) {
+        (Some(pm), _) => {
+            let (card, pm_body) = resolve_pm(db, &account, pm)?;
+            let stored = db.find("payment_method", &account, pm_body["id"].as_str().unwrap()).unwrap();
+            Some((card, pm_body, stored.body["customer"].is_null()))
+        }
+        (None, Some(tok)) if req.p("payment_method_data[type]") == Some("card") => {
+            let (card, _) = take_token(db, &account, tok)?;
+            let body = card.payment_method(&new_id("pm"), None);
+            db.put("payment_method", &account, body.clone());
+            Some((card, body, true))
+        }
+        _ => None,
+    };
+    if let Some((card, pm_body, single_use)) = resolved {
         (pi["payment_method"], pi["status"]) = (pm_body["id"].clone(), json!("requires_confirmation"));
         if req.p("confirm") == Some("true") {
             let stored = db.find("payment_method", &account, pm_body["id"].as_str().unwrap()).unwrap();
@@ -1227,8 +1248,8 @@ fn create_payment_intent(db: &mut Db, req: &Req) -> Result<Value, Reply> {
                 let message = "The provided PaymentMethod was previously used with a PaymentIntent without Customer attachment, shared with a connected account without Customer attachment, or was detached from a Customer. It may not be used again. To use a PaymentMethod multiple times, you must attach it to a Customer first.";
                 return Err(Reply::error(400, "invalid_request_error", None, message, Some("payment_method")));
             }
-            stored.used = stored.body["customer"].is_null();
-            let charge = make_charge(db, req, card, amount, &currency, pm_body["id"].clone(), Some(&id));
+            stored.used = single_use;
+            let mut charge = make_charge(db, req, card, amount, &currency, pm_body["id"].clone(), Some(&id));
             pi["latest_charge"] = charge["id"].clone();
             if card.decline.is_some() {
                 let mut reply = card_error(card, &charge);
@@ -1239,11 +1260,143 @@ fn create_payment_intent(db: &mut Db, req: &Req) -> Result<Value, Reply> {
                 db.put("payment_intent", &account, pi);
                 return Err(reply);
             }
-            (pi["status"], pi["amount_received"]) = (json!("succeeded"), json!(amount));
+            if manual {
+                // A hold: the charge is authorized, not captured.
+                let incremental = req.p("payment_method_options[card][request_incremental_authorization]")
+                    == Some("if_available")
+                    && card.funding != "debit";
+                let status = if incremental { "available" } else { "unavailable" };
+                (charge["captured"], charge["amount_captured"]) = (json!(false), json!(0));
+                charge["payment_method_details"]["card"]["capture_before"] = json!(now() + 7 * 86400);
+                charge["payment_method_details"]["card"]["incremental_authorization"] = json!({ "status": status });
+                db.put("charge", &account, charge.clone());
+                (pi["status"], pi["amount_capturable"]) = (json!("requires_capture"), json!(amount));
+            } else {
+                (pi["status"], pi["amount_received"]) = (json!("succeeded"), json!(amount));
+            }
+            if req.params.iter().any(|(k, v)| k.starts_with("expand") && v == "latest_charge") {
+                db.put("payment_intent", &account, pi.clone());
+                pi["latest_charge"] = charge;
+                return Ok(pi);
+            }
         }
     }
     db.put("payment_intent", &account, pi.clone());
     Ok(pi)
+}
+
+/// The PaymentIntent in the path, which must be awaiting capture.
+fn held_intent(db: &mut Db, req: &Req) -> Result<Value, Reply> {
+    let pi = db.need("payment_intent", &req.account, &req.id, "id")?.body.clone();
+    if pi["status"] != "requires_capture" {
+        let message = format!("This PaymentIntent's status is {}, but it must be requires_capture.", pi["status"]);
+        return Err(err(400, "payment_intent_unexpected_state", message, None));
+    }
+    Ok(pi)
+}
+
+fn latest_charge(db: &mut Db, account: &str, pi: &Value) -> Result<Value, Reply> {
+    let charge_id = pi["latest_charge"].as_str().unwrap_or_default().to_owned();
+    Ok(db.need("charge", account, &charge_id, "id")?.body.clone())
+}
+
+/// Raises a hold in place; cards without incremental authorization are refused, and a
+/// total above the test cards' credit (1,000,000 minor units) is declined.
+fn increment_authorization(db: &mut Db, req: &Req) -> Result<Value, Reply> {
+    let mut pi = held_intent(db, req)?;
+    let charge = latest_charge(db, &req.account, &pi)?;
+    if charge["payment_method_details"]["card"]["incremental_authorization"]["status"] != "available" {
+        let message = "This PaymentIntent is not eligible for incremental authorization.";
+        return Err(err(400, "payment_intent_incremental_authorization_unsupported", message, None));
+    }
+    let amount: i64 = req
+        .need("amount")?
+        .parse()
+        .map_err(|_| err(400, "parameter_invalid_integer", "Invalid integer", Some("amount")))?;
+    if amount <= pi["amount"].as_i64().unwrap_or(0) {
+        return Err(err(400, "parameter_invalid_integer", "amount must exceed the authorized amount", Some("amount")));
+    }
+    if amount > 1_000_000 {
+        let mut reply =
+            Reply::error(402, "card_error", Some("card_declined"), "Your card has insufficient funds.", None);
+        reply.body["error"]["decline_code"] = json!("insufficient_funds");
+        return Err(reply);
+    }
+    (pi["amount"], pi["amount_capturable"]) = (json!(amount), json!(amount));
+    if let Some(fee) = req.int("application_fee_amount") {
+        pi["application_fee_amount"] = json!(fee);
+    }
+    db.put("payment_intent", &req.account, pi.clone());
+    Ok(pi)
+}
+
+/// Captures part or all of a hold; the rest is released.
+fn capture_payment_intent(db: &mut Db, req: &Req) -> Result<Value, Reply> {
+    let mut pi = held_intent(db, req)?;
+    let capturable = pi["amount_capturable"].as_i64().unwrap_or(0);
+    let amount = req.int("amount_to_capture").unwrap_or(capturable);
+    if amount <= 0 || amount > capturable {
+        return Err(err(
+            400,
+            "amount_too_large",
+            "amount_to_capture exceeds the amount capturable",
+            Some("amount_to_capture"),
+        ));
+    }
+    let mut charge = latest_charge(db, &req.account, &pi)?;
+    (charge["captured"], charge["amount_captured"]) = (json!(true), json!(amount));
+    charge["amount_refunded"] = json!(charge["amount"].as_i64().unwrap_or(0) - amount);
+    charge["application_fee_amount"] = req.int("application_fee_amount").map_or(Value::Null, |f| json!(f));
+    db.put("charge", &req.account, charge);
+    (pi["status"], pi["amount_received"], pi["amount_capturable"]) = (json!("succeeded"), json!(amount), json!(0));
+    db.put("payment_intent", &req.account, pi.clone());
+    Ok(pi)
+}
+
+/// Releases a hold.
+fn cancel_payment_intent(db: &mut Db, req: &Req) -> Result<Value, Reply> {
+    let mut pi = db.need("payment_intent", &req.account, &req.id, "id")?.body.clone();
+    if !matches!(pi["status"].as_str(), Some("requires_capture" | "requires_payment_method" | "requires_confirmation"))
+    {
+        let message = format!("You cannot cancel this PaymentIntent because it has a status of {}.", pi["status"]);
+        return Err(err(400, "payment_intent_unexpected_state", message, None));
+    }
+    (pi["status"], pi["canceled_at"], pi["amount_capturable"]) = (json!("canceled"), json!(now()), json!(0));
+    pi["cancellation_reason"] = json!(req.p("cancellation_reason").unwrap_or("requested_by_customer"));
+    db.put("payment_intent", &req.account, pi.clone());
+    Ok(pi)
+}
+
+/// Refunds (part of) a captured PaymentIntent's or a charge's money.
+fn create_refund(db: &mut Db, req: &Req) -> Result<Value, Reply> {
+    let account = req.account.clone();
+    let (charge_id, pi_id) = match (req.p("payment_intent"), req.p("charge")) {
+        (Some(pi), _) => {
+            let pi = db.need("payment_intent", &account, pi, "payment_intent")?.body.clone();
+            (pi["latest_charge"].as_str().unwrap_or_default().to_owned(), pi["id"].as_str().map(str::to_owned))
+        }
+        (None, Some(ch)) => (ch.to_owned(), None),
+        _ => return Err(err(400, "parameter_missing", "Must provide charge or payment_intent.", None)),
+    };
+    let mut charge = db.need("charge", &account, &charge_id, "charge")?.body.clone();
+    let left = charge["amount"].as_i64().unwrap_or(0) - charge["amount_refunded"].as_i64().unwrap_or(0);
+    let amount = req.int("amount").unwrap_or(left);
+    if charge["captured"] != true || amount <= 0 || amount > left {
+        let message = format!("Refund amount ({amount}) is greater than unrefunded amount on charge ({left})");
+        return Err(err(400, "charge_already_refunded", message, Some("amount")));
+    }
+    charge["amount_refunded"] = json!(charge["amount_refunded"].as_i64().unwrap_or(0) + amount);
+    charge["refunded"] = json!(amount == left);
+    let currency = charge["currency"].clone();
+    db.put("charge", &account, charge);
+    let refund = json!({
+        "id": new_id("re"), "object": "refund", "amount": amount, "balance_transaction": null, "charge": charge_id,
+        "created": now(), "currency": currency, "destination_details": null, "metadata": req.metadata(),
+        "payment_intent": pi_id, "reason": req.p("reason"), "receipt_number": null, "source_transfer_reversal": null,
+        "status": "succeeded", "transfer_reversal": null,
+    });
+    db.put("refund", &account, refund.clone());
+    Ok(refund)
 }
 
 // ------------------------------------------------------------------------------ endpoints: Connect OAuth

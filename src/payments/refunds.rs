@@ -1,0 +1,199 @@
+//! Refunds: money of a charged session goes back to the card, in one or more parts.
+//! The parts never add up to more than was captured: the service checks under the
+//! session's row lock, and the database refuses it anyway (a CHECK on the ledger
+//! totals the payments trigger maintains).
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use uuid::Uuid;
+
+use super::holds::status_after_refunds;
+use super::ledger::{self, Context, Executed};
+use super::money::Money;
+use super::policy;
+use crate::app::App;
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::models::{
+    Link, NewPayment, ParkingSession, Payment, PaymentKind, PaymentStatus, Refund, RefundReason, SessionStatus,
+    Settlement,
+};
+use crate::processor::RefundState;
+
+/// What `refundSession` asks for.
+pub struct RefundInput<'a> {
+    pub session_id: Uuid,
+    /// `None`: everything not yet refunded.
+    pub amount: Option<Money>,
+    pub reason: RefundReason,
+    pub idempotency_key: &'a str,
+}
+
+/// `refundSession`. Same key, same refund; same key with other input: CONFLICT.
+pub async fn refund(app: &App, principal: &Principal, input: RefundInput<'_>) -> ApiResult<(ParkingSession, Refund)> {
+    let key = super::required_text("idempotencyKey", input.idempotency_key, 255)?;
+    if !app.processor.supports_holds() {
+        return Err(ApiError::bad_input("refunds are not available with the configured processor"));
+    }
+    let mut conn = app.db().await?;
+    let (session, refund, rows) = conn
+        .transaction(async |conn| {
+            let session = ParkingSession::lock(conn, input.session_id)
+                .await?
+                .filter(|s| policy::may_see_session(principal, s))
+                .ok_or(ApiError::NotFound("parking session"))?;
+            if let Role::App(_) = principal.role {
+                let link = Link::find(conn, session.link_id).await?.ok_or(ApiError::NotFound("link"))?;
+                if !link.app_may_refund {
+                    return Err(ApiError::forbidden("the link does not allow the app to refund; ask the operator"));
+                }
+            }
+            let ledger = Payment::for_session(conn, session.id).await?;
+            if let Some(existing) = Refund::find_by_key(conn, session.id, key).await? {
+                let same_amount = input
+                    .amount
+                    .as_ref()
+                    .is_none_or(|m| m.amount == existing.amount && m.currency == existing.currency);
+                if !same_amount || existing.reason != input.reason {
+                    return Err(ApiError::conflict("idempotencyKey was already used for a different refund"));
+                }
+                let rows = ledger.into_iter().filter(|p| p.refund_id == Some(existing.id)).collect();
+                return Ok((session, existing, rows));
+            }
+            if !matches!(session.status, SessionStatus::Charged | SessionStatus::PartiallyRefunded) {
+                return Err(ApiError::conflict(match session.status {
+                    SessionStatus::Refunded => "the session is fully refunded",
+                    SessionStatus::Disputed => "the session's charge is disputed; it cannot be refunded",
+                    _ => "only a charged session can be refunded",
+                }));
+            }
+            let currency = session.money_currency().unwrap_or_default().to_owned();
+            let left = session.captured_amount - session.refunded_amount - session.refund_pending_amount;
+            let amount = match &input.amount {
+                Some(money) if money.currency != currency => {
+                    return Err(ApiError::bad_input(format!(
+                        "the refund must be in the session's currency ({currency})"
+                    )));
+                }
+                Some(money) => money.amount,
+                None => left,
+            };
+            if left <= 0 {
+                return Err(ApiError::conflict("nothing is left to refund"));
+            }
+            if amount > left {
+                return Err(ApiError::conflict(format!(
+                    "the refund exceeds what is left to refund ({left} {currency})"
+                )));
+            }
+            let refund = Refund::insert(conn, session.id, amount, &currency, input.reason, key).await?;
+            let mut remaining = amount;
+            let mut rows = Vec::new();
+            for collected in ledger.iter().filter(|p| {
+                matches!(p.kind, PaymentKind::Capture | PaymentKind::Charge) && p.status == PaymentStatus::Succeeded
+            }) {
+                let taken: i64 = ledger
+                    .iter()
+                    .filter(|p| {
+                        p.kind == PaymentKind::Refund
+                            && p.parent_id == Some(collected.id)
+                            && p.status != PaymentStatus::Failed
+                    })
+                    .map(|p| p.amount)
+                    .sum();
+                let part = remaining.min(collected.amount - taken);
+                if part <= 0 {
+                    continue;
+                }
+                remaining -= part;
+                let mut row = NewPayment::pending(session.id, PaymentKind::Refund, part, &currency);
+                row.parent_id = Some(collected.id);
+                row.refund_id = Some(refund.id);
+                rows.push(row.insert(conn).await?);
+                if remaining == 0 {
+                    break;
+                }
+            }
+            if remaining > 0 {
+                return Err(ApiError::internal("refundable parts do not add up to the session's totals"));
+            }
+            Ok((session, refund, rows))
+        })
+        .await?;
+    drop(conn);
+    let pending: Vec<&Payment> =
+        rows.iter().filter(|p| p.status == PaymentStatus::Pending && p.processor_reference.is_none()).collect();
+    if !pending.is_empty() {
+        let ctx = Context::load(app, &session).await?;
+        for row in pending {
+            if let Executed::Settled(row) = ledger::execute(app, &ctx, row, None).await? {
+                tracing::info!(session_id = %session.id, refund_id = %refund.id, payment_id = %row.id, status = row.status.as_str(), "refund part settled");
+            }
+        }
+    }
+    let (session, refund) = record_outcome(app, session.id, refund.id).await?;
+    Ok((session, refund))
+}
+
+/// Brings a refund's status and its session's status in line with its ledger rows.
+pub async fn record_outcome(app: &App, session_id: Uuid, refund_id: Uuid) -> ApiResult<(ParkingSession, Refund)> {
+    let mut conn = app.db().await?;
+    conn.transaction(async |conn| record_outcome_in(conn, session_id, refund_id).await).await
+}
+
+/// A refund the processor decided later (a webhook): settles its ledger row, then its
+/// refund and session, in the caller's transaction. `false` when curbpay does not know it.
+pub async fn settle_from_processor(
+    conn: &mut AsyncPgConnection,
+    processor_refund_id: &str,
+    state: &RefundState,
+) -> ApiResult<bool> {
+    let Some(row) = Payment::find_by_reference(conn, PaymentKind::Refund, processor_refund_id).await? else {
+        return Ok(false);
+    };
+    let settlement = match state {
+        RefundState::Pending => return Ok(true),
+        RefundState::Succeeded => Settlement::Succeeded { processor_reference: None, application_fee: None },
+        RefundState::Failed { message } => Settlement::Failed { code: "refund_failed", decline_code: None, message },
+    };
+    Payment::settle(conn, row.id, settlement).await?;
+    if let Some(refund_id) = row.refund_id {
+        record_outcome_in(conn, row.session_id, refund_id).await?;
+    }
+    Ok(true)
+}
+
+async fn record_outcome_in(
+    conn: &mut AsyncPgConnection,
+    session_id: Uuid,
+    refund_id: Uuid,
+) -> ApiResult<(ParkingSession, Refund)> {
+    {
+        let session = ParkingSession::lock(conn, session_id).await?.ok_or(ApiError::NotFound("parking session"))?;
+        let refund = Refund::find(conn, refund_id).await?.ok_or(ApiError::NotFound("refund"))?;
+        let rows: Vec<Payment> = Payment::for_session(conn, session_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.refund_id == Some(refund_id))
+            .collect();
+        let status = if rows.iter().any(|p| p.status == PaymentStatus::Failed) {
+            PaymentStatus::Failed
+        } else if rows.iter().all(|p| p.status == PaymentStatus::Succeeded) {
+            PaymentStatus::Succeeded
+        } else {
+            PaymentStatus::Pending
+        };
+        let refund = if refund.status != status { Refund::set_status(conn, refund.id, status).await? } else { refund };
+        let session = match session.status {
+            SessionStatus::Charged | SessionStatus::PartiallyRefunded | SessionStatus::Refunded => {
+                let target = status_after_refunds(&session);
+                if target != session.status {
+                    ParkingSession::set_status(conn, session.id, target).await?
+                } else {
+                    session
+                }
+            }
+            _ => session,
+        };
+        Ok((session, refund))
+    }
+}
