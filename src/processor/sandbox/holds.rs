@@ -124,6 +124,15 @@ async fn lock_hold(conn: &mut AsyncPgConnection, account: &str, id: &str) -> Res
         .ok_or_else(|| TxError::Processor(ProcessorError::InvalidRequest("no such PaymentIntent".to_owned())))
 }
 
+/// Locks a hold that must still await capture (increments and captures need one).
+async fn lock_capturable_hold(conn: &mut AsyncPgConnection, account: &str, id: &str) -> Result<Hold, TxError> {
+    let hold = lock_hold(conn, account, id).await?;
+    if hold.status != "requires_capture" {
+        return Err(ProcessorError::InvalidRequest("the PaymentIntent is no longer awaiting capture".to_owned()).into());
+    }
+    Ok(hold)
+}
+
 fn unexpected(reply: Reply) -> ProcessorError {
     ProcessorError::Unavailable(format!("sandbox replayed an unexpected reply: {reply:?}"))
 }
@@ -229,13 +238,7 @@ impl SandboxProcessor {
             None => {
                 let result = conn
                     .transaction(async |conn| {
-                        let hold = lock_hold(conn, req.connected_account_id, req.authorization_id).await?;
-                        if hold.status != "requires_capture" {
-                            return Err(ProcessorError::InvalidRequest(
-                                "the PaymentIntent is no longer awaiting capture".to_owned(),
-                            )
-                            .into());
-                        }
+                        let hold = lock_capturable_hold(conn, req.connected_account_id, req.authorization_id).await?;
                         if !hold.incremental {
                             return Err(ProcessorError::InvalidRequest(
                                 "this card does not support incremental authorization".to_owned(),
@@ -284,13 +287,7 @@ impl SandboxProcessor {
             None => {
                 let result = conn
                     .transaction(async |conn| {
-                        let hold = lock_hold(conn, req.connected_account_id, req.authorization_id).await?;
-                        if hold.status != "requires_capture" {
-                            return Err(ProcessorError::InvalidRequest(
-                                "the PaymentIntent is no longer awaiting capture".to_owned(),
-                            )
-                            .into());
-                        }
+                        let hold = lock_capturable_hold(conn, req.connected_account_id, req.authorization_id).await?;
                         if req.amount <= 0 || req.amount > hold.amount {
                             return Err(ProcessorError::InvalidRequest(
                                 "amount_to_capture exceeds the authorized amount".to_owned(),
