@@ -78,6 +78,18 @@ impl NewEvent {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<EventRow> {
         diesel::insert_into(events::table).values(self).returning(EventRow::as_returning()).get_result(conn).await
     }
+
+    /// Appends the event unless one with its id exists (`None` then).
+    pub async fn insert_once(&self, conn: &mut AsyncPgConnection) -> QueryResult<Option<EventRow>> {
+        diesel::insert_into(events::table)
+            .values(self)
+            .on_conflict(events::id)
+            .do_nothing()
+            .returning(EventRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    }
 }
 
 fn scoped(scope: EventScope, types: Option<&[String]>) -> events::BoxedQuery<'static, diesel::pg::Pg> {

@@ -6,6 +6,7 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
+use super::event_log::{self, Event, EventType};
 use super::holds::status_after_refunds;
 use super::ledger::Context;
 use crate::app::App;
@@ -33,7 +34,11 @@ pub async fn check_after_collection(app: &App, ctx: &Context, session: ParkingSe
 /// when no session of curbpay's has that charge. Recording it twice changes nothing.
 pub async fn open(app: &App, dispute: &OpenedDispute) -> ApiResult<Option<ParkingSession>> {
     let mut conn = app.db().await?;
-    conn.transaction(async |conn| open_in(conn, dispute).await).await
+    let session = conn.transaction(async |conn| open_in(conn, dispute).await).await?;
+    if let Some(session) = &session {
+        event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
+    }
+    Ok(session)
 }
 
 /// `open` inside the caller's transaction (a webhook's, with its dedupe row).
@@ -52,6 +57,12 @@ pub async fn open_in(conn: &mut AsyncPgConnection, dispute: &OpenedDispute) -> A
         row.reason = Some(&dispute.reason);
         row.insert(conn).await?;
         let session = ParkingSession::set_status(conn, session.id, SessionStatus::Disputed).await?;
+        let view = serde_json::json!({
+            "id": dispute.dispute_id,
+            "amount": { "amount": dispute.amount, "currency": collection.currency },
+            "reason": dispute.reason,
+        });
+        event_log::emit(conn, Event::session_with(EventType::SessionDisputed, &session, "dispute", view)).await?;
         tracing::info!(session_id = %session.id, "dispute opened");
         Ok(Some(session))
     }

@@ -71,6 +71,15 @@ fn session_view(session: &ParkingSession) -> Value {
         (Some(amount), Some(currency)) => json!({ "amount": amount, "currency": currency }),
         _ => Value::Null,
     };
+    let balance = session.money_currency().map(|currency| {
+        let money = |amount: i64| json!({ "amount": amount, "currency": currency });
+        json!({
+            "held": money(session.held_amount),
+            "captured": money(session.captured_amount),
+            "refunded": money(session.refunded_amount),
+            "capturable": money((session.held_amount - session.captured_amount - session.released_amount).max(0)),
+        })
+    });
     let failure = session.failure_code.as_ref().map(
         |code| json!({ "code": code, "declineCode": session.failure_decline_code, "message": session.failure_message }),
     );
@@ -89,6 +98,10 @@ fn session_view(session: &ParkingSession) -> Value {
         "chargedAt": session.charged_at,
         "processorChargeId": session.processor_charge_id,
         "failure": failure,
+        "expectedEndAt": session.expected_end_at,
+        "amountSetBy": session.amount_set_by.map(|a| a.as_str()),
+        "cancelReason": session.cancel_reason.map(|r| r.as_str()),
+        "balance": balance,
     })
 }
 
@@ -127,6 +140,14 @@ impl Event {
             data: json!({ "session": session_view(session) }),
             operator_data: None,
         }
+    }
+
+    /// A `session.*` event carrying one more object beside the session (the refund of a
+    /// `session.refunded`, the dispute of a `session.disputed`).
+    pub fn session_with(kind: EventType, session: &ParkingSession, name: &str, object: Value) -> Event {
+        let mut event = Event::session(kind, session);
+        event.data[name] = object;
+        event
     }
 
     /// `charge_token.issued`: the token's value only in the operator's copy.
@@ -168,6 +189,22 @@ pub async fn emit(conn: &mut AsyncPgConnection, event: Event) -> QueryResult<Eve
         operator_data: event.operator_data,
     }
     .insert(conn)
+    .await
+}
+
+/// Appends `event` under a caller-chosen id unless an event with that id exists: for an
+/// outcome that more than one request can record (the id is derived from the row that
+/// caused it), so the event is appended exactly once. `None` when it already was.
+pub async fn emit_once(conn: &mut AsyncPgConnection, id: String, event: Event) -> QueryResult<Option<EventRow>> {
+    NewEvent {
+        id,
+        type_: event.kind.as_str().to_owned(),
+        app_id: event.app_id,
+        operator_id: event.operator_id,
+        data: event.data,
+        operator_data: event.operator_data,
+    }
+    .insert_once(conn)
     .await
 }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
+use super::event_log::{self, Event, EventType};
 use super::ledger::{self, Context, Executed};
 use super::money::{MAX_AMOUNT, Money};
 use super::{disputes, policy};
@@ -90,7 +91,11 @@ pub async fn authorize_first(app: &App, session: ParkingSession) -> ApiResult<Pa
             match (row.status, expires_at) {
                 (PaymentStatus::Succeeded, Some((expires_at, incremental))) => {
                     let cursor = Operator::next_token_cursor(conn, current.operator_id).await?;
-                    ChargeToken::mark_held(conn, token.id, &issued.token, cursor, expires_at).await?;
+                    if let Some(held) =
+                        ChargeToken::mark_held(conn, token.id, &issued.token, cursor, expires_at).await?
+                    {
+                        event_log::emit(conn, Event::charge_token_issued(&held, current.app_id)).await?;
+                    }
                     Ok((ParkingSession::activate_hold(conn, current.id, incremental).await?, true))
                 }
                 (PaymentStatus::Failed, _) => {
@@ -103,6 +108,7 @@ pub async fn authorize_first(app: &App, session: ParkingSession) -> ApiResult<Pa
                         row.failure_message.as_deref().unwrap_or("Your card was declined."),
                     )
                     .await?;
+                    event_log::emit(conn, Event::session(EventType::SessionDeclined, &session)).await?;
                     Ok((session, false))
                 }
                 _ => Ok((current, false)),
@@ -112,6 +118,7 @@ pub async fn authorize_first(app: &App, session: ParkingSession) -> ApiResult<Pa
     if delivered {
         app.events.publish(Topic::OperatorTokens(session.operator_id));
     }
+    event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
     tracing::info!(session_id = %session.id, status = session.status.as_str(), "hold decided");
     Ok(session)
 }
@@ -184,18 +191,49 @@ pub async fn extend(app: &App, principal: &Principal, input: Extend<'_>) -> ApiR
     let row = if row.status == PaymentStatus::Pending {
         let ctx = Context::load(app, &session).await?;
         let row = ledger::execute(app, &ctx, &row, None).await?.row().clone();
-        if row.status == PaymentStatus::Succeeded {
-            let mut conn = app.db().await?;
-            ParkingSession::set_expected_end(&mut conn, session.id, row.expected_end_at).await?;
-        }
         tracing::info!(session_id = %session.id, payment_id = %row.id, status = row.status.as_str(), "hold extension decided");
         row
     } else {
         row
     };
+    if row.status == PaymentStatus::Succeeded {
+        // Also on a retry: a request cut off after the hold succeeded leaves this step
+        // for the retry, and the event's id (from the row's) keeps it to one.
+        let mut conn = app.db().await?;
+        let extended = conn
+            .transaction(async |conn| {
+                let session =
+                    ParkingSession::lock(conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))?;
+                let session = match row.expected_end_at {
+                    Some(end) if session.expected_end_at != Some(end) => {
+                        ParkingSession::set_expected_end(conn, session.id, Some(end)).await?;
+                        ParkingSession::find(conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))?
+                    }
+                    _ => session,
+                };
+                let event =
+                    Event::session_with(EventType::SessionExtended, &session, "extension", extension_view(&row));
+                let emitted = event_log::emit_once(conn, format!("evt_{}", row.id.simple()), event).await?;
+                Ok::<_, ApiError>((session, emitted.is_some()))
+            })
+            .await?;
+        if extended.1 {
+            event_log::announce_audience(app, Some(extended.0.app_id), Some(extended.0.operator_id));
+        }
+        return Ok((extended.0, row));
+    }
     let mut conn = app.db().await?;
     let session = ParkingSession::find(&mut conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))?;
     Ok((session, row))
+}
+
+/// The `extension` object of a `session.extended` event.
+fn extension_view(row: &Payment) -> serde_json::Value {
+    serde_json::json!({
+        "paymentId": row.id,
+        "amount": { "amount": row.amount, "currency": row.currency },
+        "expectedEndAt": row.expected_end_at,
+    })
 }
 
 /// The ledger rows that capture an ended held session's amount from its holds (oldest
@@ -254,17 +292,25 @@ pub async fn capture(app: &App, session: ParkingSession, plan: Vec<Payment>) -> 
     }
     let charge_id = first_capture.ok_or_else(|| ApiError::internal("capture without a processor reference"))?;
     let mut conn = app.db().await?;
-    let recorded = match ParkingSession::record_charge(
-        &mut conn,
-        session.id,
-        ChargeRecord::Charged { processor_charge_id: &charge_id },
-    )
-    .await?
-    {
-        Some(updated) => updated,
-        None => ParkingSession::find(&mut conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))?,
-    };
+    let (recorded, emitted) = conn
+        .transaction(async |conn| {
+            let charged = ChargeRecord::Charged { processor_charge_id: &charge_id };
+            match ParkingSession::record_charge(conn, session.id, charged).await? {
+                Some(updated) => {
+                    event_log::emit(conn, Event::session(EventType::SessionCharged, &updated)).await?;
+                    Ok::<_, ApiError>((updated, true))
+                }
+                None => Ok((
+                    ParkingSession::find(conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))?,
+                    false,
+                )),
+            }
+        })
+        .await?;
     drop(conn);
+    if emitted {
+        event_log::announce_audience(app, Some(recorded.app_id), Some(recorded.operator_id));
+    }
     tracing::info!(session_id = %recorded.id, "held session captured");
     disputes::check_after_collection(app, &ctx, recorded).await
 }
@@ -300,6 +346,8 @@ pub async fn cancel(
         })
         .await?;
     drop(conn);
+    // Canceling again announces nothing new; waking the streams once more is harmless.
+    event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
     release_all(app, session, releases).await
 }
 
@@ -311,6 +359,7 @@ pub async fn cancel_locked(
 ) -> ApiResult<(ParkingSession, Vec<Payment>)> {
     let canceled = ParkingSession::cancel(conn, session.id, reason).await?;
     ChargeToken::void_for_session(conn, session.id).await?;
+    event_log::emit(conn, Event::session(EventType::SessionCanceled, &canceled)).await?;
     let ledger = Payment::for_session(conn, session.id).await?;
     let mut releases = Vec::new();
     for hold in ledger.iter().filter(|p| p.kind == PaymentKind::Authorization && p.status == PaymentStatus::Succeeded) {

@@ -6,6 +6,7 @@
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
+use super::event_log::{self, Event, EventType};
 use super::holds::status_after_refunds;
 use super::ledger::{self, Context, Executed};
 use super::money::Money;
@@ -137,29 +138,32 @@ pub async fn refund(app: &App, principal: &Principal, input: RefundInput<'_>) ->
 /// Brings a refund's status and its session's status in line with its ledger rows.
 pub async fn record_outcome(app: &App, session_id: Uuid, refund_id: Uuid) -> ApiResult<(ParkingSession, Refund)> {
     let mut conn = app.db().await?;
-    conn.transaction(async |conn| record_outcome_in(conn, session_id, refund_id).await).await
+    let (session, refund) = conn.transaction(async |conn| record_outcome_in(conn, session_id, refund_id).await).await?;
+    event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
+    Ok((session, refund))
 }
 
 /// A refund the processor decided later (a webhook): settles its ledger row, then its
-/// refund and session, in the caller's transaction. `false` when curbpay does not know it.
+/// refund and session, in the caller's transaction. The session as it stands after, or
+/// `None` when curbpay does not know the refund.
 pub async fn settle_from_processor(
     conn: &mut AsyncPgConnection,
     processor_refund_id: &str,
     state: &RefundState,
-) -> ApiResult<bool> {
+) -> ApiResult<Option<ParkingSession>> {
     let Some(row) = Payment::find_by_reference(conn, PaymentKind::Refund, processor_refund_id).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     let settlement = match state {
-        RefundState::Pending => return Ok(true),
+        RefundState::Pending => return Ok(ParkingSession::find(conn, row.session_id).await?),
         RefundState::Succeeded => Settlement::Succeeded { processor_reference: None, application_fee: None },
         RefundState::Failed { message } => Settlement::Failed { code: "refund_failed", decline_code: None, message },
     };
     Payment::settle(conn, row.id, settlement).await?;
     if let Some(refund_id) = row.refund_id {
-        record_outcome_in(conn, row.session_id, refund_id).await?;
+        return Ok(Some(record_outcome_in(conn, row.session_id, refund_id).await?.0));
     }
-    Ok(true)
+    Ok(ParkingSession::find(conn, row.session_id).await?)
 }
 
 async fn record_outcome_in(
@@ -182,6 +186,7 @@ async fn record_outcome_in(
         } else {
             PaymentStatus::Pending
         };
+        let settled_now = refund.status != status && status == PaymentStatus::Succeeded;
         let refund = if refund.status != status { Refund::set_status(conn, refund.id, status).await? } else { refund };
         let session = match session.status {
             SessionStatus::Charged | SessionStatus::PartiallyRefunded | SessionStatus::Refunded => {
@@ -194,6 +199,22 @@ async fn record_outcome_in(
             }
             _ => session,
         };
+        if settled_now {
+            // Once: only the transaction that moves the refund to SUCCEEDED gets here.
+            let event = Event::session_with(EventType::SessionRefunded, &session, "refund", refund_view(&refund));
+            event_log::emit(conn, event).await?;
+        }
         Ok((session, refund))
     }
+}
+
+/// The `refund` object of a `session.refunded` event.
+fn refund_view(refund: &Refund) -> serde_json::Value {
+    serde_json::json!({
+        "id": refund.id,
+        "amount": { "amount": refund.amount, "currency": refund.currency },
+        "reason": refund.reason.as_str(),
+        "status": refund.status.as_str(),
+        "createdAt": refund.created_at,
+    })
 }

@@ -55,6 +55,7 @@ pub async fn sweep_once(app: &App) -> ApiResult<usize> {
     let count = canceled.len();
     for (session, releases) in canceled {
         let id = session.id;
+        super::event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
         if let Err(err) = holds::release_all(app, session, releases).await {
             // The RELEASE rows stay PENDING; canceling again (or the next pass) retries them.
             tracing::warn!(session_id = %id, error = %err, "releasing an expired session's hold failed");

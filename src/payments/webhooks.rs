@@ -53,6 +53,7 @@ pub async fn receive(app: &App, payload: &[u8], signature: &str) -> ApiResult<Re
         WebhookEvent::Other { event_id, .. } => (event_id.clone(), "other"),
     };
     let mut releases = None;
+    let mut touched = None;
     let app_id = platform.id;
     let (received, revoked) = conn
         .transaction(async |conn| {
@@ -92,12 +93,12 @@ pub async fn receive(app: &App, payload: &[u8], signature: &str) -> ApiResult<Re
                     Ok((Received::Applied, None))
                 }
                 WebhookEvent::RefundUpdated { refund_id, state, .. } => {
-                    let known = super::refunds::settle_from_processor(conn, refund_id, state).await?;
-                    Ok((if known { Received::Applied } else { Received::Ignored }, None))
+                    touched = super::refunds::settle_from_processor(conn, refund_id, state).await?;
+                    Ok((if touched.is_some() { Received::Applied } else { Received::Ignored }, None))
                 }
                 WebhookEvent::DisputeCreated { dispute, .. } => {
-                    let known = super::disputes::open_in(conn, dispute).await?.is_some();
-                    Ok((if known { Received::Applied } else { Received::Ignored }, None))
+                    touched = super::disputes::open_in(conn, dispute).await?;
+                    Ok((if touched.is_some() { Received::Applied } else { Received::Ignored }, None))
                 }
                 WebhookEvent::DisputeClosed { dispute_id, lost, .. } => {
                     let known = super::disputes::close_in(conn, dispute_id, *lost).await?.is_some();
@@ -105,6 +106,7 @@ pub async fn receive(app: &App, payload: &[u8], signature: &str) -> ApiResult<Re
                 }
                 WebhookEvent::AuthorizationCanceled { authorization_id, .. } => {
                     releases = super::holds::hold_canceled_in(conn, authorization_id).await?;
+                    touched = releases.as_ref().map(|(session, _)| session.clone());
                     Ok((if releases.is_some() { Received::Applied } else { Received::Ignored }, None))
                 }
                 WebhookEvent::Other { .. } => Ok((Received::Ignored, None)),
@@ -112,6 +114,10 @@ pub async fn receive(app: &App, payload: &[u8], signature: &str) -> ApiResult<Re
         })
         .await?;
     drop(conn);
+    if let Some(session) = &touched {
+        // Refunds, disputes and lapsed holds append session events in the transaction above.
+        super::event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
+    }
     if let Some((session, pending)) = releases {
         super::holds::release_all(app, session, pending).await?;
     }

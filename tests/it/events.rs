@@ -207,3 +207,114 @@ async fn subscription_resumes_from_a_cursor_without_gap_or_duplicate() {
     }
     assert_eq!(sub.exit_code().await, 0);
 }
+
+/// The events of the caller's session events (and its tokens), by type, once `n` are readable.
+async fn session_events(app: &TestApp, token: &str, n: usize) -> Vec<Value> {
+    let types = vec![
+        "session.started",
+        "session.declined",
+        "session.extended",
+        "session.ended",
+        "session.charged",
+        "session.payment_failed",
+        "session.canceled",
+        "session.refunded",
+        "session.disputed",
+        "charge_token.issued",
+    ];
+    events_eventually(app, token, Some(types), n).await
+}
+
+#[tokio::test]
+async fn a_held_session_emits_each_money_transition_once() {
+    use crate::money::{CHARGE, END, EXTEND, REFUND, start_held};
+    let t = TestApp::new().await;
+    let w = t.world().await;
+    let s = start_held(&t, &w, "h-1", "B-CP 123", 1000).await["session"]["id"].clone();
+    t.ok(&w.app_token, EXTEND, json!({ "s": s, "a": 500, "k": "e-1", "e": "2030-01-01T11:00:00Z" })).await;
+    // A retry of the extension emits nothing more.
+    t.ok(&w.app_token, EXTEND, json!({ "s": s, "a": 500, "k": "e-1", "e": "2030-01-01T11:00:00Z" })).await;
+    t.ok(&w.app_token, END, json!({ "s": s, "a": 1200 })).await;
+    t.ok(&w.operator_token, CHARGE, json!({ "s": s })).await;
+    t.ok(&w.operator_token, REFUND, json!({ "s": s, "a": 600, "k": "r-1" })).await;
+    t.ok(&w.operator_token, REFUND, json!({ "s": s, "a": 600, "k": "r-1" })).await;
+
+    let expected = [
+        "session.started",
+        "charge_token.issued",
+        "session.extended",
+        "session.ended",
+        "session.charged",
+        "session.refunded",
+    ];
+    let for_app = session_events(&t, &w.app_token, expected.len()).await;
+    assert_eq!(types_of(&for_app), expected);
+    let for_operator = session_events(&t, &w.operator_token, expected.len()).await;
+    assert_eq!(types_of(&for_operator), expected);
+
+    // The held token's value reaches only the operator's copy.
+    assert_eq!(for_app[1]["node"]["data"]["chargeToken"]["status"], "HELD");
+    assert_eq!(for_app[1]["node"]["data"]["chargeToken"]["token"], Value::Null);
+    assert!(for_operator[1]["node"]["data"]["chargeToken"]["token"].as_str().unwrap().starts_with("tok_"));
+
+    let extended = &for_app[2]["node"]["data"];
+    assert_eq!(extended["extension"]["amount"], json!({ "amount": 500, "currency": "USD" }));
+    assert_eq!(extended["session"]["balance"]["held"], json!({ "amount": 1500, "currency": "USD" }));
+    assert_eq!(extended["session"]["expectedEndAt"], "2030-01-01T11:00:00Z");
+
+    let charged = &for_app[4]["node"]["data"]["session"];
+    assert_eq!(charged["balance"]["captured"], json!({ "amount": 1200, "currency": "USD" }));
+    let refunded = &for_app[5]["node"]["data"];
+    assert_eq!(refunded["session"]["status"], "PARTIALLY_REFUNDED");
+    assert_eq!(refunded["refund"]["amount"], json!({ "amount": 600, "currency": "USD" }));
+    assert_eq!(refunded["refund"]["status"], "SUCCEEDED");
+    assert_eq!(refunded["session"]["balance"]["refunded"]["amount"], 600);
+}
+
+#[tokio::test]
+async fn a_declined_hold_emits_declined_and_no_token() {
+    use crate::money::start_held;
+    let t = TestApp::new().await;
+    let w = t.world_with_card("tok_chargeDeclinedInsufficientFunds").await;
+    start_held(&t, &w, "h-1", "B-CP 123", 1000).await;
+    start_held(&t, &w, "h-1", "B-CP 123", 1000).await;
+    for token in [&w.app_token, &w.operator_token] {
+        let events = session_events(&t, token, 2).await;
+        assert_eq!(types_of(&events), ["session.started", "session.declined"]);
+        let declined = &events[1]["node"]["data"]["session"];
+        assert_eq!(declined["status"], "DECLINED");
+        assert_eq!(declined["failure"]["declineCode"], "insufficient_funds");
+    }
+}
+
+#[tokio::test]
+async fn cancel_and_dispute_emit_their_events_once() {
+    use crate::money::{CANCEL, CHARGE, END, start_held};
+    let t = TestApp::new().await;
+    let w = t.world().await;
+    let s = start_held(&t, &w, "h-1", "B-CP 123", 1000).await["session"]["id"].clone();
+    t.ok(&w.app_token, CANCEL, json!({ "s": s })).await;
+    t.ok(&w.app_token, CANCEL, json!({ "s": s })).await;
+    let events = session_events(&t, &w.operator_token, 3).await;
+    assert_eq!(types_of(&events), ["session.started", "charge_token.issued", "session.canceled"]);
+    let canceled = &events[2]["node"]["data"]["session"];
+    assert_eq!(canceled["status"], "CANCELED");
+    assert_eq!(canceled["cancelReason"], "REQUESTED_BY_CUSTOMER");
+
+    let t = TestApp::new().await;
+    let w = t.world_with_card("tok_createDispute").await;
+    let s = start_held(&t, &w, "h-1", "B-CP 123", 1000).await["session"]["id"].clone();
+    t.ok(&w.operator_token, END, json!({ "s": s, "a": 800 })).await;
+    t.ok(&w.operator_token, CHARGE, json!({ "s": s })).await;
+    t.ok(&w.operator_token, CHARGE, json!({ "s": s })).await;
+    let events = session_events(&t, &w.app_token, 5).await;
+    assert_eq!(
+        types_of(&events),
+        ["session.started", "charge_token.issued", "session.ended", "session.charged", "session.disputed"]
+    );
+    let disputed = &events[4]["node"]["data"];
+    assert_eq!(disputed["session"]["status"], "DISPUTED");
+    assert_eq!(disputed["dispute"]["amount"], json!({ "amount": 800, "currency": "USD" }));
+    assert_eq!(disputed["dispute"]["reason"], "fraudulent");
+    assert!(disputed["dispute"]["id"].as_str().unwrap().starts_with("dp_"));
+}
