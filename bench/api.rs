@@ -56,6 +56,8 @@ const END: &str = "mutation($s: ID!) { endParkingSession(input: {sessionId: $s, 
 const CHARGE: &str = "mutation($s: ID!) { chargeSession(input: {sessionId: $s}) { succeeded } }";
 const SUBSCRIBE: &str = "subscription { chargeTokenIssued { cursor chargeToken { id } } }";
 
+mod webhooks;
+
 /// The tests' choice of Postgres server, shared so that both find (or start) the same one.
 #[path = "../tests/it/util/postgres.rs"]
 mod postgres;
@@ -105,6 +107,8 @@ async fn serve(db: &BenchDb) -> (AppState, String, tokio::task::JoinHandle<()>) 
     let mut config = Config::for_database(&db.url, SECRET);
     config.listen_addr = addr;
     config.public_url = curbpay::config::default_public_url(addr);
+    // The webhook phase delivers to a receiver on 127.0.0.1.
+    config.events.allow_private = true;
     let settings = curbpay::server::ServerSettings::from(&config);
     let app = curbpay::build_app(config, None).await.expect("build app");
     let router = curbpay::http::router(app.clone());
@@ -439,6 +443,14 @@ async fn main() {
     let mut rows = concurrent_rows(client, world).await;
     rows.extend(sequential_rows(client, world, &addr, rows.len()).await);
     print_table(&rows);
+    let target = webhooks::Target {
+        graphql_url: format!("http://{addr}/graphql"),
+        app_token: &world.app,
+        customer_id: world.customer_id.to_string(),
+        operator_id: world.operator_id.to_string(),
+    };
+    let hooks = [webhooks::run(&target, 1, 500, "hook-1").await, webhooks::run(&target, 100, 50, "hook-100").await];
+    webhooks::print(&hooks);
     let statements: Vec<String> = statements.iter().map(|(page, n)| format!("{page}: {n}")).collect();
     println!("\nSQL statements per links request (page size: statements): {}", statements.join(", "));
     println!("p50 ratio: p50 / p50 of its section's baseline ({CONCURRENCY} in flight, then 1 in flight)");
