@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use crate::auth::StateSigner;
 use crate::auth::{JwtVerifier, KnownParties};
 use crate::config::Config;
 use crate::db::{DbConn, DbPool, StatementCounter};
 use crate::error::ApiResult;
 use crate::events::EventHub;
-use crate::payments::links::StateSigner;
 use crate::processor::Processor;
 use crate::processor::sandbox::SandboxProcessor;
 

@@ -81,6 +81,9 @@ pub struct Config {
     /// `CURBPAY_PUBLIC_URL`: the base URL for links handed out (OAuth redirect URLs).
     /// Default: `http://` + the listen address.
     pub public_url: url::Url,
+    /// Whether `CURBPAY_PUBLIC_URL` was set; when not, the server derives the public URL
+    /// from the address it actually bound (port 0 picks a free one).
+    pub public_url_set: bool,
     pub jwt: JwtConfig,
     /// `CURBPAY_STATE_SECRET`: signs the OAuth `state` of link authorizations (it names
     /// the link, its operator and a single-use nonce). Default: the HS256 JWT secret.
@@ -315,7 +318,9 @@ impl Config {
             .unwrap_or_else(|| "127.0.0.1:8080".to_owned())
             .parse()
             .context("CURBPAY_LISTEN_ADDR: expected host:port, e.g. 127.0.0.1:8080")?;
-        let public_url = match var("CURBPAY_PUBLIC_URL") {
+        let public_url_raw = var("CURBPAY_PUBLIC_URL");
+        let public_url_set = public_url_raw.is_some();
+        let public_url = match public_url_raw {
             Some(raw) => url::Url::parse(&raw).context("CURBPAY_PUBLIC_URL: not a URL")?,
             None => default_public_url(listen_addr),
         };
@@ -392,6 +397,7 @@ impl Config {
             data_dir: PathBuf::from(var("CURBPAY_DATA_DIR").unwrap_or_else(|| ".curbpay".to_owned())),
             listen_addr,
             public_url,
+            public_url_set,
             jwt: JwtConfig { key, issuer: var("CURBPAY_JWT_ISSUER"), audience: var("CURBPAY_JWT_AUDIENCE") },
             state_secret: var("CURBPAY_STATE_SECRET").map(SecretString::from),
             processor,
@@ -450,6 +456,7 @@ impl Config {
             data_dir: PathBuf::from(".curbpay"),
             listen_addr,
             public_url: default_public_url(listen_addr),
+            public_url_set: false,
             jwt: JwtConfig { key: JwtKey::Secret(jwt_secret.to_owned().into()), issuer: None, audience: None },
             state_secret: None,
             processor: ProcessorKind::Sandbox,

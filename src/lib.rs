@@ -138,7 +138,7 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
         events,
         jwt,
         known_parties: Default::default(),
-        state_signer: payments::links::StateSigner::new(&state_secret),
+        state_signer: auth::StateSigner::new(&state_secret),
         statements,
         config: Arc::new(config),
     });

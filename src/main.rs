@@ -209,7 +209,7 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen_addr))?;
     let bound = listener.local_addr()?;
-    if std::env::var("CURBPAY_PUBLIC_URL").map(|v| v.trim().is_empty()).unwrap_or(true) {
+    if !config.public_url_set {
         // Port 0 picks a free port: the public URL must name the real one.
         config.public_url = curbpay::config::default_public_url(bound);
     }

@@ -10,70 +10,16 @@
 //! PENDING with the account held, until an admin accepts it (`acceptLinkAccount`): no
 //! code obtained by someone else can point an operator's money at another account.
 
-use chrono::Utc;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::policy;
 use crate::app::App;
-use crate::auth::Principal;
+use crate::auth::{Principal, StateClaims};
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
 use crate::models::{self, ChargeToken, Link, LinkEvent, LinkStatus, Operator};
 use crate::processor::{AuthorizationRequest, LinkAuthorization};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-
-const STATE_AUDIENCE: &str = "curbpay:connect-state";
-/// How long an authorization URL stays usable.
-const STATE_TTL_SECONDS: i64 = 3600;
-
-#[derive(Serialize, Deserialize)]
-struct StateClaims {
-    aud: String,
-    exp: i64,
-    /// The link being authorized.
-    link: Uuid,
-    /// The operator who must authorize it (the link's operator).
-    operator: Uuid,
-    /// Must match the link's current nonce; spent on completion, so no replay.
-    nonce: Uuid,
-}
-
-/// Signs the OAuth `state` (an HS256 JWT with its own audience, so it can never pass as
-/// an API token and vice versa).
-#[derive(Clone)]
-pub struct StateSigner {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-}
-
-impl StateSigner {
-    pub fn new(secret: &[u8]) -> StateSigner {
-        StateSigner { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
-    }
-
-    fn sign(&self, link: &Link, nonce: Uuid) -> ApiResult<String> {
-        let claims = StateClaims {
-            aud: STATE_AUDIENCE.to_owned(),
-            exp: Utc::now().timestamp() + STATE_TTL_SECONDS,
-            link: link.id,
-            operator: link.operator_id,
-            nonce,
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| ApiError::internal(format!("signing state: {e}")))
-    }
-
-    fn verify(&self, state: &str) -> ApiResult<StateClaims> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[STATE_AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "aud"]);
-        jsonwebtoken::decode::<StateClaims>(state, &self.decoding, &validation)
-            .map(|data| data.claims)
-            .map_err(|_| invalid_state())
-    }
-}
 
 fn invalid_state() -> ApiError {
     ApiError::bad_input("the authorization state is invalid or has expired")
@@ -106,7 +52,7 @@ pub fn authorization_url(
     if !policy::may_authorize_link(principal, link) {
         return Ok(None);
     }
-    let state = app.state_signer.sign(link, nonce)?;
+    let state = app.state_signer.sign(link.id, link.operator_id, nonce)?;
     let redirect_uri = callback_url(app)?;
     let platform = super::parties::platform(app, platform)?;
     let url = app.processor.authorization_url(&AuthorizationRequest {
@@ -128,7 +74,7 @@ pub struct Consent {
 /// state must be genuine and the link's outstanding authorization. The link, operator
 /// and platform come from the state only, never from anything else in the URL.
 pub async fn consent(app: &App, state: &str) -> ApiResult<Consent> {
-    let claims = app.state_signer.verify(state)?;
+    let claims = app.state_signer.verify(state).ok_or_else(invalid_state)?;
     let mut conn = app.db().await?;
     let link = outstanding(&mut conn, &claims).await?;
     let platform = models::App::find(&mut conn, link.app_id).await?.ok_or(ApiError::NotFound("app"))?;
@@ -197,7 +143,7 @@ pub async fn complete_link(app: &App, principal: &Principal, link_id: Uuid, code
 /// `/connect/callback`: the processor's redirect, authenticated by the signed state.
 /// The link comes back `ACTIVE`, or `PENDING` with a held account (see `activate`).
 pub async fn complete_from_callback(app: &App, state: &str, code: &str) -> ApiResult<Link> {
-    let claims = app.state_signer.verify(state)?;
+    let claims = app.state_signer.verify(state).ok_or_else(invalid_state)?;
     let mut conn = app.db().await?;
     let link = outstanding(&mut conn, &claims).await?;
     drop(conn);
@@ -206,7 +152,7 @@ pub async fn complete_from_callback(app: &App, state: &str, code: &str) -> ApiRe
 
 /// The operator declined (or the processor reported an error) on the consent page.
 pub async fn fail_from_callback(app: &App, state: &str, reason: &str) -> ApiResult<Link> {
-    let claims = app.state_signer.verify(state)?;
+    let claims = app.state_signer.verify(state).ok_or_else(invalid_state)?;
     let mut conn = app.db().await?;
     let reason: String = reason.chars().take(500).collect();
     conn.transaction(async |conn| {

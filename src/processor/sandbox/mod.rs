@@ -129,17 +129,6 @@ impl SandboxProcessor {
             .await?;
         Ok(code)
     }
-
-    /// The number of charges made with this idempotency key (at most one): what tests
-    /// check to prove a retry never charges twice.
-    pub async fn charges_for_key(&self, idempotency_key: &str) -> ProcessorResult<i64> {
-        let mut conn = self.conn().await?;
-        Ok(sandbox_charges::table
-            .filter(sandbox_charges::idempotency_key.eq(idempotency_key))
-            .count()
-            .get_result(&mut conn)
-            .await?)
-    }
 }
 
 /// The sandbox's Connect client id of a platform account (as Stripe's `ca_…` is public

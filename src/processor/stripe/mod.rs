@@ -78,12 +78,6 @@ impl From<CallError> for ProcessorError {
     }
 }
 
-impl From<diesel::result::Error> for Box<ProcessorError> {
-    fn from(err: diesel::result::Error) -> Self {
-        Box::new(ProcessorError::Unavailable(format!("attempt store: {err}")))
-    }
-}
-
 fn card_facts(brand: &str, last4: &str, exp_month: i64, exp_year: i64) -> CardFacts {
     CardFacts {
         brand: brand.to_owned(),
