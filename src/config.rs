@@ -89,8 +89,9 @@ pub struct Config {
     /// the link, its operator and a single-use nonce). Default: the HS256 JWT secret.
     /// Must be the same on every server process.
     pub state_secret: Option<SecretString>,
-    /// `CURBPAY_PROCESSOR`: `sandbox` (the default) or `stripe` (the default when any
-    /// `CURBPAY_STRIPE_*` setting is present).
+    /// `CURBPAY_PROCESSOR`: `sandbox` (the default) or `stripe` (the default when
+    /// `CURBPAY_STRIPE_API_BASE` or `CURBPAY_STRIPE_CONNECT_BASE` is set; the retry and
+    /// timeout settings alone select nothing).
     pub processor: ProcessorKind,
     pub stripe: StripeConfig,
     /// `CURBPAY_ENCRYPTION_KEY`: base64 of 32 random bytes; seals the apps' Stripe
