@@ -150,6 +150,18 @@ pub struct Config {
     /// pooler (pgbouncer) point it at Postgres directly: LISTEN does not survive
     /// transaction pooling.
     pub listen_database_url: Option<SecretString>,
+    /// `CURBPAY_READ_DATABASE_URL` (default unset): a streaming replica of the primary.
+    /// Query operations (lists, lookups and their loaders) read from it; everything that
+    /// writes, locks or must see its own writes stays on the primary. Unset: every read
+    /// goes to the primary.
+    pub read_database_url: Option<SecretString>,
+    /// `CURBPAY_READ_DB_POOL_SIZE` (default: `CURBPAY_DB_POOL_SIZE`): connections in the
+    /// replica's pool.
+    pub read_db_pool_size: usize,
+    /// `CURBPAY_READ_MAX_LAG` (default `10s`; `0` turns the check off): a replica further
+    /// behind the primary than this is passed over (reads go to the primary) until it
+    /// catches up. Measured about once a second (more often for a bound under 4 s).
+    pub read_max_lag: Option<Duration>,
     /// `CURBPAY_DB_PREPARED_STATEMENTS` (default `true`): cache prepared statements per
     /// connection. `false` for a transaction pooler without protocol-level prepared
     /// statements (pgbouncer before 1.21, or without `max_prepared_statements`).
@@ -387,6 +399,7 @@ impl Config {
         if db_pool_size == 0 {
             bail!("CURBPAY_DB_POOL_SIZE must be at least 1");
         }
+        let read_max_lag = duration_var("CURBPAY_READ_MAX_LAG", "10s")?;
         Ok(Config {
             database_url: var("DATABASE_URL").map(SecretString::from),
             data_dir: PathBuf::from(var("CURBPAY_DATA_DIR").unwrap_or_else(|| ".curbpay".to_owned())),
@@ -426,6 +439,9 @@ impl Config {
             graphql_suggestions: bool_var("CURBPAY_GRAPHQL_SUGGESTIONS", false)?,
             graphql_introspection: bool_var("CURBPAY_GRAPHQL_INTROSPECTION", true)?,
             listen_database_url: var("CURBPAY_LISTEN_DATABASE_URL").map(SecretString::from),
+            read_database_url: var("CURBPAY_READ_DATABASE_URL").map(SecretString::from),
+            read_db_pool_size: number_var("CURBPAY_READ_DB_POOL_SIZE", db_pool_size, 1)?,
+            read_max_lag: (!read_max_lag.is_zero()).then_some(read_max_lag),
             db_prepared_statements: bool_var("CURBPAY_DB_PREPARED_STATEMENTS", true)?,
             metrics_addr: var("CURBPAY_METRICS_ADDR")
                 .map(|raw| raw.trim().parse().context("CURBPAY_METRICS_ADDR: expected host:port, e.g. 0.0.0.0:9100"))
@@ -473,6 +489,9 @@ impl Config {
             graphql_suggestions: false,
             graphql_introspection: true,
             listen_database_url: None,
+            read_database_url: None,
+            read_db_pool_size: 8,
+            read_max_lag: Some(Duration::from_secs(10)),
             db_prepared_statements: true,
             metrics_addr: None,
             shutdown_timeout: Duration::from_secs(30),
