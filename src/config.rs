@@ -320,6 +320,12 @@ fn duration_var(name: &str, default: &str) -> anyhow::Result<Duration> {
     humantime::parse_duration(&raw).with_context(|| format!("{name}: not a duration: {raw:?}"))
 }
 
+/// A duration where `0` means "off" (`None`).
+fn duration_or_off(name: &str, default: &str) -> anyhow::Result<Option<Duration>> {
+    let value = duration_var(name, default)?;
+    Ok((!value.is_zero()).then_some(value))
+}
+
 impl Config {
     /// Reads the configuration from the environment.
     pub fn from_env() -> anyhow::Result<Config> {
@@ -399,7 +405,6 @@ impl Config {
         if db_pool_size == 0 {
             bail!("CURBPAY_DB_POOL_SIZE must be at least 1");
         }
-        let read_max_lag = duration_var("CURBPAY_READ_MAX_LAG", "10s")?;
         Ok(Config {
             database_url: var("DATABASE_URL").map(SecretString::from),
             data_dir: PathBuf::from(var("CURBPAY_DATA_DIR").unwrap_or_else(|| ".curbpay".to_owned())),
@@ -441,7 +446,7 @@ impl Config {
             listen_database_url: var("CURBPAY_LISTEN_DATABASE_URL").map(SecretString::from),
             read_database_url: var("CURBPAY_READ_DATABASE_URL").map(SecretString::from),
             read_db_pool_size: number_var("CURBPAY_READ_DB_POOL_SIZE", db_pool_size, 1)?,
-            read_max_lag: (!read_max_lag.is_zero()).then_some(read_max_lag),
+            read_max_lag: duration_or_off("CURBPAY_READ_MAX_LAG", "10s")?,
             db_prepared_statements: bool_var("CURBPAY_DB_PREPARED_STATEMENTS", true)?,
             metrics_addr: var("CURBPAY_METRICS_ADDR")
                 .map(|raw| raw.trim().parse().context("CURBPAY_METRICS_ADDR: expected host:port, e.g. 0.0.0.0:9100"))
@@ -557,5 +562,17 @@ mod tests {
         assert!(!bool_var("CURBPAY_TEST_UNSET", false).unwrap());
         unsafe { std::env::set_var("CURBPAY_TEST_SWITCH", "maybe") };
         assert!(bool_var("CURBPAY_TEST_SWITCH", false).is_err());
+    }
+
+    #[test]
+    fn zero_turns_a_duration_off() {
+        // SAFETY: this test owns these variable names; no other test reads them.
+        unsafe {
+            std::env::set_var("CURBPAY_TEST_LAG_OFF", "0");
+            std::env::set_var("CURBPAY_TEST_LAG_SET", "250ms");
+        }
+        assert_eq!(duration_or_off("CURBPAY_TEST_LAG_OFF", "10s").unwrap(), None);
+        assert_eq!(duration_or_off("CURBPAY_TEST_LAG_SET", "10s").unwrap(), Some(Duration::from_millis(250)));
+        assert_eq!(duration_or_off("CURBPAY_TEST_LAG_UNSET", "10s").unwrap(), Some(Duration::from_secs(10)));
     }
 }
