@@ -5,15 +5,20 @@ use std::sync::Arc;
 use crate::auth::StateSigner;
 use crate::auth::{JwtVerifier, KnownParties};
 use crate::config::Config;
-use crate::db::{DbConn, DbPool, StatementCounter};
+use crate::db::replica::{Replica, Unusable};
+use crate::db::{DbConn, DbPool, ReadConn, StatementCounter};
 use crate::error::ApiResult;
 use crate::events::EventHub;
 use crate::processor::Processor;
 use crate::processor::sandbox::SandboxProcessor;
 
 pub struct App {
-    /// Postgres connections (bounded; a request that waits too long gets UNAVAILABLE).
+    /// Postgres connections to the primary (bounded; a request that waits too long gets
+    /// UNAVAILABLE).
     pub pool: DbPool,
+    /// The read replica (`CURBPAY_READ_DATABASE_URL`) and whether it serves now; `None`:
+    /// every read goes to the primary.
+    pub replica: Option<Arc<Replica>>,
     /// Turns true once the process was asked to stop (`/ready` answers 503, WebSockets
     /// close with 1012, background tasks stop).
     pub stopping: tokio::sync::watch::Sender<bool>,
@@ -42,10 +47,40 @@ pub struct App {
 
 pub type AppState = Arc<App>;
 
+/// What a read must see. The GraphQL layer decides it per operation
+/// (`graphql::read_db`); everything else (services, workers, subscriptions' catch-up
+/// reads) reads and writes through [`App::db`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Freshness {
+    /// Every committed write: the primary.
+    Latest,
+    /// What the read replica has replayed, which may be behind by its lag.
+    MayLag,
+}
+
 impl App {
-    /// A pooled connection; pool exhaustion or a down database is UNAVAILABLE.
+    /// A connection to the primary, for every write and every read that must see
+    /// committed writes (idempotency lookups, the checks guarding a write, catch-up
+    /// reads). Pool exhaustion or a down database is UNAVAILABLE.
     pub async fn db(&self) -> ApiResult<DbConn> {
         timed("primary", &self.pool).await
+    }
+
+    /// A connection for reads of the given freshness. `MayLag` goes to the replica while
+    /// it serves, and to the primary when there is none, or it is down or too far behind
+    /// (`curbpay_db_read_fallbacks_total` counts those reads). A busy replica is
+    /// UNAVAILABLE, as a busy primary is.
+    pub async fn read_db(&self, freshness: Freshness) -> ApiResult<ReadConn> {
+        if freshness == Freshness::MayLag
+            && let Some(replica) = &self.replica
+        {
+            match replica.get().await {
+                Ok(conn) => return Ok(ReadConn::new(conn)),
+                Err(Unusable::Busy(err)) => return Err(err.into()),
+                Err(Unusable::PassedOver(state)) => crate::metrics::read_fallback(state),
+            }
+        }
+        Ok(ReadConn::new(self.db().await?))
     }
 
     /// Whether the process is shutting down.

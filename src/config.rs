@@ -154,6 +154,18 @@ pub struct Config {
     /// pooler (pgbouncer) point it at Postgres directly: LISTEN does not survive
     /// transaction pooling.
     pub listen_database_url: Option<SecretString>,
+    /// `CURBPAY_READ_DATABASE_URL` (default unset): a streaming replica of the primary.
+    /// Query operations (lists, lookups and their loaders) read from it; everything that
+    /// writes, locks or must see its own writes stays on the primary. Unset: every read
+    /// goes to the primary.
+    pub read_database_url: Option<SecretString>,
+    /// `CURBPAY_READ_DB_POOL_SIZE` (default: `CURBPAY_DB_POOL_SIZE`): connections in the
+    /// replica's pool.
+    pub read_db_pool_size: usize,
+    /// `CURBPAY_READ_MAX_LAG` (default `10s`; `0` turns the check off): a replica further
+    /// behind the primary than this is passed over (reads go to the primary) until it
+    /// catches up. Measured about once a second (more often for a bound under 4 s).
+    pub read_max_lag: Option<Duration>,
     /// `CURBPAY_DB_PREPARED_STATEMENTS` (default `true`): cache prepared statements per
     /// connection. `false` for a transaction pooler without protocol-level prepared
     /// statements (pgbouncer before 1.21, or without `max_prepared_statements`).
@@ -312,6 +324,12 @@ fn duration_var(name: &str, default: &str) -> anyhow::Result<Duration> {
     humantime::parse_duration(&raw).with_context(|| format!("{name}: not a duration: {raw:?}"))
 }
 
+/// A duration where `0` means "off" (`None`).
+fn duration_or_off(name: &str, default: &str) -> anyhow::Result<Option<Duration>> {
+    let value = duration_var(name, default)?;
+    Ok((!value.is_zero()).then_some(value))
+}
+
 impl Config {
     /// Reads the configuration from the environment.
     pub fn from_env() -> anyhow::Result<Config> {
@@ -433,6 +451,9 @@ impl Config {
             graphql_suggestions: bool_var("CURBPAY_GRAPHQL_SUGGESTIONS", false)?,
             graphql_introspection: bool_var("CURBPAY_GRAPHQL_INTROSPECTION", true)?,
             listen_database_url: var("CURBPAY_LISTEN_DATABASE_URL").map(SecretString::from),
+            read_database_url: var("CURBPAY_READ_DATABASE_URL").map(SecretString::from),
+            read_db_pool_size: number_var("CURBPAY_READ_DB_POOL_SIZE", db_pool_size, 1)?,
+            read_max_lag: duration_or_off("CURBPAY_READ_MAX_LAG", "10s")?,
             db_prepared_statements: bool_var("CURBPAY_DB_PREPARED_STATEMENTS", true)?,
             metrics_addr: var("CURBPAY_METRICS_ADDR")
                 .map(|raw| raw.trim().parse().context("CURBPAY_METRICS_ADDR: expected host:port, e.g. 0.0.0.0:9100"))
@@ -481,6 +502,9 @@ impl Config {
             graphql_suggestions: false,
             graphql_introspection: true,
             listen_database_url: None,
+            read_database_url: None,
+            read_db_pool_size: 8,
+            read_max_lag: Some(Duration::from_secs(10)),
             db_prepared_statements: true,
             metrics_addr: None,
             shutdown_timeout: Duration::from_secs(30),
@@ -546,5 +570,17 @@ mod tests {
         assert!(!bool_var("CURBPAY_TEST_UNSET", false).unwrap());
         unsafe { std::env::set_var("CURBPAY_TEST_SWITCH", "maybe") };
         assert!(bool_var("CURBPAY_TEST_SWITCH", false).is_err());
+    }
+
+    #[test]
+    fn zero_turns_a_duration_off() {
+        // SAFETY: this test owns these variable names; no other test reads them.
+        unsafe {
+            std::env::set_var("CURBPAY_TEST_LAG_OFF", "0");
+            std::env::set_var("CURBPAY_TEST_LAG_SET", "250ms");
+        }
+        assert_eq!(duration_or_off("CURBPAY_TEST_LAG_OFF", "10s").unwrap(), None);
+        assert_eq!(duration_or_off("CURBPAY_TEST_LAG_SET", "10s").unwrap(), Some(Duration::from_millis(250)));
+        assert_eq!(duration_or_off("CURBPAY_TEST_LAG_UNSET", "10s").unwrap(), Some(Duration::from_secs(10)));
     }
 }

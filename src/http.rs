@@ -414,6 +414,9 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 
 pub(crate) fn metrics_text(app: &AppState) -> Response {
     crate::metrics::pool_status("primary", app.pool.status());
+    if let Some(replica) = &app.replica {
+        crate::metrics::pool_status("replica", replica.pool().status());
+    }
     let handle = crate::metrics::install();
     handle.run_upkeep();
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], handle.render())

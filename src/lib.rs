@@ -4,7 +4,8 @@
 //! services (`payments`) → storage (`models`, `db`) and the processor (`processor`).
 //!
 //! - [`config`]: every setting, read once from the environment.
-//! - [`app`]: the shared state (`App`): pool, processor, event hub, JWT verifier.
+//! - [`app`]: the shared state (`App`): pools (primary, read replica), processor, event
+//!   hub, JWT verifier.
 //! - [`auth`]: JWT verification into a `Principal`.
 //! - [`db`]: pool, migrations, embedded Postgres; [`models`]: rows and queries.
 //! - [`payments`]: the flows (links, customers, sessions, charge tokens) and `policy`.
@@ -62,7 +63,26 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
         statements.clone(),
     )?;
     metrics::install();
+    let replica = match &config.read_database_url {
+        Some(url) => Some(db::replica::Replica::new(
+            db::pool(
+                url.expose_secret(),
+                &db::PoolSettings {
+                    max_size: config.read_db_pool_size,
+                    wait_timeout: config.db_pool_timeout,
+                    statement_timeout: config.db_statement_timeout,
+                    prepared_statements: config.db_prepared_statements,
+                },
+                statements.clone(),
+            )?,
+            config.read_max_lag,
+        )),
+        None => None,
+    };
     let (stopping, _) = tokio::sync::watch::channel(false);
+    if let Some(replica) = &replica {
+        replica.spawn_monitor(pool.clone(), stopping.subscribe());
+    }
     let jwt = auth::JwtVerifier::new(&config.jwt, generated_jwt_secret)?;
     let state_secret: Vec<u8> = match (&config.state_secret, &config.jwt.key) {
         (Some(secret), _) => secret.expose_secret().as_bytes().to_vec(),
@@ -130,6 +150,7 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
     payments::event_log::spawn_pruner(pool.clone(), config.events.retention);
     let app = Arc::new(App {
         pool,
+        replica,
         stopping,
         processor,
         sandbox,

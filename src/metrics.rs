@@ -65,6 +65,18 @@ fn describe() {
     describe_gauge!("curbpay_db_pool_max_connections", "Database pool size limit by pool.");
     describe_gauge!("curbpay_db_pool_waiting", "Requests waiting for a database connection, by pool.");
     describe_histogram!("curbpay_db_pool_wait_seconds", "Time spent waiting for a database connection.");
+    describe_gauge!(
+        "curbpay_db_replica_serving",
+        "1 while the read replica serves reads; 0 while it is down or lagging."
+    );
+    describe_gauge!(
+        "curbpay_db_replica_lag_seconds",
+        "How far the read replica was behind the primary when last measured (with CURBPAY_READ_MAX_LAG)."
+    );
+    describe_counter!(
+        "curbpay_db_read_fallbacks_total",
+        "Reads that could have gone to the replica but went to the primary, by reason (down, lagging)."
+    );
     describe_gauge!("curbpay_listen_connected", "1 while the LISTEN connection for cross-process wake-ups is up.");
     describe_counter!("curbpay_listen_reconnects_total", "Times the LISTEN connection was re-established.");
     describe_counter!("curbpay_rate_limited_total", "Requests and WebSocket operations refused by the rate limit.");
@@ -133,6 +145,24 @@ pub fn rate_limited(transport: &'static str) {
 
 pub fn pool_wait(pool: &'static str, waited: Duration) {
     histogram!("curbpay_db_pool_wait_seconds", "pool" => pool).record(waited.as_secs_f64());
+}
+
+/// Whether the read replica serves reads.
+pub fn replica_serving(serving: bool) {
+    gauge!("curbpay_db_replica_serving").set(if serving { 1.0 } else { 0.0 });
+}
+
+pub fn replica_lag(lag: Duration) {
+    gauge!("curbpay_db_replica_lag_seconds").set(lag.as_secs_f64());
+}
+
+/// A read went to the primary because the replica was in `state`.
+pub fn read_fallback(state: crate::db::replica::ReplicaState) {
+    let reason = match state {
+        crate::db::replica::ReplicaState::Lagging => "lagging",
+        _ => "down",
+    };
+    counter!("curbpay_db_read_fallbacks_total", "reason" => reason).increment(1);
 }
 
 pub fn listen_state(connected: bool, reconnected: bool) {

@@ -1,7 +1,9 @@
-//! Storage plumbing: the connection pool (with limits and a statement counter),
-//! embedded migrations, and the embedded Postgres used when no `DATABASE_URL` is set.
+//! Storage plumbing: the connection pool (with limits and a statement counter), the
+//! read replica, embedded migrations, and the embedded Postgres used when no
+//! `DATABASE_URL` is set.
 
 pub mod embedded;
+pub mod replica;
 pub mod schema;
 
 use std::sync::Arc;
@@ -20,6 +22,31 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = Object<AsyncPgConnection>;
 pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
+
+/// A connection for reads that may lag behind the primary: from the read replica when
+/// one serves, else from the primary (see `App::read_db`). Never write through one, and
+/// never count on it to show a write just committed; functions that take one say by
+/// their signature that stale data is fine for them.
+pub struct ReadConn(DbConn);
+
+impl ReadConn {
+    pub(crate) fn new(conn: DbConn) -> ReadConn {
+        ReadConn(conn)
+    }
+}
+
+impl std::ops::Deref for ReadConn {
+    type Target = AsyncPgConnection;
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ReadConn {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.0
+    }
+}
 
 /// Counts the SQL statements the server sends, for tests and benchmarks that check
 /// how many statements a request costs (the loaders' batching, for instance).

@@ -33,8 +33,7 @@ impl Counted {
     /// The number of items in the whole list (all pages), for the same filters.
     #[graphql(complexity = "crate::graphql::STATEMENT_COST")]
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
-        let app = super::app(ctx);
-        let mut conn = app.db().await?;
+        let mut conn = super::read_db(ctx).await?;
         let n = match self.0 {
             CountQuery::Apps(scope) => models::App::count(&mut conn, scope).await?,
             CountQuery::Operators => models::Operator::count(&mut conn).await?,

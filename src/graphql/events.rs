@@ -123,7 +123,7 @@ impl EventsQuery {
         }
         let cursor = after.as_deref().map(parse_cursor).transpose()?;
         let types = parse_types(types)?;
-        let mut conn = app(ctx).db().await?;
+        let mut conn = super::read_db(ctx).await?;
         let mut rows =
             EventRow::after(&mut conn, scope, types.as_deref(), cursor.unwrap_or_default(), i64::from(first) + 1)
                 .await
@@ -166,6 +166,7 @@ impl EventsSubscription {
         };
         let types = parse_types(types)?;
         let app: AppState = app(ctx).clone();
+        // On the primary, as every subscription reads (see `subscriptions`).
         let mut cursor = match after.as_deref().map(parse_cursor).transpose()? {
             Some(cursor) => cursor,
             None => {

@@ -2,17 +2,21 @@
 //! per request (per connection for subscriptions) and do not cache, so a long-lived
 //! subscription never serves stale rows; within one request they collapse N lookups
 //! into one `= ANY($1)` query. They fetch rows by id only: whether the caller may see a
-//! row is decided by the resolver that holds the parent.
+//! row is decided by the resolver that holds the parent. There is one set per
+//! freshness, so a query's loaders read from the replica and a mutation's or a
+//! subscription's from the primary (`graphql::loaders` picks by the operation).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::runtime::{TokioSpawner, TokioTimer};
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::app::{AppState, Freshness};
+use crate::db::ReadConn;
+use crate::error::ApiResult;
 use crate::models::{self, ChargeToken, Customer, Link, Operator, ParkingSession};
 use crate::payments::parties::{Capabilities, agreed_capabilities};
 
@@ -45,10 +49,22 @@ impl From<crate::error::ApiError> for LoadError {
     }
 }
 
+/// Where a loader reads: the app's primary or replica, as its operation's freshness says.
+pub struct Reader {
+    app: AppState,
+    freshness: Freshness,
+}
+
+impl Reader {
+    async fn db(&self) -> ApiResult<ReadConn> {
+        self.app.read_db(self.freshness).await
+    }
+}
+
 macro_rules! by_id_loader {
     ($(#[$meta:meta])* $name:ident, $row:ty) => {
         $(#[$meta])*
-        pub struct $name(pub AppState);
+        pub struct $name(pub Reader);
 
         impl Loader<Uuid> for $name {
             type Value = $row;
@@ -90,7 +106,7 @@ by_id_loader!(
 );
 
 /// A session's issued charge tokens, oldest first.
-pub struct SessionTokensLoader(pub AppState);
+pub struct SessionTokensLoader(pub Reader);
 
 impl Loader<Uuid> for SessionTokensLoader {
     type Value = Vec<ChargeToken>;
@@ -108,7 +124,7 @@ impl Loader<Uuid> for SessionTokensLoader {
 }
 
 /// A session's ledger rows, oldest first.
-pub struct SessionPaymentsLoader(pub AppState);
+pub struct SessionPaymentsLoader(pub Reader);
 
 impl Loader<Uuid> for SessionPaymentsLoader {
     type Value = Vec<models::Payment>;
@@ -126,7 +142,7 @@ impl Loader<Uuid> for SessionPaymentsLoader {
 }
 
 /// A session's refunds, oldest first.
-pub struct SessionRefundsLoader(pub AppState);
+pub struct SessionRefundsLoader(pub Reader);
 
 impl Loader<Uuid> for SessionRefundsLoader {
     type Value = Vec<models::Refund>;
@@ -152,7 +168,7 @@ pub struct CapabilitiesKey {
 }
 
 /// An operator's account capabilities as the reporting links agree on them.
-pub struct CapabilitiesLoader(pub AppState);
+pub struct CapabilitiesLoader(pub Reader);
 
 impl Loader<CapabilitiesKey> for CapabilitiesLoader {
     type Value = Capabilities;
@@ -176,8 +192,31 @@ impl Loader<CapabilitiesKey> for CapabilitiesLoader {
     }
 }
 
-/// All loaders of one request.
+/// The loaders of one request (or of one WebSocket connection): a set per freshness,
+/// each made on first use.
 pub struct Loaders {
+    app: AppState,
+    latest: OnceLock<LoaderSet>,
+    may_lag: OnceLock<LoaderSet>,
+}
+
+impl Loaders {
+    pub fn new(app: &AppState) -> Loaders {
+        Loaders { app: app.clone(), latest: OnceLock::new(), may_lag: OnceLock::new() }
+    }
+
+    /// The set whose loaders read with `freshness`.
+    pub fn get(&self, freshness: Freshness) -> &LoaderSet {
+        let cell = match freshness {
+            Freshness::Latest => &self.latest,
+            Freshness::MayLag => &self.may_lag,
+        };
+        cell.get_or_init(|| LoaderSet::new(&self.app, freshness))
+    }
+}
+
+/// One loader per edge, all reading with one freshness.
+pub struct LoaderSet {
     pub apps: DataLoader<AppLoader>,
     pub operators: DataLoader<OperatorLoader>,
     pub links: DataLoader<LinkLoader>,
@@ -193,18 +232,19 @@ fn loader<K: Send + Sync + std::hash::Hash + Eq + Clone + 'static, T: Loader<K>>
     DataLoader::new(inner, TokioSpawner::current(), TokioTimer::default()).delay(DELAY)
 }
 
-impl Loaders {
-    pub fn new(app: &AppState) -> Loaders {
-        Loaders {
-            apps: loader(AppLoader(app.clone())),
-            operators: loader(OperatorLoader(app.clone())),
-            links: loader(LinkLoader(app.clone())),
-            customers: loader(CustomerLoader(app.clone())),
-            sessions: loader(SessionLoader(app.clone())),
-            session_tokens: loader(SessionTokensLoader(app.clone())),
-            session_payments: loader(SessionPaymentsLoader(app.clone())),
-            session_refunds: loader(SessionRefundsLoader(app.clone())),
-            capabilities: loader(CapabilitiesLoader(app.clone())),
+impl LoaderSet {
+    fn new(app: &AppState, freshness: Freshness) -> LoaderSet {
+        let reader = || Reader { app: app.clone(), freshness };
+        LoaderSet {
+            apps: loader(AppLoader(reader())),
+            operators: loader(OperatorLoader(reader())),
+            links: loader(LinkLoader(reader())),
+            customers: loader(CustomerLoader(reader())),
+            sessions: loader(SessionLoader(reader())),
+            session_tokens: loader(SessionTokensLoader(reader())),
+            session_payments: loader(SessionPaymentsLoader(reader())),
+            session_refunds: loader(SessionRefundsLoader(reader())),
+            capabilities: loader(CapabilitiesLoader(reader())),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The GraphQL API: one `schema()` builder shared by the server, the tests and
 //! `curbpay schema`. Roots are merged per domain; types are thin wrappers over model
 //! rows whose `///` docs become the published SDL; authorization is decided in
-//! `payments::policy`, and every to-one edge goes through a per-request loader.
+//! `payments::policy`, and every to-one edge goes through a per-request loader. Reads
+//! follow the operation: a query's go to the read replica, a mutation's and a
+//! subscription's to the primary (`freshness`).
 
 mod connection;
 mod errors;
@@ -17,12 +19,15 @@ mod subscriptions;
 mod types;
 mod webhooks;
 
+use async_graphql::parser::types::OperationType;
 use async_graphql::{Context, ID, Schema};
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::app::{AppState, Freshness};
 use crate::auth::Principal;
+use crate::db::ReadConn;
 use crate::error::{ApiError, ApiResult};
+use loaders::{LoaderSet, Loaders};
 
 pub use errors::ErrorCodes;
 pub use mutations::MutationRoot;
@@ -119,6 +124,31 @@ pub(crate) fn principal<'a>(ctx: &Context<'a>) -> ApiResult<&'a Principal> {
 
 pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a AppState {
     ctx.data_unchecked::<AppState>()
+}
+
+/// What the operation's reads must see, decided by its type alone so that no resolver
+/// has to choose: a query may read from the replica; a mutation reads the primary (its
+/// payload must show what it wrote, and its checks must see the latest rows), and so
+/// does a subscription (its events are read from the primary, and their fields must
+/// match them). A field shared by queries and mutation payloads follows the operation.
+pub(crate) fn freshness(ctx: &Context<'_>) -> Freshness {
+    // async-graphql (pinned with `=`) has no accessor for the operation's type; its
+    // `query_env` field is public but undocumented. The replica tests fail if this
+    // ever stops telling a mutation from a query.
+    match ctx.query_env.operation.node.ty {
+        OperationType::Query => Freshness::MayLag,
+        OperationType::Mutation | OperationType::Subscription => Freshness::Latest,
+    }
+}
+
+/// The connection for a resolver's own reads (see [`freshness`]).
+pub(crate) async fn read_db(ctx: &Context<'_>) -> ApiResult<ReadConn> {
+    app(ctx).read_db(freshness(ctx)).await
+}
+
+/// The request's loaders for the operation's freshness.
+pub(crate) fn loader_set<'a>(ctx: &Context<'a>) -> &'a LoaderSet {
+    ctx.data_unchecked::<Loaders>().get(freshness(ctx))
 }
 
 /// Parses an ID argument; a malformed one is BAD_USER_INPUT naming the argument.

@@ -1,10 +1,11 @@
-//! Query roots, one per domain, merged into `QueryRoot`.
+//! Query roots, one per domain, merged into `QueryRoot`. Their reads go through
+//! `read_db` and the loaders, so a query operation reads from the replica.
 
 use async_graphql::{Context, ID, MergedObject, Object};
 
 use super::connection::{self, Conn, CountQuery};
 use super::types::{App, ChargeToken, Customer, Link, LinkStatus, Operator, ParkingSession, SessionStatus, Viewer};
-use super::{app, parse_id, principal};
+use super::{parse_id, principal, read_db};
 use crate::auth::Role;
 use crate::models::apps::AppScope;
 use crate::models::customers::CustomerScope;
@@ -45,10 +46,10 @@ impl PartyQuery {
     async fn app(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<App>> {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &id)?;
-        if !parties::may_see_app(app(ctx), viewer, id).await? {
+        let mut conn = read_db(ctx).await?;
+        if !parties::may_see_app(&mut conn, viewer, id).await? {
             return Ok(None);
         }
-        let mut conn = app(ctx).db().await?;
         Ok(models::App::find(&mut conn, id).await?.map(App))
     }
 
@@ -67,7 +68,7 @@ impl PartyQuery {
             Role::Operator(id) => AppScope::LinkedTo(id),
         };
         let page = connection::page(first, after.as_deref())?;
-        let mut conn = app(ctx).db().await?;
+        let mut conn = read_db(ctx).await?;
         let rows = models::App::list(&mut conn, scope, page).await?;
         Ok(connection::build(rows, page, |a| a.id, App, CountQuery::Apps(scope)))
     }
@@ -76,7 +77,7 @@ impl PartyQuery {
     async fn operator(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Operator>> {
         principal(ctx)?;
         let id = parse_id("id", &id)?;
-        let mut conn = app(ctx).db().await?;
+        let mut conn = read_db(ctx).await?;
         Ok(models::Operator::find(&mut conn, id).await?.map(Operator))
     }
 
@@ -90,7 +91,7 @@ impl PartyQuery {
     ) -> async_graphql::Result<Conn<Operator>> {
         principal(ctx)?;
         let page = connection::page(first, after.as_deref())?;
-        let mut conn = app(ctx).db().await?;
+        let mut conn = read_db(ctx).await?;
         let rows = models::Operator::list(&mut conn, page).await?;
         Ok(connection::build(rows, page, |o| o.id, Operator, CountQuery::Operators))
     }
@@ -105,7 +106,7 @@ impl LinkQuery {
     async fn link(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Link>> {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &id)?;
-        let mut conn = app(ctx).db().await?;
+        let mut conn = read_db(ctx).await?;
         Ok(models::Link::find(&mut conn, id).await?.filter(|l| policy::may_see_link(viewer, l)).map(Link))
     }
 
@@ -139,7 +140,8 @@ impl CustomerQuery {
     async fn customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Customer>> {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &id)?;
-        Ok(customers::visible(app(ctx), viewer, id).await?.map(Customer))
+        let mut conn = read_db(ctx).await?;
+        Ok(customers::visible(&mut conn, viewer, id).await?.map(Customer))
     }
 
     /// The customers the viewer may see, oldest first.
@@ -157,7 +159,7 @@ impl CustomerQuery {
             Role::Operator(id) => CustomerScope::SessionsAt(id),
         };
         let page = connection::page(first, after.as_deref())?;
-        let mut conn = app(ctx).db().await?;
+        let mut conn = read_db(ctx).await?;
         let rows = models::Customer::list(&mut conn, scope, page).await?;
         Ok(connection::build(rows, page, |c| c.id, Customer, CountQuery::Customers(scope)))
     }
@@ -172,7 +174,7 @@ impl SessionQuery {
     async fn parking_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ParkingSession>> {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &id)?;
-        let mut conn = app(ctx).db().await?;
+        let mut conn = read_db(ctx).await?;
         Ok(models::ParkingSession::find(&mut conn, id)
             .await?
             .filter(|s| policy::may_see_session(viewer, s))
@@ -196,7 +198,7 @@ impl SessionQuery {
             Role::Operator(id) => filter.operator_id = Some(id),
         }
         let page = connection::page(first, after.as_deref())?;
-        let mut conn = app(ctx).db().await?;
+        let mut conn = read_db(ctx).await?;
         let rows = models::ParkingSession::list(&mut conn, filter, page).await?;
         Ok(connection::build(rows, page, |s| s.id, ParkingSession, CountQuery::Sessions(filter)))
     }
@@ -205,7 +207,7 @@ impl SessionQuery {
     async fn charge_token(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ChargeToken>> {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &id)?;
-        let mut conn = app(ctx).db().await?;
+        let mut conn = read_db(ctx).await?;
         let Some(token) = models::ChargeToken::find(&mut conn, id).await? else {
             return Ok(None);
         };

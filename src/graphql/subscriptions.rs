@@ -2,6 +2,11 @@
 //! the event hub wakes them (see `events`), so a subscriber that reconnects with its
 //! last cursor misses nothing, and each event wakes only the subscribers it is for.
 //! A subscription ends when the caller's JWT expires.
+//!
+//! Streams read from the primary (`App::db`), never from the read replica: a wake-up
+//! follows a commit on the primary, which a replica may not have replayed yet, and a
+//! catch-up read there would find nothing new and sleep past the event. The events'
+//! fields resolve on the primary too (`graphql::freshness`).
 
 use async_graphql::{Context, MergedSubscription, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};

@@ -144,7 +144,7 @@ impl WebhookQuery {
     ) -> async_graphql::Result<Connection<String, WebhookEndpoint>> {
         let viewer = principal(ctx)?;
         let page = connection::page(first, after.as_deref())?;
-        let mut rows = service::list(app(ctx), viewer, page).await?;
+        let mut rows = service::list(&mut super::read_db(ctx).await?, viewer, page).await?;
         let has_next = rows.len() as i64 >= page.limit;
         rows.truncate((page.limit - 1).max(0) as usize);
         let mut out = Connection::new(page.after.is_some(), has_next);
@@ -166,7 +166,8 @@ impl WebhookQuery {
         let endpoint_id = parse_id("endpointId", &endpoint_id)?;
         let page = connection::page(first, after.as_deref())?;
         let succeeded = status.map(|s| s == WebhookAttemptStatus::Succeeded);
-        let mut rows = service::attempts(app(ctx), viewer, endpoint_id, succeeded, page).await?;
+        let mut conn = super::read_db(ctx).await?;
+        let mut rows = service::attempts(&mut conn, viewer, endpoint_id, succeeded, page).await?;
         let has_next = rows.len() as i64 >= page.limit;
         rows.truncate((page.limit - 1).max(0) as usize);
         let mut out = Connection::new(page.after.is_some(), has_next);

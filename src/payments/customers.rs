@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::{policy, required_text};
 use crate::app::App;
 use crate::auth::Principal;
+use crate::db::ReadConn;
 use crate::error::{ApiError, ApiResult};
 use crate::models::{self, Customer};
 
@@ -66,17 +67,17 @@ fn check_card_token(card_token: &str) -> ApiResult<()> {
 }
 
 /// A customer as the caller may see it: its own app's, or (for an operator) one with a
-/// session at that operator. Otherwise `None`, exactly as for a missing one.
-pub async fn visible(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Option<Customer>> {
-    let mut conn = app.db().await?;
-    let Some(customer) = Customer::find(&mut conn, id).await?.filter(|c| c.processor_customer_id.is_some()) else {
+/// session at that operator. Otherwise `None`, exactly as for a missing one. A read that
+/// may lag: it serves only reads.
+pub async fn visible(conn: &mut ReadConn, principal: &Principal, id: Uuid) -> ApiResult<Option<Customer>> {
+    let Some(customer) = Customer::find(conn, id).await?.filter(|c| c.processor_customer_id.is_some()) else {
         return Ok(None);
     };
     if policy::may_see_customer_directly(principal, customer.app_id) {
         return Ok(Some(customer));
     }
     match principal.operator_id() {
-        Some(operator_id) if Customer::has_session_at(&mut conn, id, operator_id).await? => Ok(Some(customer)),
+        Some(operator_id) if Customer::has_session_at(conn, id, operator_id).await? => Ok(Some(customer)),
         _ => Ok(None),
     }
 }

@@ -8,6 +8,7 @@ use super::{policy, required_text};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::crypto::{Keyring, Sealed};
+use crate::db::ReadConn;
 use crate::error::{ApiError, ApiResult};
 use crate::models::apps::NewApp;
 use crate::models::links::LinkCapabilities;
@@ -22,11 +23,11 @@ pub async fn principal_exists(app: &App, principal: &Principal) -> ApiResult<boo
     if app.known_parties.contains(principal.role) {
         return Ok(true);
     }
-    let mut conn = app.db().await?;
+    // On the primary: a party created a moment ago must be able to act at once.
     let exists = match principal.role {
         crate::auth::Role::Admin => true,
-        crate::auth::Role::App(id) => models::App::exists(&mut conn, id).await?,
-        crate::auth::Role::Operator(id) => Operator::exists(&mut conn, id).await?,
+        crate::auth::Role::App(id) => models::App::exists(&mut *app.db().await?, id).await?,
+        crate::auth::Role::Operator(id) => Operator::exists(&mut *app.db().await?, id).await?,
     };
     if exists {
         app.known_parties.insert(principal.role);
@@ -227,15 +228,13 @@ pub fn agreed_capabilities<'a>(reports: impl IntoIterator<Item = &'a LinkCapabil
     Capabilities { charges_enabled: agree(&charges), payouts_enabled: agree(&payouts) }
 }
 
-pub async fn may_see_app(app: &App, principal: &Principal, app_id: Uuid) -> ApiResult<bool> {
+/// A read that may lag: it guards only reads.
+pub async fn may_see_app(conn: &mut ReadConn, principal: &Principal, app_id: Uuid) -> ApiResult<bool> {
     if policy::may_act_for_app(principal, app_id) {
         return Ok(true);
     }
     match principal.operator_id() {
-        Some(operator_id) => {
-            let mut conn = app.db().await?;
-            Ok(models::Link::find_pair(&mut conn, app_id, operator_id).await?.is_some())
-        }
+        Some(operator_id) => Ok(models::Link::find_pair(conn, app_id, operator_id).await?.is_some()),
         None => Ok(false),
     }
 }

@@ -3,6 +3,7 @@
 //! secret signing for 24 hours; `redeliverEvent` starts a delivery over.
 
 use chrono::Utc;
+use diesel_async::AsyncPgConnection;
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -11,6 +12,7 @@ use super::policy;
 use crate::app::App;
 use crate::auth::{Principal, Role};
 use crate::crypto::Sealed;
+use crate::db::ReadConn;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
 use crate::models::events::EventRow;
@@ -159,13 +161,14 @@ fn may_manage(principal: &Principal, endpoint: &Endpoint) -> bool {
     }
 }
 
-/// The caller's endpoint, or NOT_FOUND (someone else's answers like a missing one).
+/// The caller's endpoint, or NOT_FOUND (someone else's answers like a missing one). On
+/// the primary: it guards the writes below.
 pub async fn visible(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Endpoint> {
-    let mut conn = app.db().await?;
-    Endpoint::find(&mut conn, id)
-        .await?
-        .filter(|e| may_manage(principal, e))
-        .ok_or(ApiError::NotFound("webhook endpoint"))
+    find_visible(&mut *app.db().await?, principal, id).await
+}
+
+async fn find_visible(conn: &mut AsyncPgConnection, principal: &Principal, id: Uuid) -> ApiResult<Endpoint> {
+    Endpoint::find(conn, id).await?.filter(|e| may_manage(principal, e)).ok_or(ApiError::NotFound("webhook endpoint"))
 }
 
 pub struct UpdateEndpoint {
@@ -227,26 +230,24 @@ pub async fn rotate(app: &App, principal: &Principal, id: Uuid) -> ApiResult<(En
     Ok((endpoint, secret))
 }
 
-pub async fn list(app: &App, principal: &Principal, page: Page) -> ApiResult<Vec<Endpoint>> {
+pub async fn list(conn: &mut ReadConn, principal: &Principal, page: Page) -> ApiResult<Vec<Endpoint>> {
     let scope = match principal.role {
         Role::Admin => EndpointScope::All,
         Role::App(id) => EndpointScope::App(id),
         Role::Operator(id) => EndpointScope::Operator(id),
     };
-    let mut conn = app.db().await?;
-    Ok(Endpoint::list(&mut conn, scope, page).await?)
+    Ok(Endpoint::list(conn, scope, page).await?)
 }
 
 pub async fn attempts(
-    app: &App,
+    conn: &mut ReadConn,
     principal: &Principal,
     endpoint_id: Uuid,
     succeeded: Option<bool>,
     page: Page,
 ) -> ApiResult<Vec<webhooks::Attempt>> {
-    visible(app, principal, endpoint_id).await?;
-    let mut conn = app.db().await?;
-    Ok(webhooks::Attempt::list(&mut conn, endpoint_id, succeeded, page).await?)
+    find_visible(conn, principal, endpoint_id).await?;
+    Ok(webhooks::Attempt::list(conn, endpoint_id, succeeded, page).await?)
 }
 
 /// `redeliverEvent`: sends the event to the endpoint again, with a fresh schedule. The

@@ -9,7 +9,8 @@
 //! start.
 //!
 //! [`Options`] adds a loopback TCP port and lets the cluster outlive the process that started it; [`shared`]
-//! builds on both a cluster that several processes use in turn (the test suite's private Postgres).
+//! builds on both a cluster that several processes use in turn (the test suite's private Postgres), and
+//! [`EmbeddedPostgres::start_standby`] a streaming copy of a cluster (the tests' read replica).
 //!
 //! Auth is `trust`: other local users are kept out by the 0700 data dir and socket. A TCP port has no such
 //! guard (any local user may connect to it), which is why only the tests' throwaway cluster opens one. The filesystem calls are
@@ -28,6 +29,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 mod shared;
+mod standby;
 pub use shared::{SharedCluster, accepts, shared};
 
 /// How long postgres may take to come up, or to go down.
@@ -168,10 +170,11 @@ impl EmbeddedPostgres {
         let pid_file = self.dir.join("pgdata/postmaster.pid");
         let (pid, deadline) = (self.pid.to_string(), Instant::now() + TIMEOUT);
         loop {
-            // Line 1 is the postmaster's pid, line 8 its status (PostgreSQL 10+).
+            // Line 1 is the postmaster's pid, line 8 its status (PostgreSQL 10+): `ready`, or `standby` for a
+            // standby that accepts read-only connections.
             let text = fs::read_to_string(&pid_file).unwrap_or_default();
             let mut lines = text.lines();
-            if lines.next() == Some(&pid) && lines.nth(6).map(str::trim) == Some("ready") {
+            if lines.next() == Some(&pid) && matches!(lines.nth(6).map(str::trim), Some("ready" | "standby")) {
                 return Ok(());
             }
             if let Some(exit) = &mut self.exit

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 
 use super::parties::{App, Operator};
 use crate::error::ApiError;
-use crate::graphql::loaders::Loaders;
 use crate::graphql::{app, principal};
 use crate::models;
 use crate::payments::links;
@@ -37,12 +36,12 @@ impl Link {
     }
     /// The app side.
     async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<App> {
-        let row = ctx.data_unchecked::<Loaders>().apps.load_one(self.0.app_id).await?;
+        let row = crate::graphql::loader_set(ctx).apps.load_one(self.0.app_id).await?;
         row.map(App).ok_or_else(|| ApiError::NotFound("app").into())
     }
     /// The operator side.
     async fn operator(&self, ctx: &Context<'_>) -> async_graphql::Result<Operator> {
-        let row = ctx.data_unchecked::<Loaders>().operators.load_one(self.0.operator_id).await?;
+        let row = crate::graphql::loader_set(ctx).operators.load_one(self.0.operator_id).await?;
         row.map(Operator).ok_or_else(|| ApiError::NotFound("operator").into())
     }
     /// Where the operator authorizes the app's platform (Connect OAuth). Set while the
@@ -55,7 +54,7 @@ impl Link {
         if self.0.status != models::LinkStatus::Pending {
             return Ok(None);
         }
-        let Some(platform) = ctx.data_unchecked::<Loaders>().apps.load_one(self.0.app_id).await? else {
+        let Some(platform) = crate::graphql::loader_set(ctx).apps.load_one(self.0.app_id).await? else {
             return Ok(None);
         };
         Ok(links::authorization_url(app(ctx), viewer, &self.0, &platform)?)

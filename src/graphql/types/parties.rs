@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use super::links::{Link, LinkStatus};
 use crate::auth::{Principal, Role as AuthRole};
 use crate::graphql::connection::{self, Conn, CountQuery};
-use crate::graphql::loaders::{CapabilitiesKey, Loaders};
-use crate::graphql::{app, principal};
+use crate::graphql::loaders::CapabilitiesKey;
+use crate::graphql::principal;
 use crate::models::links::LinkFilter;
 use crate::models::{self};
 use crate::payments::parties::Capabilities;
@@ -123,7 +123,7 @@ pub(crate) async fn links_page(
     let Some(filter) = narrowed else {
         return Ok(connection::empty());
     };
-    let mut conn = app(ctx).db().await?;
+    let mut conn = crate::graphql::read_db(ctx).await?;
     let rows = models::Link::list(&mut conn, filter, page).await?;
     Ok(connection::build(rows, page, |l| l.id, Link, CountQuery::Links(filter)))
 }
@@ -176,7 +176,7 @@ async fn capabilities(ctx: &Context<'_>, operator_id: uuid::Uuid) -> async_graph
         return Ok(Capabilities::default());
     };
     let key = CapabilitiesKey { operator_id, app_id };
-    Ok(ctx.data_unchecked::<Loaders>().capabilities.load_one(key).await?.unwrap_or_default())
+    Ok(crate::graphql::loader_set(ctx).capabilities.load_one(key).await?.unwrap_or_default())
 }
 
 /// Non-sensitive facts of a customer's card. curbpay never sees or stores a number.

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use super::links::Link;
 use super::parties::{App, Customer, Operator};
 use crate::error::ApiError;
-use crate::graphql::loaders::Loaders;
 use crate::graphql::principal;
 use crate::models::{self, ChargeTokenStatus as TokenState};
 use crate::payments::policy;
@@ -333,17 +332,17 @@ impl ParkingSession {
     }
     /// Every movement of the session's money, oldest first.
     async fn payments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Payment>> {
-        let rows = ctx.data_unchecked::<Loaders>().session_payments.load_one(self.0.id).await?;
+        let rows = crate::graphql::loader_set(ctx).session_payments.load_one(self.0.id).await?;
         Ok(rows.unwrap_or_default().into_iter().map(Payment).collect())
     }
     /// The session's refunds, oldest first.
     async fn refunds(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Refund>> {
-        let rows = ctx.data_unchecked::<Loaders>().session_refunds.load_one(self.0.id).await?;
+        let rows = crate::graphql::loader_set(ctx).session_refunds.load_one(self.0.id).await?;
         Ok(rows.unwrap_or_default().into_iter().map(Refund).collect())
     }
     /// The latest dispute of the session's charge.
     async fn dispute(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Dispute>> {
-        let rows = ctx.data_unchecked::<Loaders>().session_payments.load_one(self.0.id).await?;
+        let rows = crate::graphql::loader_set(ctx).session_payments.load_one(self.0.id).await?;
         Ok(rows.unwrap_or_default().into_iter().rev().find(|p| p.kind == models::PaymentKind::Dispute).map(|p| {
             Dispute {
                 id: p.processor_reference.clone().unwrap_or_default(),
@@ -360,32 +359,32 @@ impl ParkingSession {
     }
     /// The app selling the session.
     async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<App> {
-        let row = ctx.data_unchecked::<Loaders>().apps.load_one(self.0.app_id).await?;
+        let row = crate::graphql::loader_set(ctx).apps.load_one(self.0.app_id).await?;
         row.map(App).ok_or_else(|| ApiError::NotFound("app").into())
     }
     /// The operator where the vehicle parks.
     async fn operator(&self, ctx: &Context<'_>) -> async_graphql::Result<Operator> {
-        let row = ctx.data_unchecked::<Loaders>().operators.load_one(self.0.operator_id).await?;
+        let row = crate::graphql::loader_set(ctx).operators.load_one(self.0.operator_id).await?;
         row.map(Operator).ok_or_else(|| ApiError::NotFound("operator").into())
     }
     /// The paying customer (its card facts, never a number).
     async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Customer> {
-        let row = ctx.data_unchecked::<Loaders>().customers.load_one(self.0.customer_id).await?;
+        let row = crate::graphql::loader_set(ctx).customers.load_one(self.0.customer_id).await?;
         row.map(Customer).ok_or_else(|| ApiError::NotFound("customer").into())
     }
     /// The link the session runs on.
     async fn link(&self, ctx: &Context<'_>) -> async_graphql::Result<Link> {
-        let row = ctx.data_unchecked::<Loaders>().links.load_one(self.0.link_id).await?;
+        let row = crate::graphql::loader_set(ctx).links.load_one(self.0.link_id).await?;
         row.map(Link).ok_or_else(|| ApiError::NotFound("link").into())
     }
     /// The latest charge token issued for the session.
     async fn charge_token(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ChargeToken>> {
-        let tokens = ctx.data_unchecked::<Loaders>().session_tokens.load_one(self.0.id).await?;
+        let tokens = crate::graphql::loader_set(ctx).session_tokens.load_one(self.0.id).await?;
         Ok(tokens.and_then(|mut t| t.pop()).map(ChargeToken))
     }
     /// Every charge token issued for the session, oldest first.
     async fn charge_tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ChargeToken>> {
-        let tokens = ctx.data_unchecked::<Loaders>().session_tokens.load_one(self.0.id).await?;
+        let tokens = crate::graphql::loader_set(ctx).session_tokens.load_one(self.0.id).await?;
         Ok(tokens.unwrap_or_default().into_iter().map(ChargeToken).collect())
     }
 }
@@ -439,7 +438,7 @@ impl ChargeToken {
         if self.0.status != TokenState::Held {
             return Ok(None);
         }
-        let session = ctx.data_unchecked::<Loaders>().sessions.load_one(self.0.session_id).await?;
+        let session = crate::graphql::loader_set(ctx).sessions.load_one(self.0.session_id).await?;
         Ok(session.and_then(|s| {
             let currency = s.hold_currency.as_deref()?;
             Some(TokenHold { amount: money(s.held_amount, currency), expires_at: self.0.expires_at })
@@ -472,14 +471,14 @@ impl ChargeToken {
     /// The session it pays for.
     async fn session(&self, ctx: &Context<'_>) -> async_graphql::Result<ParkingSession> {
         let viewer = principal(ctx)?;
-        let row = ctx.data_unchecked::<Loaders>().sessions.load_one(self.0.session_id).await?;
+        let row = crate::graphql::loader_set(ctx).sessions.load_one(self.0.session_id).await?;
         row.filter(|session| policy::may_see_token(viewer, &self.0, session.app_id))
             .map(ParkingSession)
             .ok_or_else(|| ApiError::NotFound("parking session").into())
     }
     /// The operator it was issued to.
     async fn operator(&self, ctx: &Context<'_>) -> async_graphql::Result<Operator> {
-        let row = ctx.data_unchecked::<Loaders>().operators.load_one(self.0.operator_id).await?;
+        let row = crate::graphql::loader_set(ctx).operators.load_one(self.0.operator_id).await?;
         row.map(Operator).ok_or_else(|| ApiError::NotFound("operator").into())
     }
 }

@@ -24,14 +24,16 @@ pub mod node;
 pub mod postgres;
 pub mod process;
 pub mod receiver;
+pub mod replica;
 pub mod stripe;
 
 pub use postgres::server_url;
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
-fn database_url(name: &str) -> String {
-    let mut url = url::Url::parse(&server_url()).expect("the test server URL is a URL");
+/// The URL of database `name` on the server that `server` (any database's URL) names.
+pub fn database_url(server: &str, name: &str) -> String {
+    let mut url = url::Url::parse(server).expect("the test server URL is a URL");
     url.set_path(&format!("/{name}"));
     url.to_string()
 }
@@ -40,27 +42,34 @@ fn database_url(name: &str) -> String {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// The superuser's URL of its server.
+    server: String,
 }
 
 impl TestDb {
     pub async fn new() -> TestDb {
+        Self::on_server(&server_url()).await
+    }
+
+    /// On the server `server` names (a superuser's URL), rather than the tests' usual one.
+    pub async fn on_server(server: &str) -> TestDb {
         let name = format!("curbpay_test_{}", Uuid::new_v4().simple());
-        let mut admin = AsyncPgConnection::establish(&server_url()).await.expect("connect to the test Postgres");
+        let mut admin = AsyncPgConnection::establish(server).await.expect("connect to the test Postgres");
         diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
-        let url = database_url(&name);
+        let url = database_url(server, &name);
         curbpay::db::migrate(&url).await.expect("migrate test database");
-        TestDb { name, url }
+        TestDb { name, url, server: server.to_owned() }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, server) = (self.name.clone(), self.server.clone());
         // Drop runs outside async: use a short-lived runtime on its own thread.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
-                let mut admin = AsyncPgConnection::establish(&server_url()).await.ok()?;
+                let mut admin = AsyncPgConnection::establish(&server).await.ok()?;
                 diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await.ok()
             })
         })
