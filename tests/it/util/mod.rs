@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 pub mod ledger;
 pub mod node;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod process;
 pub mod receiver;
@@ -44,11 +45,17 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
+        let db = TestDb::empty().await;
+        curbpay::db::migrate(&db.url).await.expect("migrate test database");
+        db
+    }
+
+    /// A fresh database without the schema (for a server to migrate).
+    pub async fn empty() -> TestDb {
         let name = format!("curbpay_test_{}", Uuid::new_v4().simple());
         let mut admin = AsyncPgConnection::establish(&server_url()).await.expect("connect to the test Postgres");
         diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
         let url = database_url(&name);
-        curbpay::db::migrate(&url).await.expect("migrate test database");
         TestDb { name, url }
     }
 }
