@@ -152,7 +152,8 @@ pub struct Config {
     /// `CURBPAY_LISTEN_DATABASE_URL` (default: the primary's URL): the Postgres the
     /// `LISTEN` connection for cross-process wake-ups goes to. Behind a transaction
     /// pooler (pgbouncer) point it at Postgres directly: LISTEN does not survive
-    /// transaction pooling.
+    /// transaction pooling. At start a notification sent through `DATABASE_URL` must
+    /// reach it, or curbpay refuses to start.
     pub listen_database_url: Option<SecretString>,
     /// `CURBPAY_READ_DATABASE_URL` (default unset): a streaming replica of the primary.
     /// Query operations (lists, lookups and their loaders) read from it; everything that
@@ -167,8 +168,10 @@ pub struct Config {
     /// catches up. Measured about once a second (more often for a bound under 4 s).
     pub read_max_lag: Option<Duration>,
     /// `CURBPAY_DB_PREPARED_STATEMENTS` (default `true`): cache prepared statements per
-    /// connection. `false` for a transaction pooler without protocol-level prepared
-    /// statements (pgbouncer before 1.21, or without `max_prepared_statements`).
+    /// connection; `false` prepares, runs and closes each statement (one more round trip).
+    /// It does not make a transaction pooler without prepared-statement support usable:
+    /// every statement is prepared by name either way, so pgbouncer in transaction mode
+    /// needs 1.21+ with `max_prepared_statements` > 0 regardless (checked at start).
     pub db_prepared_statements: bool,
     /// `CURBPAY_METRICS_ADDR` (default unset): serve `/metrics` on this address too
     /// (e.g. `0.0.0.0:9100` for a scraper on a private network); it is always served

@@ -199,6 +199,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
+    // A pooler in front of Postgres that loses prepared statements or notifications would fail
+    // requests (migrations first) at random or leave subscribers waiting: refuse to start,
+    // saying what to change.
+    let listen_url = config.listen_database_url.as_ref().map(|url| url.expose_secret().to_owned());
+    curbpay::db::pooler::check(&database_url, listen_url.as_deref().unwrap_or(&database_url), listen_url.is_some())
+        .await?;
     let applied = curbpay::db::migrate(&database_url).await?;
     if !applied.is_empty() {
         tracing::info!(count = applied.len(), "migrations applied");

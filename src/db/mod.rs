@@ -1,8 +1,9 @@
 //! Storage plumbing: the connection pool (with limits and a statement counter), the
-//! read replica, embedded migrations, and the embedded Postgres used when no
-//! `DATABASE_URL` is set.
+//! read replica, embedded migrations, the embedded Postgres used when no `DATABASE_URL`
+//! is set, and the checks for a connection pooler in between (`pooler`).
 
 pub mod embedded;
+pub mod pooler;
 pub mod replica;
 pub mod schema;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
@@ -59,12 +60,22 @@ impl StatementCounter {
     }
 }
 
+/// Counts statements, and reports failures that show a pooler losing prepared statements
+/// (every pool connection's statements pass through here).
 struct CountStatements(StatementCounter);
 
 impl Instrumentation for CountStatements {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::StartQuery { .. } = event {
-            self.0.0.fetch_add(1, Ordering::Relaxed);
+        match event {
+            InstrumentationEvent::StartQuery { .. } => {
+                self.0.0.fetch_add(1, Ordering::Relaxed);
+            }
+            InstrumentationEvent::FinishQuery {
+                error: Some(diesel::result::Error::DatabaseError(_, info)), ..
+            } if pooler::is_lost_statement(info.message()) => {
+                pooler::report_lost_statement(info.message());
+            }
+            _ => {}
         }
     }
 }
@@ -114,24 +125,25 @@ pub fn pool(url: &str, settings: &PoolSettings, counter: StatementCounter) -> an
         .build()?)
 }
 
-/// Applies pending migrations. Concurrent servers starting on one database serialise
-/// on an advisory lock, so exactly one of them applies each migration.
+/// Applies pending migrations, all in one transaction under a transaction-scoped advisory
+/// lock: concurrent servers starting on one database serialise on it, so exactly one of them
+/// applies each migration. A session-level lock would not do behind a transaction pooler
+/// (lock and unlock could run on different server connections, leaving it held). A migration
+/// that cannot run inside a transaction (`CREATE INDEX CONCURRENTLY`) has no place here.
 pub async fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
-    let mut conn = AsyncPgConnection::establish(url).await?;
-    diesel_async::RunQueryDsl::execute(diesel::sql_query("SELECT pg_advisory_lock(7274148913)"), &mut conn).await?;
+    use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+    let conn = AsyncPgConnection::establish(url).await?;
     // The harness is synchronous: run it where blocking is allowed.
-    let (conn, applied) = tokio::task::spawn_blocking(move || {
-        let mut harness = AsyncMigrationHarness::new(conn);
-        let applied = harness
-            .run_pending_migrations(MIGRATIONS)
-            .map(|versions| versions.iter().map(|v| v.to_string()).collect::<Vec<_>>())
-            .map_err(|e| anyhow::anyhow!("applying migrations: {e}"));
-        (harness.into_inner(), applied)
+    tokio::task::spawn_blocking(move || {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
+        diesel::Connection::transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
+            diesel::RunQueryDsl::execute(diesel::sql_query("SELECT pg_advisory_xact_lock(7274148913)"), conn)?;
+            let applied =
+                conn.run_pending_migrations(MIGRATIONS).map_err(|e| anyhow::anyhow!("applying migrations: {e}"))?;
+            Ok(applied.iter().map(|v| v.to_string()).collect())
+        })
     })
-    .await?;
-    let mut conn = conn;
-    diesel_async::RunQueryDsl::execute(diesel::sql_query("SELECT pg_advisory_unlock(7274148913)"), &mut conn).await?;
-    applied
+    .await?
 }
 
 /// Whether every embedded migration has been applied (for `/health`).

@@ -14,6 +14,7 @@ mod link_authorization;
 mod loaders;
 mod money;
 mod ops;
+mod pgbouncer;
 mod replica;
 mod schema;
 mod scopes;

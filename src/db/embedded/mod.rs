@@ -269,6 +269,12 @@ pub fn cluster_dir(requested: &Path) -> PathBuf {
     fallback
 }
 
+/// The uid and gid of the `postgres` system user when we are root (`None` otherwise): other
+/// PostgreSQL tools that refuse root (pgbouncer, in the tests) run as it too.
+pub fn postgres_user_ids() -> Result<Option<(u32, u32)>> {
+    Ok(postgres_account()?.map(|a| (a.uid, a.gid)))
+}
+
 /// `None` when we are not root: then postgres simply runs as us.
 fn postgres_account() -> Result<Option<Account>> {
     // SAFETY: geteuid cannot fail.

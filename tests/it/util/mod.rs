@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 pub mod ledger;
 pub mod node;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod process;
 pub mod receiver;
@@ -53,11 +54,21 @@ impl TestDb {
 
     /// On the server `server` names (a superuser's URL), rather than the tests' usual one.
     pub async fn on_server(server: &str) -> TestDb {
+        let db = TestDb::empty_on(server).await;
+        curbpay::db::migrate(&db.url).await.expect("migrate test database");
+        db
+    }
+
+    /// A fresh database without the schema (for a server to migrate).
+    pub async fn empty() -> TestDb {
+        TestDb::empty_on(&server_url()).await
+    }
+
+    async fn empty_on(server: &str) -> TestDb {
         let name = format!("curbpay_test_{}", Uuid::new_v4().simple());
         let mut admin = AsyncPgConnection::establish(server).await.expect("connect to the test Postgres");
         diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
         let url = database_url(server, &name);
-        curbpay::db::migrate(&url).await.expect("migrate test database");
         TestDb { name, url, server: server.to_owned() }
     }
 }

@@ -23,9 +23,9 @@ pub struct Curbpay {
 }
 
 impl Curbpay {
-    /// Runs `curbpay serve` with `env` (and no other `CURBPAY_*` or `DATABASE_URL` of
-    /// the test's environment); returns once it listens.
-    pub async fn serve(env: &[(&str, &str)]) -> Curbpay {
+    /// `curbpay serve` with `env` (and no other `CURBPAY_*` or `DATABASE_URL` of the
+    /// test's environment).
+    fn command(env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_curbpay"));
         for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CURBPAY_") || name == "DATABASE_URL") {
             command.env_remove(name);
@@ -38,7 +38,43 @@ impl Curbpay {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = command.spawn().expect("spawn curbpay");
+        command
+    }
+
+    /// Runs `curbpay serve` with `env` where it must refuse to start: waits (up to a
+    /// minute) for it to exit; returns its status and everything it printed. Fails at once
+    /// if it starts serving instead.
+    pub async fn refused(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+        let mut child = Self::command(env).spawn().expect("spawn curbpay");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let streams: [Box<dyn AsyncRead + Unpin + Send>; 2] =
+            [Box::new(child.stdout.take().unwrap()), Box::new(child.stderr.take().unwrap())];
+        for stream in streams {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
+        let mut output = String::new();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = rx.recv().await {
+                output.push_str(&line);
+                output.push('\n');
+                assert!(!line.starts_with(SERVING), "curbpay started instead of refusing:\n{output}");
+            }
+            (child.wait().await.expect("wait for curbpay"), output)
+        })
+        .await
+        .expect("curbpay exited within 60 s")
+    }
+
+    /// Runs `curbpay serve` with `env`; returns once it listens.
+    pub async fn serve(env: &[(&str, &str)]) -> Curbpay {
+        let mut child = Self::command(env).spawn().expect("spawn curbpay");
         let output = Arc::new(Mutex::new(String::new()));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let streams: [Box<dyn AsyncRead + Unpin + Send>; 2] =
