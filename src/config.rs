@@ -209,6 +209,63 @@ impl LogFormat {
     }
 }
 
+/// Traces, configured by OpenTelemetry's own environment variables rather than settings
+/// of ours (read before the rest of the configuration, by the logger). The exporter and
+/// the SDK read the others themselves: `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS`,
+/// `OTEL_SERVICE_NAME` (curbpay's default: `curbpay`), `OTEL_RESOURCE_ATTRIBUTES`,
+/// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*` (the batch),
+/// `OTEL_SPAN_*_COUNT_LIMIT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracesConfig {
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended): where spans are sent, by
+    /// OTLP over HTTP in protobuf. Neither set: no traces, and nothing of them runs.
+    pub endpoint: String,
+    /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds,
+    /// default 10000): how long one export request may take.
+    pub export_timeout: Duration,
+}
+
+impl TracesConfig {
+    /// `None` unless an OTLP endpoint is set; also `None` with `OTEL_SDK_DISABLED=true`
+    /// or `OTEL_TRACES_EXPORTER=none`. Only OTLP over HTTP in protobuf is built in:
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` may only say `http/protobuf`.
+    pub fn from_env() -> anyhow::Result<Option<TracesConfig>> {
+        TracesConfig::from_vars(var)
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<TracesConfig>> {
+        let signal_or_general = |name: &str| {
+            var(&format!("OTEL_EXPORTER_OTLP_TRACES_{name}"))
+                .map(|v| (format!("OTEL_EXPORTER_OTLP_TRACES_{name}"), v))
+                .or_else(|| {
+                    var(&format!("OTEL_EXPORTER_OTLP_{name}")).map(|v| (format!("OTEL_EXPORTER_OTLP_{name}"), v))
+                })
+        };
+        let Some((_, endpoint)) = signal_or_general("ENDPOINT") else { return Ok(None) };
+        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
+        match var("OTEL_TRACES_EXPORTER").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("otlp") => {}
+            Some("none") => return Ok(None),
+            Some(other) => bail!("OTEL_TRACES_EXPORTER: curbpay exports traces by otlp (or none): {other:?}"),
+        }
+        if let Some((name, protocol)) = signal_or_general("PROTOCOL")
+            && protocol.trim() != "http/protobuf"
+        {
+            bail!("{name}: curbpay sends OTLP over HTTP in protobuf only (http/protobuf, port 4318): {protocol:?}");
+        }
+        let export_timeout = match signal_or_general("TIMEOUT") {
+            None => Duration::from_secs(10),
+            Some((name, raw)) => Duration::from_millis(
+                raw.trim().parse().with_context(|| format!("{name}: expected milliseconds: {raw:?}"))?,
+            ),
+        };
+        Ok(Some(TracesConfig { endpoint: endpoint.trim().to_owned(), export_timeout }))
+    }
+}
+
 /// The event log and outgoing webhooks.
 #[derive(Clone, Debug)]
 pub struct EventsConfig {
@@ -557,6 +614,40 @@ mod tests {
         assert_eq!(default_public_url("127.0.0.1:8080".parse().unwrap()).as_str(), "http://127.0.0.1:8080/");
         assert_eq!(default_public_url("0.0.0.0:9000".parse().unwrap()).as_str(), "http://localhost:9000/");
         assert_eq!(default_public_url("[::1]:8080".parse().unwrap()).as_str(), "http://[::1]:8080/");
+    }
+
+    #[test]
+    fn traces_are_off_without_an_endpoint() {
+        fn traces(pairs: &[(&str, &str)]) -> anyhow::Result<Option<TracesConfig>> {
+            let pairs: Vec<(String, String)> = pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            TracesConfig::from_vars(|name| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+        }
+        assert_eq!(traces(&[("OTEL_SERVICE_NAME", "x")]).unwrap(), None);
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+        assert_eq!(
+            traces(&[endpoint]).unwrap(),
+            Some(TracesConfig {
+                endpoint: "http://collector:4318".to_owned(),
+                export_timeout: Duration::from_secs(10)
+            })
+        );
+        let signal = traces(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://a/v1/traces"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "x"),
+        ]);
+        assert_eq!(signal.unwrap().unwrap().export_timeout, Duration::from_millis(2500));
+        assert_eq!(traces(&[endpoint, ("OTEL_SDK_DISABLED", "TRUE")]).unwrap(), None);
+        assert_eq!(traces(&[endpoint, ("OTEL_TRACES_EXPORTER", "none")]).unwrap(), None);
+        assert!(traces(&[endpoint, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).unwrap().is_some());
+        for refused in [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+        ] {
+            assert!(traces(&[endpoint, refused]).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth;
@@ -117,21 +118,38 @@ async fn request_auth(app: &AppState, headers: &HeaderMap) -> Auth {
 /// Authenticates a `/graphql` request and charges it to its caller's rate limit (the
 /// principal; the client address when unauthenticated). Over the limit: 429 with
 /// `Retry-After` and a RATE_LIMITED error. The handlers find the `Auth` in the request.
+///
+/// With traces on, the operation's span starts here (a child of the caller's span when
+/// the request carries `traceparent`), so authentication is part of it; a WebSocket
+/// upgrade gets none (each operation on the socket gets its own).
 async fn admit(State(state): State<HttpState>, mut request: Request, next: axum::middleware::Next) -> Response {
-    let auth = request_auth(&state.app, request.headers()).await;
-    let caller = match &auth {
-        Auth::Principal(principal) => Caller::principal(principal),
-        _ => Caller::address(request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())),
+    let span = if request.headers().contains_key(header::UPGRADE) {
+        tracing::Span::none()
+    } else {
+        crate::telemetry::http_operation_span(request.headers())
     };
-    if let Err(err) = state.limits.rate.check(&caller) {
-        crate::metrics::rate_limited("http");
-        return rate_limited(&err);
-    }
-    request.extensions_mut().insert(auth);
-    next.run(request).await
+    let admitted = async move {
+        let auth = request_auth(&state.app, request.headers()).await;
+        let caller = match &auth {
+            Auth::Principal(principal) => Caller::principal(principal),
+            _ => Caller::address(request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())),
+        };
+        if let Err(err) = state.limits.rate.check(&caller) {
+            crate::metrics::rate_limited("http");
+            return rate_limited(&err);
+        }
+        request.extensions_mut().insert(auth);
+        next.run(request).await
+    };
+    let response = admitted.instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
 }
 
 fn rate_limited(err: &ApiError) -> Response {
+    if let Some(span) = crate::telemetry::current_operation() {
+        crate::telemetry::record_code(&span, err.code().as_str());
+    }
     let seconds = match err {
         ApiError::RateLimited { retry_after } => crate::error::retry_after_secs(*retry_after),
         _ => 1,
@@ -154,7 +172,9 @@ async fn execute(state: &HttpState, auth: Auth, media: MediaType, request: async
     // not cancel a mutation between its statements (the retry it sends would then find
     // a transaction still holding its locks). What was started finishes and commits.
     let schema = state.schema.clone();
-    let response = match tokio::spawn(async move { schema.execute(request).await }).await {
+    // The task runs in the operation's trace span (when traces are on).
+    let span = crate::telemetry::current_operation().unwrap_or_else(tracing::Span::none);
+    let response = match tokio::spawn(async move { schema.execute(request).await }.instrument(span)).await {
         Ok(response) => response,
         Err(err) => {
             tracing::error!(error = %err, "a GraphQL request task failed");
@@ -275,6 +295,9 @@ fn not_acceptable() -> Response {
 
 /// A GraphQL-shaped error response for requests that never reach the executor.
 fn bad_request(status: StatusCode, message: &str) -> Response {
+    if let Some(span) = crate::telemetry::current_operation() {
+        crate::telemetry::record_code(&span, ErrorCode::BadUserInput.as_str());
+    }
     http_graphql::error(status, ErrorCode::BadUserInput, message)
 }
 

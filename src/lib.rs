@@ -15,7 +15,8 @@
 //!   and its limits; [`server`]: the connection loop (timeouts, connection cap).
 //! - [`limits`]: rate limits per principal and open WebSockets per principal.
 //! - [`error`]: the one error type and its stable codes.
-//! - [`metrics`]: Prometheus metrics (`/metrics`).
+//! - [`metrics`]: Prometheus metrics (`/metrics`); [`telemetry`]: OpenTelemetry traces
+//!   (off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
 
 pub mod app;
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod models;
 pub mod payments;
 pub mod processor;
 pub mod server;
+pub mod telemetry;
 pub mod webhooks;
 pub mod ws;
 
@@ -59,6 +61,7 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
             wait_timeout: config.db_pool_timeout,
             statement_timeout: config.db_statement_timeout,
             prepared_statements: config.db_prepared_statements,
+            trace_statements: telemetry::enabled(),
         },
         statements.clone(),
     )?;
@@ -72,6 +75,7 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
                     wait_timeout: config.db_pool_timeout,
                     statement_timeout: config.db_statement_timeout,
                     prepared_statements: config.db_prepared_statements,
+                    trace_statements: telemetry::enabled(),
                 },
                 statements.clone(),
             )?,

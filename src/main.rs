@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => runtime()?.block_on(async {
-            init_tracing();
+            init_tracing(false)?;
             let config = Config::from_env()?;
             let (url, embedded) = database(&config).await?;
             let applied = curbpay::db::migrate(&url).await?;
@@ -94,7 +94,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::RotateKeys => runtime()?.block_on(async {
-            init_tracing();
+            init_tracing(false)?;
             let config = Config::from_env()?;
             let (url, embedded) = database(&config).await?;
             curbpay::db::migrate(&url).await?;
@@ -111,8 +111,16 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Serve => runtime()?.block_on(async {
-            init_tracing();
-            serve(Config::from_env()?).await
+            let traces = init_tracing(true)?;
+            let result = match Config::from_env() {
+                Ok(config) => serve(config).await,
+                Err(err) => Err(err),
+            };
+            // After the server drained: what its last requests traced is sent too.
+            if let Some(traces) = traces {
+                traces.shutdown().await;
+            }
+            result
         }),
     }
 }
@@ -122,21 +130,57 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Logs to stderr: human-readable, or one JSON object per line with
-/// `CURBPAY_LOG_FORMAT=json` (an invalid value is reported and the default used).
-fn init_tracing() {
+/// `CURBPAY_LOG_FORMAT=json` (an invalid value is reported and the default used). With
+/// `traces` and an OTLP endpoint configured, spans are exported too; the returned
+/// handle flushes them at the end.
+fn init_tracing(traces: bool) -> anyhow::Result<Option<curbpay::telemetry::Traces>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
     let (format, problem) = match curbpay::config::LogFormat::from_env() {
         Ok(format) => (format, None),
         Err(err) => (curbpay::config::LogFormat::Text, Some(err)),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        curbpay::config::LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
-        curbpay::config::LogFormat::Text => builder.init(),
-    }
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Each layer filters for itself: RUST_LOG decides what is logged, not what is traced.
+    let mut layers = vec![match format {
+        curbpay::config::LogFormat::Json => {
+            logs.json().with_current_span(true).with_span_list(false).with_filter(filter).boxed()
+        }
+        curbpay::config::LogFormat::Text => logs.with_filter(filter).boxed(),
+    }];
+    let config = if traces { curbpay::config::TracesConfig::from_env()? } else { None };
+    let exporter = match &config {
+        Some(config) => {
+            let (layer, exporter) = curbpay::telemetry::install(config)?;
+            layers.push(layer);
+            Some(exporter)
+        }
+        None => None,
+    };
+    tracing_subscriber::registry().with(layers).init();
     if let Some(err) = problem {
         tracing::warn!(error = %err, "using human-readable logs");
+    }
+    if let Some(config) = &config {
+        tracing::info!(endpoint = %redacted(&config.endpoint), "exporting traces (OTLP over HTTP)");
+    }
+    Ok(exporter)
+}
+
+/// An endpoint without the credentials a URL may carry.
+fn redacted(endpoint: &str) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.to_string()
+        }
+        Err(_) => "(not a URL)".to_owned(),
     }
 }
 

@@ -60,20 +60,39 @@ impl StatementCounter {
     }
 }
 
-/// Counts statements, and reports failures that show a pooler losing prepared statements
-/// (every pool connection's statements pass through here).
-struct CountStatements(StatementCounter);
+/// Each connection's instrumentation: counts statements, reports failures that show a
+/// pooler losing prepared statements, and, with traces on, gives each statement run
+/// within an operation or a processor call a span of its own.
+struct Instrument {
+    counter: StatementCounter,
+    trace: bool,
+    /// The span of the statement running. One at a time: a connection runs one
+    /// statement after another here (nothing pipelines them), so a span still open
+    /// when the next starts belonged to a statement whose future was dropped; it ends
+    /// then.
+    running: Option<tracing::Span>,
+}
 
-impl Instrumentation for CountStatements {
+impl Instrumentation for Instrument {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
             InstrumentationEvent::StartQuery { .. } => {
-                self.0.0.fetch_add(1, Ordering::Relaxed);
+                self.counter.0.fetch_add(1, Ordering::Relaxed);
+                if self.trace {
+                    self.running = crate::telemetry::statement_span();
+                }
             }
-            InstrumentationEvent::FinishQuery {
-                error: Some(diesel::result::Error::DatabaseError(_, info)), ..
-            } if pooler::is_lost_statement(info.message()) => {
-                pooler::report_lost_statement(info.message());
+            // The finished query is rendered as its SQL alone (the start event's
+            // rendering carries the bound values, so it is not read).
+            InstrumentationEvent::FinishQuery { query, error, .. } => {
+                if let Some(diesel::result::Error::DatabaseError(_, info)) = error
+                    && pooler::is_lost_statement(info.message())
+                {
+                    pooler::report_lost_statement(info.message());
+                }
+                if let Some(span) = self.running.take() {
+                    crate::telemetry::finish_statement(span, &query.to_string(), error.is_some());
+                }
             }
             _ => {}
         }
@@ -87,15 +106,18 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
     /// Keep a prepared-statement cache per connection (`CURBPAY_DB_PREPARED_STATEMENTS`).
     pub prepared_statements: bool,
+    /// Give statements spans (traces are on); off, the instrumentation only counts.
+    pub trace_statements: bool,
 }
 
 /// Builds the pool. Connections are made lazily; each gets a `statement_timeout` and
-/// the statement counter. Recycling is `Fast` (no `SELECT 1` per checkout: it halved
+/// the statement counter (and, with traces on, statement spans). Recycling is `Fast` (no `SELECT 1` per checkout: it halved
 /// the database CPU per request); a broken connection fails its request once and is
 /// then discarded by the pool.
 pub fn pool(url: &str, settings: &PoolSettings, counter: StatementCounter) -> anyhow::Result<DbPool> {
     let timeout_ms = settings.statement_timeout.as_millis();
     let prepared = settings.prepared_statements;
+    let trace = settings.trace_statements;
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |url| {
@@ -108,7 +130,7 @@ pub fn pool(url: &str, settings: &PoolSettings, counter: StatementCounter) -> an
             )
             .await
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-            conn.set_instrumentation(CountStatements(counter));
+            conn.set_instrumentation(Instrument { counter, trace, running: None });
             if !prepared {
                 conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
             }

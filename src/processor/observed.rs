@@ -1,7 +1,8 @@
 //! A `Processor` that measures another: each flow's count by outcome (`ok`,
 //! `declined`, `refused`, `unavailable`) and its latency, retries included (the
 //! retries themselves are counted where they happen, in the Stripe client). Also the
-//! `processor` span each call runs in, a child of the GraphQL operation's span.
+//! `processor` span each call runs in, a child of the GraphQL operation's span, with
+//! the outcome recorded on it (exported as a trace span when traces are on).
 
 use std::future::Future;
 use std::time::Instant;
@@ -24,14 +25,25 @@ async fn measure<T>(
     declined: impl FnOnce(&T) -> bool,
 ) -> ProcessorResult<T> {
     let started = Instant::now();
-    let span = tracing::info_span!("processor", processor, flow, otel.kind = "client");
-    let result = call.instrument(span).await;
+    let span = tracing::info_span!(
+        "processor",
+        processor,
+        flow,
+        otel.kind = "client",
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let result = call.instrument(span.clone()).await;
     let outcome = match &result {
         Ok(value) if declined(value) => "declined",
         Ok(_) => "ok",
         Err(ProcessorError::InvalidRequest(_) | ProcessorError::Failed(_)) => "refused",
         Err(ProcessorError::Unavailable(_)) => "unavailable",
     };
+    span.record("outcome", outcome);
+    if matches!(outcome, "refused" | "unavailable") {
+        span.record("otel.status_code", "ERROR");
+    }
     crate::metrics::processor_call(processor, flow, outcome, started.elapsed());
     result
 }

@@ -24,5 +24,6 @@ mod stripe_faults;
 mod stripe_money;
 mod subscriptions;
 mod test_postgres;
+mod tracing;
 mod trust;
 mod webhooks;

@@ -302,6 +302,7 @@ async fn a_lost_prepared_statement_is_logged_with_the_fix() {
         wait_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         prepared_statements: true,
+        trace_statements: false,
     };
     let pool = curbpay::db::pool(&db.url, &settings, Default::default()).unwrap();
     let mut conn = pool.get().await.unwrap();

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 pub mod ledger;
 pub mod node;
+pub mod otlp;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod process;

@@ -1,6 +1,6 @@
-//! The real `curbpay` binary as a child process: started with a clean `CURBPAY_*`
-//! environment plus the settings a test gives, its output kept (to read the address and
-//! the development token from, and to search for leaks), stopped by SIGTERM.
+//! The real `curbpay` binary as a child process: started with a clean `CURBPAY_*` (and
+//! `OTEL_*`) environment plus the settings a test gives, its output kept (to read the
+//! address and the development token from, and to search for leaks), stopped by SIGTERM.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -23,11 +23,13 @@ pub struct Curbpay {
 }
 
 impl Curbpay {
-    /// `curbpay serve` with `env` (and no other `CURBPAY_*` or `DATABASE_URL` of the
-    /// test's environment).
+    /// `curbpay serve` with `env` (and no other `CURBPAY_*`, `OTEL_*` or `DATABASE_URL`
+    /// of the test's environment).
     fn command(env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_curbpay"));
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CURBPAY_") || name == "DATABASE_URL") {
+        let inherited =
+            |name: &str| !(name.starts_with("CURBPAY_") || name.starts_with("OTEL_") || name == "DATABASE_URL");
+        for (name, _) in std::env::vars().filter(|(name, _)| !inherited(name)) {
             command.env_remove(name);
         }
         command
