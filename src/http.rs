@@ -78,10 +78,15 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
+    let mut headers = vec![header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
+    if crate::telemetry::enabled() {
+        // A partner frontend's OpenTelemetry instrumentation may send its trace context.
+        headers.extend([header::HeaderName::from_static("traceparent"), header::HeaderName::from_static("tracestate")]);
+    }
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .allow_headers(headers)
         .max_age(std::time::Duration::from_secs(3600))
 }
 

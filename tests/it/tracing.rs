@@ -140,6 +140,18 @@ async fn an_operation_joins_the_callers_trace_with_its_statements_and_processor_
         assert!(parent_known, "a span outside the tree: {span:#?}");
     }
 
+    // Browsers may send the trace context from another origin.
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{}graphql", server.base))
+        .header("Origin", "https://parking.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "authorization,content-type,traceparent,tracestate")
+        .send()
+        .await
+        .unwrap();
+    let allowed = preflight.headers().get("access-control-allow-headers").unwrap().to_str().unwrap().to_owned();
+    assert!(allowed.contains("traceparent") && allowed.contains("tracestate"), "{allowed}");
+
     // An operation over a WebSocket gets a span too (a trace of its own).
     let result = over_websocket(&server, &w.app_token, "query TracedOverSocket { viewer { role } }").await;
     assert_eq!(result["data"]["viewer"]["role"], "APP", "{result:#}");
