@@ -189,12 +189,22 @@ async fn carried(a: &mut AsyncPgConnection, holder: &mut AsyncPgConnection, firs
     })
 }
 
-/// Refuses a LISTEN connection that does not receive what is sent through `database_url`:
-/// subscribers would silently miss other processes' events.
+/// Refuses a LISTEN connection that shares its server connection with other clients (a
+/// transaction pooler at `listen_url`), or that does not receive what is sent through
+/// `database_url` (another database): subscribers would silently miss other processes' events.
 pub async fn check_listen(database_url: &str, listen_url: &str, listen_configured: bool) -> anyhow::Result<()> {
     let channel = format!("curbpay_check_{}", uuid::Uuid::new_v4().simple());
     let mut listener = AsyncPgConnection::establish(listen_url).await.context("connecting for LISTEN")?;
-    diesel::sql_query(format!("LISTEN {channel}")).execute(&mut listener).await.context("LISTEN")?;
+    // LISTEN and the backend's pid in one transaction, so both name the same server connection
+    // even through a transaction pooler (LISTEN takes effect at commit).
+    listener.batch_execute(&format!("BEGIN; LISTEN {channel}")).await.context("LISTEN")?;
+    let listening = backend_pid(&mut listener).await.context("LISTEN")?;
+    listener.batch_execute("COMMIT").await.context("LISTEN")?;
+    // A round trip alone cannot tell: through a transaction pooler the notification may still
+    // reach the listener when its next poll lands on the server connection holding it.
+    if listen_shared(listen_url, listening).await? {
+        return Err(listen_refusal(listen_configured));
+    }
     let mut notifier = AsyncPgConnection::establish(database_url).await.context("connecting to DATABASE_URL")?;
     let mut notifications = std::pin::pin!(listener.notifications_stream());
     for _ in 0..LISTEN_TRIES {
@@ -214,14 +224,51 @@ pub async fn check_listen(database_url: &str, listen_url: &str, listen_configure
             }
         }
     }
+    Err(listen_refusal(listen_configured))
+}
+
+/// Whether another client of `listen_url` gets the server connection (backend `listening`) the
+/// LISTEN ran on while the listener stays connected: only a transaction (or statement) pooler
+/// hands it out. Other connections open transactions until one lands there, or [`HOLDERS`] have
+/// not, or one waits for a server connection (Postgres itself gives each connection a backend of its own; pgbouncer hands out the
+/// server connection released last, which is the listener's, first).
+async fn listen_shared(listen_url: &str, listening: i32) -> anyhow::Result<bool> {
+    let mut holders = Vec::new();
+    let shared = async {
+        for _ in 0..HOLDERS {
+            let mut b = AsyncPgConnection::establish(listen_url).await.context("connecting for LISTEN")?;
+            let held = tokio::time::timeout(SERVER_WAIT, async {
+                b.batch_execute("BEGIN").await?;
+                backend_pid(&mut b).await
+            })
+            .await;
+            holders.push(b);
+            // No server connection to give (a pooler's exhausted pool): cannot tell; the round
+            // trip decides.
+            let Ok(held) = held else { return Ok(false) };
+            if held? == listening {
+                return Ok(true);
+            }
+        }
+        Ok::<_, anyhow::Error>(false)
+    }
+    .await;
+    for holder in &mut holders {
+        let _ = holder.batch_execute("ROLLBACK").await;
+    }
+    shared
+}
+
+/// Why the LISTEN connection cannot serve, with the fix.
+fn listen_refusal(listen_configured: bool) -> anyhow::Error {
     if listen_configured {
-        bail!(
+        return anyhow::anyhow!(
             "notifications sent through DATABASE_URL do not reach a LISTEN connection to CURBPAY_LISTEN_DATABASE_URL: \
              it must point at Postgres itself (not at a transaction pooler), on the same database. See \
              {README_SECTION}."
-        )
+        );
     }
-    bail!(
+    anyhow::anyhow!(
         "notifications sent through DATABASE_URL do not reach a LISTEN connection to it: a connection pooler in \
          transaction pooling mode (pgbouncer) is in between, and LISTEN does not work through it, so subscribers \
          would miss other processes' events. Set CURBPAY_LISTEN_DATABASE_URL to Postgres itself (same database). \

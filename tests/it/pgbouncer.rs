@@ -193,7 +193,6 @@ async fn the_whole_flow_runs_through_pgbouncer_without_the_statement_cache() {
 }
 
 #[tokio::test]
-#[ignore = "the NOTIFY round trip can pass through transaction pooling when the listener's next poll lands on the backend holding the notification; the check must detect the pooler instead (open)"]
 async fn without_a_direct_listen_url_curbpay_refuses_to_start_behind_transaction_pooling() {
     let db = TestDb::new().await;
     let pgb = pooler(&db).await;
