@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use std::{env, fs, io};
 
 use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use tokio::process::Command;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -56,7 +58,7 @@ pub struct EmbeddedPostgres {
     url: String,
     tcp_url: Option<String>,
     dir: PathBuf,
-    pid: libc::pid_t,
+    pid: i32,
     port: u16,
     outlive: bool,
     /// Reports the postmaster's exit; `None` once that has been dealt with.
@@ -152,7 +154,7 @@ impl EmbeddedPostgres {
     /// Fast shutdown (SIGINT) and wait for exit.
     pub async fn stop(mut self) -> Result<()> {
         let Some(exit) = self.exit.take() else { return Ok(()) };
-        signal(self.pid, libc::SIGINT);
+        signal(self.pid, Signal::SIGINT);
         match tokio::time::timeout(TIMEOUT, exit).await {
             Ok(Ok(Ok(status))) if !status.success() => {
                 warn!(data_dir = %self.dir.display(), %status, "embedded postgres exited abnormally")
@@ -227,15 +229,15 @@ impl Drop for EmbeddedPostgres {
             && let Some(exit) = &mut self.exit
             && matches!(exit.try_recv(), Err(oneshot::error::TryRecvError::Empty))
         {
-            signal(self.pid, libc::SIGINT);
+            signal(self.pid, Signal::SIGINT);
         }
     }
 }
 
-fn signal(pid: libc::pid_t, sig: libc::c_int) {
-    // SAFETY: kill has no memory-safety preconditions; `pid` is our unreaped child or a postmaster we just
-    // identified, never 0 or -1 (which would signal whole groups).
-    unsafe { libc::kill(pid, sig) };
+/// `pid` is our unreaped child or a postmaster we just identified, never 0 or -1 (which would
+/// signal whole groups). One that has exited meanwhile is no error.
+fn signal(pid: i32, sig: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
 }
 
 /// Where to keep the cluster asked for at `requested`. Running as root, postgres runs as
@@ -277,23 +279,18 @@ pub fn postgres_user_ids() -> Result<Option<(u32, u32)>> {
 
 /// `None` when we are not root: then postgres simply runs as us.
 fn postgres_account() -> Result<Option<Account>> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    // SAFETY: passwd is plain data (integers and raw pointers), valid when zeroed.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let (mut buf, mut found) = (vec![0 as libc::c_char; 16 * 1024], std::ptr::null_mut());
-    // SAFETY: all pointers are valid for the call; unlike getpwnam, getpwnam_r writes only into our buffers, so
-    // it is thread-safe.
-    let rc = unsafe { libc::getpwnam_r(c"postgres".as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() {
+    // getpwnam_r underneath: thread-safe.
+    let user = nix::unistd::User::from_name("postgres").context("looking up the postgres system user")?;
+    let Some(user) = user else {
         bail!(
             "curbpay runs as root, which PostgreSQL refuses, and there is no `postgres` system user to run it as; \
              set DATABASE_URL or run curbpay as a non-root user"
         );
-    }
-    Ok(Some(Account { uid: pw.pw_uid, gid: pw.pw_gid }))
+    };
+    Ok(Some(Account { uid: user.uid.as_raw(), gid: user.gid.as_raw() }))
 }
 
 /// Spawning fails with a bare "Permission denied" when the `postgres` user cannot enter the data dir, typically
@@ -383,10 +380,10 @@ async fn init_cluster(bin: &Path, dir: &Path, account: Option<Account>, no_sync:
 async fn clear_leftovers(pgdata: &Path, dir: &Path) -> Result<()> {
     let pid_file = pgdata.join("postmaster.pid");
     let Ok(text) = fs::read_to_string(&pid_file) else { return Ok(()) };
-    let pid = text.lines().next().and_then(|line| line.trim().parse::<libc::pid_t>().ok());
+    let pid = text.lines().next().and_then(|line| line.trim().parse::<i32>().ok());
     if let Some(pid) = pid.filter(|&pid| pid > 0 && serves(pid, pgdata)) {
         warn!(data_dir = %dir.display(), pid, "a postgres from an earlier run still serves this data dir; stopping it");
-        signal(pid, libc::SIGINT);
+        signal(pid, Signal::SIGINT);
         let deadline = Instant::now() + TIMEOUT;
         while serves(pid, pgdata) {
             if Instant::now() > deadline {
@@ -421,7 +418,7 @@ fn is_socket_lock(name: &str) -> bool {
 
 /// Whether `pid` is a live process working in `pgdata` (postgres chdirs into its data dir). A zombie or a
 /// recycled pid does not count.
-fn serves(pid: libc::pid_t, pgdata: &Path) -> bool {
+fn serves(pid: i32, pgdata: &Path) -> bool {
     fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == pgdata)
 }
 
@@ -433,7 +430,7 @@ async fn spawn_postgres(
     dir: &Path,
     account: Option<Account>,
     options: Options,
-) -> Result<(libc::pid_t, ExitReport)> {
+) -> Result<(i32, ExitReport)> {
     // Truncated per start, so that the tail quoted in errors is about this run.
     let log = fs::File::create(dir.join("postgres.log")).context("creating postgres.log")?;
     // A std Command, as it is spawned and waited for outside tokio.
@@ -458,19 +455,17 @@ async fn spawn_postgres(
     if let Some(account) = account {
         cmd.uid(account.uid).gid(account.gid);
     }
-    let parent = std::process::id() as libc::pid_t;
+    let parent = nix::unistd::getpid();
     // A cluster meant to outlive us must not get the death signal.
     if !options.outlive {
         // SAFETY: runs between fork and exec, making only async-signal-safe calls and no allocation. std runs it
         // after setuid, which matters: changing credentials clears the death signal.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                nix::sys::prctl::set_pdeathsig(Signal::SIGINT)?;
                 // Had we died before prctl, the signal would never come.
-                if libc::getppid() != parent {
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                if nix::unistd::getppid() != parent {
+                    return Err(nix::errno::Errno::ESRCH.into());
                 }
                 Ok(())
             });
@@ -488,7 +483,7 @@ async fn spawn_postgres(
     })?;
     let pid = pid_rx.await.context("embedded postgres thread died")?;
     let pid = pid.with_context(|| unreachable_hint("starting postgres", dir, account))?;
-    Ok((pid as libc::pid_t, exit_rx))
+    Ok((pid as i32, exit_rx))
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ fn running(data_dir: &Path) -> Option<(u32, u16)> {
     let pgdata = data_dir.join("pgdata");
     let text = fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let pid: libc::pid_t = lines.first()?.parse().ok()?;
+    let pid: i32 = lines.first()?.parse().ok()?;
     let port: u16 = lines.get(3)?.parse().ok()?;
     let up = *lines.get(5)? == "127.0.0.1" && *lines.get(7)? == "ready" && pid > 0 && serves(pid, &pgdata);
     up.then_some((pid as u32, port))
