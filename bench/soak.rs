@@ -10,18 +10,21 @@
 //!   `chargeTokenIssued` subscription (graphql-transport-ws), spread evenly over the processes.
 //!   A subscription whose socket closes (the restart's 1012) reconnects to another process and
 //!   resumes after the last cursor it saw, as a client should.
-//! - 16 requests in flight start sessions for random operators through the processes in turn
-//!   for the run's length (2 minutes; `CURBPAY_SOAK_SECONDS` changes it). A request that fails
+//! - 16 requests in flight start sessions for random operators. First a baseline: through
+//!   process 0 alone for a quarter of the run's length. Then the run: through the processes in
+//!   turn for its length (2 minutes; `CURBPAY_SOAK_SECONDS` changes it). A request that fails
 //!   in transport, or answers 503 or `UNAVAILABLE`, is retried on the next process with the
 //!   same idempotency key, as a client behind a load balancer would.
-//! - Half-way, process 3 gets SIGTERM (a graceful restart: it must exit cleanly); the load
-//!   balancer keeps sending to it for another half second, then passes it over until its
-//!   replacement serves.
+//! - Half-way through the run, process 3 gets SIGTERM (a graceful restart: it must exit
+//!   cleanly); the load balancer keeps sending to it for another half second, then passes it
+//!   over until its replacement serves.
 //!
-//! Prints the counts (sessions, tokens delivered once, twice, to the wrong operator, never),
-//! the start latency, the delivery latency (request sent → token at the operator's socket) on
-//! the same process and across processes, and the restart's figures. Rate limiting is off in
-//! the servers: this measures capacity, not the per-principal budget.
+//! Prints, per phase, sessions per second (the run's as a ratio to the baseline's) and the
+//! servers' and Postgres' CPU per session; the counts (tokens delivered once, twice, to the
+//! wrong operator, never); the start latency and the delivery latency (request sent → token
+//! at the operator's socket) on the same process and across processes; and the restart's
+//! figures. Rate limiting is off in the servers: this measures capacity, not the
+//! per-principal budget.
 //!
 //! Run with `cargo bench --bench soak` (it uses Postgres as the tests do; see
 //! `tests/it/util/postgres.rs`). Not part of CI.
@@ -201,6 +204,8 @@ struct Started {
     answered: Instant,
     /// The process that answered.
     process: usize,
+    /// Started in the one-process baseline phase.
+    baseline: bool,
 }
 
 #[derive(Default)]
@@ -219,6 +224,8 @@ struct Soak {
     started: Mutex<HashMap<Uuid, Started>>,
     counters: Counters,
     stop: AtomicBool,
+    /// During the baseline phase, the one process every start goes to.
+    only: Mutex<Option<usize>>,
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -316,7 +323,8 @@ async fn start(soak: &Soak, n: usize) {
     let key = format!("soak-{n}");
     let vars = json!({ "c": customer, "o": soak.world.operators[operator].0, "k": key });
     let sent = Instant::now();
-    let mut from = n % PROCESSES;
+    let only = *soak.only.lock().unwrap();
+    let mut from = only.unwrap_or(n % PROCESSES);
     for _ in 0..50 {
         let Some((process, addr)) = soak.balancer.pick(from) else {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -335,7 +343,7 @@ async fn start(soak: &Soak, n: usize) {
             Ok((status, body)) if status.is_success() && body.get("errors").is_none() => {
                 let session = &body["data"]["startParkingSession"]["session"];
                 let token = id(&session["chargeToken"]["id"]);
-                let started = Started { operator, sent, answered: Instant::now(), process };
+                let started = Started { operator, sent, answered: Instant::now(), process, baseline: only.is_some() };
                 soak.started.lock().unwrap().insert(token, started);
                 return;
             }
@@ -395,6 +403,87 @@ async fn serve(env: &[(&'static str, String)]) -> Curbpay {
     Curbpay::serve(&env).await
 }
 
+/// Starts sessions with `IN_FLIGHT` in flight for `length`; returns how long it took.
+async fn load(soak: Arc<Soak>, length: Duration) -> Duration {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let began = Instant::now();
+    let soak = &soak;
+    stream::iter(std::iter::from_fn(|| Some(NEXT.fetch_add(1, Ordering::Relaxed))))
+        .take_while(|_| futures_util::future::ready(began.elapsed() < length))
+        .for_each_concurrent(IN_FLIGHT, |n| start(soak, n))
+        .await;
+    began.elapsed()
+}
+
+/// CPU time (user + system) of the server processes and of the Postgres backends serving the
+/// soak's database, from `/proc/<pid>/stat`.
+struct Cpu {
+    servers: HashMap<i32, u64>,
+    backends: HashMap<i32, u64>,
+}
+
+/// Microseconds of CPU between two samples: the servers', Postgres backends'.
+struct CpuDelta {
+    server_us: f64,
+    postgres_us: f64,
+}
+
+fn cpu_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from its closing parenthesis:
+    // state is field 3, utime 14 and stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn ticks(pids: &[i32]) -> HashMap<i32, u64> {
+    pids.iter().filter_map(|&pid| cpu_ticks(pid).map(|t| (pid, t))).collect()
+}
+
+/// The backends connected to the soak's database (pool and pgbouncer connections persist).
+async fn backends(db: &SoakDb) -> Vec<i32> {
+    let (client, connection) =
+        tokio_postgres::connect(&postgres::server_url(), tokio_postgres::NoTls).await.expect("connect to Postgres");
+    tokio::spawn(connection);
+    let rows = client
+        .query("SELECT pid FROM pg_stat_activity WHERE datname = $1", &[&db.name])
+        .await
+        .expect("pg_stat_activity");
+    rows.iter().map(|row| row.get::<_, i32>(0)).collect()
+}
+
+impl Cpu {
+    async fn sample(servers: &[i32], db: &SoakDb) -> Cpu {
+        Cpu { servers: ticks(servers), backends: ticks(&backends(db).await) }
+    }
+
+    /// CPU used since `self` by the servers still running and the backends alive at both samples.
+    async fn delta(&self, servers: &[i32], db: &SoakDb) -> CpuDelta {
+        let now = Cpu::sample(servers, db).await;
+        let sum = |before: &HashMap<i32, u64>, after: &HashMap<i32, u64>| -> u64 {
+            after.iter().filter_map(|(pid, t)| before.get(pid).map(|b| t.saturating_sub(*b))).sum()
+        };
+        // SAFETY: sysconf only reads a constant of the system.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let us = |ticks: u64| ticks as f64 * 1e6 / per_second;
+        CpuDelta {
+            server_us: us(sum(&self.servers, &now.servers)),
+            postgres_us: us(sum(&self.backends, &now.backends)),
+        }
+    }
+}
+
+/// What the two phases measured.
+struct Phases {
+    baseline: Duration,
+    baseline_sessions: usize,
+    baseline_cpu: CpuDelta,
+    load_time: Duration,
+    run_cpu: CpuDelta,
+    survivors: Vec<usize>,
+}
+
 #[tokio::main]
 async fn main() {
     let seconds = std::env::var("CURBPAY_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SECONDS);
@@ -432,6 +521,7 @@ async fn main() {
         started: Mutex::default(),
         counters: Counters::default(),
         stop: AtomicBool::new(false),
+        only: Mutex::new(Some(0)),
     });
     let subscribers: Vec<_> = (0..OPERATORS).map(|i| tokio::spawn(subscriber(soak.clone(), i))).collect();
     // Every subscription replays from cursor 0, so none misses a token issued before it is
@@ -440,18 +530,23 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let run = Duration::from_secs(seconds);
-    let load_began = Instant::now();
-    let load = {
-        let soak = soak.clone();
-        tokio::spawn(async move {
-            let soak = &soak;
-            stream::iter(0..)
-                .take_while(|_| futures_util::future::ready(load_began.elapsed() < run))
-                .for_each_concurrent(IN_FLIGHT, |n| start(soak, n))
-                .await;
-        })
+    // Baseline: the same load through process 0 alone (subscribers stay spread over all four).
+    let server_pids = |processes: &[Option<Curbpay>], which: &[usize]| -> Vec<i32> {
+        which.iter().filter_map(|&i| processes[i].as_ref().map(Curbpay::pid)).collect()
     };
+    let baseline_time = Duration::from_secs(seconds.div_ceil(4));
+    let before = Cpu::sample(&server_pids(&processes, &[0]), &db).await;
+    let baseline = load(soak.clone(), baseline_time).await;
+    let baseline_cpu = before.delta(&server_pids(&processes, &[0]), &db).await;
+    let baseline_sessions = soak.started.lock().unwrap().len();
+
+    *soak.only.lock().unwrap() = None;
+    let run = Duration::from_secs(seconds);
+    // The restarted process's CPU is not counted (its ticks end with it): the three others'
+    // is, against the sessions they answered.
+    let survivors: Vec<usize> = (0..PROCESSES).filter(|&i| i != RESTARTED).collect();
+    let before = Cpu::sample(&server_pids(&processes, &survivors), &db).await;
+    let running = tokio::spawn(load(soak.clone(), run));
 
     // Half-way: a graceful restart of one process.
     tokio::time::sleep(run / 2).await;
@@ -469,8 +564,8 @@ async fn main() {
     let serving_again = restart_began.elapsed();
     processes[RESTARTED] = Some(replacement);
 
-    load.await.expect("load");
-    let load_time = load_began.elapsed();
+    let load_time = running.await.expect("load");
+    let run_cpu = before.delta(&server_pids(&processes, &survivors), &db).await;
     // Let the last tokens arrive.
     let drain_began = Instant::now();
     loop {
@@ -488,7 +583,8 @@ async fn main() {
         let _ = subscriber.await;
     }
 
-    report(&soak, load_time, exited, serving_again);
+    let phases = Phases { baseline, baseline_sessions, baseline_cpu, load_time, run_cpu, survivors };
+    report(&soak, &phases, exited, serving_again);
     for process in processes.into_iter().flatten() {
         process.stop().await;
     }
@@ -497,12 +593,20 @@ async fn main() {
     println!("total runtime {:.1} s", began.elapsed().as_secs_f64());
 }
 
-fn report(soak: &Soak, load_time: Duration, exited: Duration, serving_again: Duration) {
+fn report(soak: &Soak, phases: &Phases, exited: Duration, serving_again: Duration) {
     let (started, arrivals) = (soak.started.lock().unwrap(), soak.arrivals.lock().unwrap());
     let (mut once, mut twice, mut wrong, mut missing) = (0, 0, 0, 0);
     let (mut answered, mut same, mut cross, mut after_response) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut baseline_answered, mut baseline_delivered) = (Vec::new(), Vec::new());
+    let mut by_survivors = 0;
     for (token, start) in started.iter() {
-        answered.push(start.answered - start.sent);
+        let response = start.answered - start.sent;
+        if start.baseline {
+            baseline_answered.push(response);
+        } else {
+            answered.push(response);
+            by_survivors += usize::from(phases.survivors.contains(&start.process));
+        }
         let Some(seen) = arrivals.get(token) else {
             missing += 1;
             continue;
@@ -517,6 +621,10 @@ fn report(soak: &Soak, load_time: Duration, exited: Duration, serving_again: Dur
         once += 1;
         let arrival = &seen[0];
         let latency = arrival.at.saturating_duration_since(start.sent);
+        if start.baseline {
+            baseline_delivered.push(latency);
+            continue;
+        }
         if arrival.process == start.process {
             same.push(latency)
         } else {
@@ -526,11 +634,37 @@ fn report(soak: &Soak, load_time: Duration, exited: Duration, serving_again: Dur
     }
     let unknown = arrivals.keys().filter(|token| !started.contains_key(token)).count();
     let c = &soak.counters;
+    let run_sessions = started.len() - phases.baseline_sessions;
+    let (base_rate, run_rate) = (
+        phases.baseline_sessions as f64 / phases.baseline.as_secs_f64(),
+        run_sessions as f64 / phases.load_time.as_secs_f64(),
+    );
+    let per = |us: f64, n: usize| us / n.max(1) as f64;
     println!(
-        "\nsessions started: {} in {:.1} s ({:.0}/s)",
-        started.len(),
-        load_time.as_secs_f64(),
-        started.len() as f64 / load_time.as_secs_f64()
+        "\n{:<44} {:>9} {:>10} {:>14} {:>16}",
+        "phase", "sessions", "per second", "server CPU µs", "Postgres CPU µs"
+    );
+    println!(
+        "{:<44} {:>9} {:>10.0} {:>14.0} {:>16.0}",
+        "1 process, direct (baseline)",
+        phases.baseline_sessions,
+        base_rate,
+        per(phases.baseline_cpu.server_us, phases.baseline_sessions),
+        per(phases.baseline_cpu.postgres_us, phases.baseline_sessions)
+    );
+    println!(
+        "{:<44} {:>9} {:>10.0} {:>14.0} {:>16.0}",
+        format!("{PROCESSES} processes, {} via pgbouncer, 1 restarted", PROCESSES - FIRST_POOLED),
+        run_sessions,
+        run_rate,
+        per(phases.run_cpu.server_us, by_survivors),
+        per(phases.run_cpu.postgres_us, run_sessions)
+    );
+    println!(
+        "  throughput ratio to the baseline {:.2}x; CPU per session, server: processes {:?} over the sessions they \
+         answered; Postgres: the backends of the soak's database",
+        run_rate / base_rate,
+        phases.survivors
     );
     println!(
         "  failed {}; retried on another process {} (same idempotency key)",
@@ -538,8 +672,8 @@ fn report(soak: &Soak, load_time: Duration, exited: Duration, serving_again: Dur
         c.retried.load(Ordering::Relaxed)
     );
     println!(
-        "charge tokens: delivered exactly once {once}; more than once {twice}; to another operator {wrong}; never \
-         {missing}; delivered but never answered to the client {unknown}"
+        "charge tokens (both phases): delivered exactly once {once}; more than once {twice}; to another operator \
+         {wrong}; never {missing}; delivered but never answered to the client {unknown}"
     );
     println!(
         "restart of process {RESTARTED}: exited {:.2} s after SIGTERM, replacement serving after {:.2} s; \
@@ -548,7 +682,9 @@ fn report(soak: &Soak, load_time: Duration, exited: Duration, serving_again: Dur
         serving_again.as_secs_f64(),
         c.reconnects.load(Ordering::Relaxed)
     );
-    println!("latencies (from sending startParkingSession):");
+    println!("latencies from sending startParkingSession:");
+    line("baseline: response", baseline_answered);
+    line("baseline: token at the operator's socket", baseline_delivered);
     line("response", answered);
     line("token at the operator's socket, same process", same);
     line("token at the operator's socket, another process", cross);
