@@ -11,8 +11,11 @@
 //! - [`payments`]: the flows (links, customers, sessions, charge tokens) and `policy`.
 //! - [`processor`]: the `Processor` trait (Stripe Connect's flows) and the sandbox.
 //! - [`events`]: wakes subscribers after commits, across processes (LISTEN/NOTIFY).
-//! - [`graphql`]: the schema; [`http`]: the axum router; [`ws`]: one GraphQL WebSocket
-//!   and its limits; [`server`]: the connection loop (timeouts, connection cap).
+//! - [`graphql`]: the schema; [`http`]: the axum router; [`http_graphql`]: GraphQL over
+//!   HTTP (negotiation, parameters, status codes); [`ws`]: one GraphQL WebSocket and its
+//!   limits; [`server`]: the connection loop (timeouts, connection cap).
+//! - [`webhooks`]: outgoing webhooks (signing, an SSRF-checked client, the delivery worker).
+//! - [`crypto`]: the AES-256-GCM keyring for secrets at rest.
 //! - [`limits`]: rate limits per principal and open WebSockets per principal.
 //! - [`error`]: the one error type and its stable codes.
 //! - [`metrics`]: Prometheus metrics (`/metrics`); [`telemetry`]: OpenTelemetry traces
