@@ -383,7 +383,8 @@ async fn idle_subscriptions_hold_no_database_connection() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    let started = Instant::now();
+    // Were the 200 subscriptions holding the pool's two connections, these would wait out the
+    // pool timeout and answer UNAVAILABLE.
     let answers = futures_util::future::join_all(
         (0..10).map(|_| t.post(Some(&w.app_token), "{ links { edges { node { id status } } } }", json!({}))),
     )
@@ -391,7 +392,6 @@ async fn idle_subscriptions_hold_no_database_connection() {
     for answer in &answers {
         assert!(answer.get("errors").is_none(), "{answer}");
     }
-    assert!(started.elapsed() < Duration::from_secs(2), "queries waited for connections: {:?}", started.elapsed());
 
     // And every subscription still receives the next token.
     let second = t.start_session(&w, "k2").await;
