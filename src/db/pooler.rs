@@ -140,30 +140,61 @@ pub async fn check_prepared_statements(database_url: &str) -> anyhow::Result<()>
 async fn probe_prepared_statements(database_url: &str) -> anyhow::Result<Probe> {
     let mut a = AsyncPgConnection::establish(database_url).await.context("connecting")?;
     let first = backend_pid(&mut a).await?;
-    let mut holders = Vec::new();
-    let probe = async {
+    let mut holders = Holders::default();
+    let probe = match holders.reach(database_url, first).await {
+        Ok(Reach::Held) => carried(&mut a, holders.last(), first).await,
+        Ok(Reach::NotHandedOut) => Ok(Probe::Sessions),
+        Ok(Reach::Waited) => Ok(Probe::Inconclusive),
+        Err(err) => Err(err),
+    };
+    holders.release().await;
+    probe
+}
+
+/// Connections each holding a transaction open, so that each keeps its server connection.
+#[derive(Default)]
+struct Holders(Vec<AsyncPgConnection>);
+
+/// Whether another client was handed a given backend.
+enum Reach {
+    /// The last holder holds it: a pooler shares server connections between clients.
+    Held,
+    /// [`HOLDERS`] connections got other backends.
+    NotHandedOut,
+    /// A connection waited for a server connection (a pooler's pool is exhausted): cannot tell.
+    Waited,
+}
+
+impl Holders {
+    /// Opens connections to `url`, each in a transaction, until one runs on `backend`.
+    async fn reach(&mut self, url: &str, backend: i32) -> anyhow::Result<Reach> {
         for _ in 0..HOLDERS {
-            let mut b = AsyncPgConnection::establish(database_url).await.context("connecting")?;
+            let mut b = AsyncPgConnection::establish(url).await.context("connecting")?;
             let held = tokio::time::timeout(SERVER_WAIT, async {
                 b.batch_execute("BEGIN").await?;
                 backend_pid(&mut b).await
             })
             .await;
-            holders.push(b);
-            let Ok(held) = held else { return Ok(Probe::Inconclusive) };
-            if held? == first {
-                let holder = holders.last_mut().expect("just pushed");
-                return carried(&mut a, holder, first).await;
+            self.0.push(b);
+            let Ok(held) = held else { return Ok(Reach::Waited) };
+            if held? == backend {
+                return Ok(Reach::Held);
             }
         }
-        Ok(Probe::Sessions)
+        Ok(Reach::NotHandedOut)
     }
-    .await;
-    // After a timeout a connection may be mid-statement; all of them are dropped (and closed) here.
-    for holder in &mut holders {
-        let _ = holder.batch_execute("ROLLBACK").await;
+
+    fn last(&mut self) -> &mut AsyncPgConnection {
+        self.0.last_mut().expect("a holder")
     }
-    probe
+
+    /// Ends the transactions. After a timeout a connection may be mid-statement; all of them
+    /// are dropped (and closed) here.
+    async fn release(mut self) {
+        for holder in &mut self.0 {
+            let _ = holder.batch_execute("ROLLBACK").await;
+        }
+    }
 }
 
 /// `a` runs its statement again while `holder` keeps the server connection it was prepared on.
@@ -229,34 +260,14 @@ pub async fn check_listen(database_url: &str, listen_url: &str, listen_configure
 
 /// Whether another client of `listen_url` gets the server connection (backend `listening`) the
 /// LISTEN ran on while the listener stays connected: only a transaction (or statement) pooler
-/// hands it out. Other connections open transactions until one lands there, or [`HOLDERS`] have
-/// not, or one waits for a server connection (Postgres itself gives each connection a backend of its own; pgbouncer hands out the
-/// server connection released last, which is the listener's, first).
+/// hands it out. Postgres itself gives each connection a backend of its own; pgbouncer hands
+/// out the server connection released last, which is the listener's, first. When it cannot
+/// tell, the notification's round trip decides.
 async fn listen_shared(listen_url: &str, listening: i32) -> anyhow::Result<bool> {
-    let mut holders = Vec::new();
-    let shared = async {
-        for _ in 0..HOLDERS {
-            let mut b = AsyncPgConnection::establish(listen_url).await.context("connecting for LISTEN")?;
-            let held = tokio::time::timeout(SERVER_WAIT, async {
-                b.batch_execute("BEGIN").await?;
-                backend_pid(&mut b).await
-            })
-            .await;
-            holders.push(b);
-            // No server connection to give (a pooler's exhausted pool): cannot tell; the round
-            // trip decides.
-            let Ok(held) = held else { return Ok(false) };
-            if held? == listening {
-                return Ok(true);
-            }
-        }
-        Ok::<_, anyhow::Error>(false)
-    }
-    .await;
-    for holder in &mut holders {
-        let _ = holder.batch_execute("ROLLBACK").await;
-    }
-    shared
+    let mut holders = Holders::default();
+    let reached = holders.reach(listen_url, listening).await;
+    holders.release().await;
+    Ok(matches!(reached.context("checking the LISTEN connection")?, Reach::Held))
 }
 
 /// Why the LISTEN connection cannot serve, with the fix.
