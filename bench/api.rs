@@ -250,7 +250,7 @@ impl Stats {
         self.latencies.len()
     }
 
-    fn per_second(&self) -> f64 {
+    pub fn per_second(&self) -> f64 {
         self.latencies.len() as f64 / self.wall.as_secs_f64()
     }
 

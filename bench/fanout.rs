@@ -46,9 +46,10 @@ impl Figures {
             per / 1e3
         );
         println!(
-            "  sessions at {}/s among them (n={}, {} tokens not delivered): due → `next` p50 {:.2} ms p99 {:.2} ms; \
+            "  sessions asked at {}/s among them, served at {:.0}/s (n={}, {} tokens not delivered): due → `next` p50 {:.2} ms p99 {:.2} ms; \
              response → `next` p50 {:.2} ms p99 {:.2} ms; server {:.0} µs, Postgres {:.0} µs, SQL {:.1} per session",
             self.rate,
+            self.due_to_next.per_second(),
             self.due_to_next.count(),
             self.lost,
             self.due_to_next.percentile_ms(0.5),

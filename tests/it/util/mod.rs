@@ -13,7 +13,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use curbpay::auth::{Claims, Role};
 use curbpay::{AppState, Config};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -31,7 +30,6 @@ pub mod replica;
 pub mod stripe;
 
 pub use db::{TestDb, database_url};
-pub use postgres::server_url;
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
