@@ -33,6 +33,7 @@ use uuid::Uuid;
 
 mod fanout;
 mod probe;
+mod report;
 mod sockets;
 mod webhooks;
 
@@ -50,6 +51,7 @@ mod process;
 use db::TestDb;
 use probe::{Cost, Probe};
 use process::Curbpay;
+use report::{Row, Stats, print_table, row, summary};
 
 const CONCURRENCY: usize = 16;
 const SECRET: &str = "bench-secret-bench-secret-bench-secret-01";
@@ -234,35 +236,6 @@ async fn setup(client: &Client, scale: &Scale) -> World {
     }
 }
 
-/// Latencies of one phase and its wall time.
-pub struct Stats {
-    latencies: Vec<Duration>,
-    wall: Duration,
-}
-
-impl Stats {
-    pub fn new(mut latencies: Vec<Duration>, wall: Duration) -> Stats {
-        latencies.sort();
-        Stats { latencies, wall }
-    }
-
-    pub fn count(&self) -> usize {
-        self.latencies.len()
-    }
-
-    pub fn per_second(&self) -> f64 {
-        self.latencies.len() as f64 / self.wall.as_secs_f64()
-    }
-
-    pub fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
-        self.latencies[index].as_secs_f64() * 1e3
-    }
-}
-
 /// Runs `op(0..n)` with `concurrency` in flight, issuing nothing after `budget`.
 async fn run<F, Fut>(n: usize, concurrency: usize, budget: Duration, op: F) -> Stats
 where
@@ -339,47 +312,6 @@ async fn statements_per_page(probe: &mut Probe, client: &Client, world: &World) 
         costs.push((page, probe.cost_since(&before, 10).await.statements));
     }
     costs
-}
-
-pub struct Row {
-    name: String,
-    stats: Stats,
-    cost: Option<Cost>,
-    /// Index of the row this one is compared with.
-    baseline: usize,
-}
-
-fn row(name: &str, (stats, cost): (Stats, Cost), baseline: usize) -> Row {
-    Row { name: name.to_owned(), stats, cost: Some(cost), baseline }
-}
-
-fn ratio(value: f64, base: f64) -> String {
-    if base > 0.0 && value.is_finite() { format!("{:.1}x", value / base) } else { "—".to_owned() }
-}
-
-fn print_table(rows: &[Row]) {
-    println!(
-        "\n{:<58} {:>7} {:>7} {:>7} {:>8} {:>7} {:>5}  ratios to baseline: {:>6} {:>6} {:>6} {:>6}",
-        "operation", "req/s", "p50 ms", "p99 ms", "srv µs", "pg µs", "SQL", "req/s", "p50", "srv", "pg"
-    );
-    for row in rows {
-        let base = &rows[row.baseline];
-        let (rate, p50, p99) = (row.stats.per_second(), row.stats.percentile_ms(0.5), row.stats.percentile_ms(0.99));
-        let cost = row.cost.unwrap_or_default();
-        let base_cost = base.cost.unwrap_or_default();
-        let costs = match row.cost {
-            Some(c) => format!("{:>8.0} {:>7.0} {:>5.1}", c.server_us, c.postgres_us, c.statements),
-            None => format!("{:>8} {:>7} {:>5}", "", "", ""),
-        };
-        println!(
-            "{:<58} {rate:>7.0} {p50:>7.2} {p99:>7.2} {costs}  {:>26} {:>6} {:>6} {:>6}",
-            format!("{} (n={})", row.name, row.stats.count()),
-            ratio(rate, base.stats.per_second()),
-            ratio(p50, base.stats.percentile_ms(0.5)),
-            ratio(cost.server_us, base_cost.server_us),
-            ratio(cost.postgres_us, base_cost.postgres_us),
-        );
-    }
 }
 
 /// The phases at `CONCURRENCY` in flight; the first row is their baseline.
@@ -479,25 +411,6 @@ async fn sequential_rows(
             baseline: first,
         },
     ]
-}
-
-fn summary(rows: &[Row], statements: &[(u32, f64)], idle: &Cost, fan: &fanout::Figures, cross: &fanout::Cross) {
-    println!("\nSummary (quoted in README):\n");
-    println!("| operation | req/s | p50 ms | p99 ms | server µs/req | Postgres µs/req | SQL/req |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for row in rows {
-        let (rate, p50, p99) = (row.stats.per_second(), row.stats.percentile_ms(0.5), row.stats.percentile_ms(0.99));
-        let costs = row.cost.map_or("— | — | —".to_owned(), |c| {
-            format!("{:.0} | {:.0} | {:.1}", c.server_us, c.postgres_us, c.statements)
-        });
-        let rate = if row.cost.is_some() { format!("{rate:.0}") } else { "—".to_owned() };
-        println!("| {} | {rate} | {p50:.2} | {p99:.2} | {costs} |", row.name);
-    }
-    let pages: Vec<String> = statements.iter().map(|(page, n)| format!("{page}: {n:.1}")).collect();
-    println!("\nSQL statements per `links(first: n)` with names, one at a time (n: statements): {}", pages.join(", "));
-    println!("At rest, per second: {:.1} SQL statements (background work)", idle.statements);
-    fan.print();
-    cross.print();
 }
 
 #[tokio::main]

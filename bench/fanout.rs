@@ -16,8 +16,9 @@ use uuid::Uuid;
 
 use crate::probe::{Cost, Probe, rss_bytes};
 use crate::process::Curbpay;
+use crate::report::Stats;
 use crate::sockets::{self, Arrivals};
-use crate::{Client, Scale, Stats, World, create, start, token};
+use crate::{Client, Scale, World, create, start, token};
 
 /// Handshakes in flight while opening the sockets.
 const OPENING: usize = 64;
