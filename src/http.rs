@@ -442,6 +442,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 
 pub(crate) fn metrics_text(app: &AppState) -> Response {
     crate::metrics::pool_status("primary", app.pool.status());
+    crate::metrics::db_statements(app.statements.get());
     if let Some(replica) = &app.replica {
         crate::metrics::pool_status("replica", replica.pool().status());
     }

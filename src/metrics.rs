@@ -62,6 +62,10 @@ fn describe() {
     describe_gauge!("curbpay_websockets_open", "Open GraphQL WebSockets in this process.");
     describe_gauge!("curbpay_subscriptions_active", "Running subscriptions in this process by kind.");
     describe_gauge!("curbpay_db_pool_connections", "Database pool connections by pool and state (idle, in_use).");
+    describe_counter!(
+        "curbpay_db_statements_total",
+        "SQL statements sent to Postgres by this process (both pools, the event hub's included)."
+    );
     describe_gauge!("curbpay_db_pool_max_connections", "Database pool size limit by pool.");
     describe_gauge!("curbpay_db_pool_waiting", "Requests waiting for a database connection, by pool.");
     describe_histogram!("curbpay_db_pool_wait_seconds", "Time spent waiting for a database connection.");
@@ -183,6 +187,12 @@ pub fn pool_status(pool: &'static str, status: deadpool::Status) {
     gauge!("curbpay_db_pool_connections", "pool" => pool, "state" => "in_use").set(status.size as f64 - idle);
     gauge!("curbpay_db_pool_max_connections", "pool" => pool).set(status.max_size as f64);
     gauge!("curbpay_db_pool_waiting", "pool" => pool).set(status.waiting as f64);
+}
+
+/// The statement counter's value, read when `/metrics` renders (the counter itself is
+/// an atomic the connections bump; the facade is not on that path).
+pub fn db_statements(total: u64) {
+    counter!("curbpay_db_statements_total").absolute(total);
 }
 
 /// Holds a gauge up by one while alive (an open WebSocket, a running subscription).
