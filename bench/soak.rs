@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use curbpay::auth::{Claims, Role, mint};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::{SinkExt, StreamExt, stream};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -43,7 +42,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use uuid::Uuid;
 
+#[allow(dead_code)]
+mod probe;
+
 // The tests' harness for these; the soak uses only part of it.
+#[allow(dead_code)]
+#[path = "../tests/it/util/db.rs"]
+mod db;
 #[allow(dead_code)]
 #[path = "../tests/it/util/pgbouncer.rs"]
 mod pgbouncer;
@@ -53,6 +58,8 @@ mod postgres;
 #[path = "../tests/it/util/process.rs"]
 mod process;
 
+use db::TestDb;
+use probe::{Cost, Probe};
 use process::Curbpay;
 
 const PROCESSES: usize = 4;
@@ -81,33 +88,6 @@ fn token(role: Role) -> String {
 
 fn id(value: &Value) -> Uuid {
     value.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an id: {value}"))
-}
-
-/// The soak's own database on the tests' Postgres server; dropped at the end.
-struct SoakDb {
-    name: String,
-    url: String,
-}
-
-impl SoakDb {
-    async fn create() -> SoakDb {
-        use diesel_async::RunQueryDsl;
-        let name = format!("curbpay_soak_{}", Uuid::new_v4().simple());
-        let mut admin = AsyncPgConnection::establish(&postgres::server_url()).await.expect("connect to Postgres");
-        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
-        let mut url = url::Url::parse(&postgres::server_url()).expect("the server URL is a URL");
-        url.set_path(&format!("/{name}"));
-        SoakDb { name, url: url.to_string() }
-    }
-
-    async fn drop_database(self) {
-        use diesel_async::RunQueryDsl;
-        let mut admin = AsyncPgConnection::establish(&postgres::server_url()).await.expect("connect to Postgres");
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(err) = diesel::sql_query(sql).execute(&mut admin).await {
-            eprintln!("warning: could not drop database {}: {err}", self.name);
-        }
-    }
 }
 
 /// What the load balancer knows: each process's address while it takes traffic.
@@ -217,6 +197,8 @@ struct Counters {
 }
 
 struct Soak {
+    /// Each operator's subscriptions: (process, when subscribed, the cursor it resumed after).
+    connections: Mutex<Vec<Vec<(usize, Instant, String)>>>,
     balancer: Balancer,
     world: World,
     http: reqwest::Client,
@@ -263,6 +245,7 @@ async fn subscriber(soak: Arc<Soak>, operator: usize) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        soak.connections.lock().unwrap()[operator].push((process, Instant::now(), cursor.clone()));
         if first {
             soak.counters.subscribed.fetch_add(1, Ordering::Relaxed);
             first = false;
@@ -415,72 +398,15 @@ async fn load(soak: Arc<Soak>, length: Duration) -> Duration {
     began.elapsed()
 }
 
-/// CPU time (user + system) of the server processes and of the Postgres backends serving the
-/// soak's database, from `/proc/<pid>/stat`.
-struct Cpu {
-    servers: HashMap<i32, u64>,
-    backends: HashMap<i32, u64>,
-}
-
-/// Microseconds of CPU between two samples: the servers', Postgres backends'.
-struct CpuDelta {
-    server_us: f64,
-    postgres_us: f64,
-}
-
-fn cpu_ticks(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces), from its closing parenthesis:
-    // state is field 3, utime 14 and stime 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
-fn ticks(pids: &[i32]) -> HashMap<i32, u64> {
-    pids.iter().filter_map(|&pid| cpu_ticks(pid).map(|t| (pid, t))).collect()
-}
-
-/// The backends connected to the soak's database (pool and pgbouncer connections persist).
-async fn backends(db: &SoakDb) -> Vec<i32> {
-    let (client, connection) =
-        tokio_postgres::connect(&postgres::server_url(), tokio_postgres::NoTls).await.expect("connect to Postgres");
-    tokio::spawn(connection);
-    let rows = client
-        .query("SELECT pid FROM pg_stat_activity WHERE datname = $1", &[&db.name])
-        .await
-        .expect("pg_stat_activity");
-    rows.iter().map(|row| row.get::<_, i32>(0)).collect()
-}
-
-impl Cpu {
-    async fn sample(servers: &[i32], db: &SoakDb) -> Cpu {
-        Cpu { servers: ticks(servers), backends: ticks(&backends(db).await) }
-    }
-
-    /// CPU used since `self` by the servers still running and the backends alive at both samples.
-    async fn delta(&self, servers: &[i32], db: &SoakDb) -> CpuDelta {
-        let now = Cpu::sample(servers, db).await;
-        let sum = |before: &HashMap<i32, u64>, after: &HashMap<i32, u64>| -> u64 {
-            after.iter().filter_map(|(pid, t)| before.get(pid).map(|b| t.saturating_sub(*b))).sum()
-        };
-        // SAFETY: sysconf only reads a constant of the system.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let us = |ticks: u64| ticks as f64 * 1e6 / per_second;
-        CpuDelta {
-            server_us: us(sum(&self.servers, &now.servers)),
-            postgres_us: us(sum(&self.backends, &now.backends)),
-        }
-    }
-}
-
 /// What the two phases measured.
 struct Phases {
     baseline: Duration,
     baseline_sessions: usize,
-    baseline_cpu: CpuDelta,
+    /// The baseline's totals (server, Postgres, SQL statements), not per session.
+    baseline_cost: Cost,
     load_time: Duration,
-    run_cpu: CpuDelta,
+    /// The run's totals; the server's only of the processes that ran throughout.
+    run_cost: Cost,
     survivors: Vec<usize>,
 }
 
@@ -488,8 +414,8 @@ struct Phases {
 async fn main() {
     let seconds = std::env::var("CURBPAY_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SECONDS);
     let began = Instant::now();
-    let db = SoakDb::create().await;
-    curbpay::db::migrate(&db.url).await.expect("migrate");
+    probe::raise_fd_limit();
+    let db = TestDb::with_prefix("curbpay_soak").await;
     let bouncer = pgbouncer::Pgbouncer::start(
         &pgbouncer::supported(),
         &db.url,
@@ -522,6 +448,7 @@ async fn main() {
         counters: Counters::default(),
         stop: AtomicBool::new(false),
         only: Mutex::new(Some(0)),
+        connections: Mutex::new(vec![Vec::new(); OPERATORS]),
     });
     let subscribers: Vec<_> = (0..OPERATORS).map(|i| tokio::spawn(subscriber(soak.clone(), i))).collect();
     // Every subscription replays from cursor 0, so none misses a token issued before it is
@@ -531,13 +458,17 @@ async fn main() {
     }
 
     // Baseline: the same load through process 0 alone (subscribers stay spread over all four).
-    let server_pids = |processes: &[Option<Curbpay>], which: &[usize]| -> Vec<i32> {
-        which.iter().filter_map(|&i| processes[i].as_ref().map(Curbpay::pid)).collect()
+    let probe_of = async |processes: &[Option<Curbpay>], which: &[usize]| {
+        let mut probe = Probe::new(&postgres::server_url(), &db.name).await;
+        for process in which.iter().filter_map(|&i| processes[i].as_ref()) {
+            probe.watch(process.pid(), &process.base);
+        }
+        probe
     };
-    let baseline_time = Duration::from_secs(seconds.div_ceil(4));
-    let before = Cpu::sample(&server_pids(&processes, &[0]), &db).await;
-    let baseline = load(soak.clone(), baseline_time).await;
-    let baseline_cpu = before.delta(&server_pids(&processes, &[0]), &db).await;
+    let mut baseline_probe = probe_of(&processes, &[0]).await;
+    let before = baseline_probe.sample().await;
+    let baseline = load(soak.clone(), Duration::from_secs(seconds.div_ceil(4))).await;
+    let baseline_cost = baseline_probe.cost_since(&before, 1).await;
     let baseline_sessions = soak.started.lock().unwrap().len();
 
     *soak.only.lock().unwrap() = None;
@@ -545,7 +476,8 @@ async fn main() {
     // The restarted process's CPU is not counted (its ticks end with it): the three others'
     // is, against the sessions they answered.
     let survivors: Vec<usize> = (0..PROCESSES).filter(|&i| i != RESTARTED).collect();
-    let before = Cpu::sample(&server_pids(&processes, &survivors), &db).await;
+    let mut run_probe = probe_of(&processes, &survivors).await;
+    let before = run_probe.sample().await;
     let running = tokio::spawn(load(soak.clone(), run));
 
     // Half-way: a graceful restart of one process.
@@ -565,7 +497,7 @@ async fn main() {
     processes[RESTARTED] = Some(replacement);
 
     let load_time = running.await.expect("load");
-    let run_cpu = before.delta(&server_pids(&processes, &survivors), &db).await;
+    let run_cost = run_probe.cost_since(&before, 1).await;
     // Let the last tokens arrive.
     let drain_began = Instant::now();
     loop {
@@ -583,13 +515,13 @@ async fn main() {
         let _ = subscriber.await;
     }
 
-    let phases = Phases { baseline, baseline_sessions, baseline_cpu, load_time, run_cpu, survivors };
+    let phases = Phases { baseline, baseline_sessions, baseline_cost, load_time, run_cost, survivors };
     report(&soak, &phases, exited, serving_again);
     for process in processes.into_iter().flatten() {
         process.stop().await;
     }
     drop(bouncer);
-    db.drop_database().await;
+    drop(db);
     println!("total runtime {:.1} s", began.elapsed().as_secs_f64());
 }
 
@@ -609,6 +541,24 @@ fn report(soak: &Soak, phases: &Phases, exited: Duration, serving_again: Duratio
         }
         let Some(seen) = arrivals.get(token) else {
             missing += 1;
+            if missing <= 5 {
+                let connections = &soak.connections.lock().unwrap()[start.operator];
+                let history: Vec<String> = connections
+                    .iter()
+                    .map(|(p, at, cursor)| {
+                        let offset = at.saturating_duration_since(start.sent).as_secs_f64()
+                            - start.sent.saturating_duration_since(*at).as_secs_f64();
+                        format!("process {p} at {offset:+.3} s after {cursor}")
+                    })
+                    .collect();
+                eprintln!(
+                    "never delivered: token {token} for operator {} (issued through process {}); its subscriptions, \
+                     relative to the start request: {}",
+                    start.operator,
+                    start.process,
+                    history.join("; ")
+                );
+            }
             continue;
         };
         if seen.iter().any(|a| a.operator != start.operator) {
@@ -640,29 +590,33 @@ fn report(soak: &Soak, phases: &Phases, exited: Duration, serving_again: Duratio
         run_sessions as f64 / phases.load_time.as_secs_f64(),
     );
     let per = |us: f64, n: usize| us / n.max(1) as f64;
+    let (base, run) = (&phases.baseline_cost, &phases.run_cost);
     println!(
-        "\n{:<44} {:>9} {:>10} {:>14} {:>16}",
-        "phase", "sessions", "per second", "server CPU µs", "Postgres CPU µs"
+        "\n{:<44} {:>9} {:>10} {:>14} {:>16} {:>8}",
+        "phase", "sessions", "per second", "server CPU µs", "Postgres CPU µs", "SQL"
     );
     println!(
-        "{:<44} {:>9} {:>10.0} {:>14.0} {:>16.0}",
+        "{:<44} {:>9} {:>10.0} {:>14.0} {:>16.0} {:>8.1}",
         "1 process, direct (baseline)",
         phases.baseline_sessions,
         base_rate,
-        per(phases.baseline_cpu.server_us, phases.baseline_sessions),
-        per(phases.baseline_cpu.postgres_us, phases.baseline_sessions)
+        per(base.server_us, phases.baseline_sessions),
+        per(base.postgres_us, phases.baseline_sessions),
+        per(base.statements, phases.baseline_sessions)
     );
     println!(
-        "{:<44} {:>9} {:>10.0} {:>14.0} {:>16.0}",
+        "{:<44} {:>9} {:>10.0} {:>14.0} {:>16.0} {:>8.1}",
         format!("{PROCESSES} processes, {} via pgbouncer, 1 restarted", PROCESSES - FIRST_POOLED),
         run_sessions,
         run_rate,
-        per(phases.run_cpu.server_us, by_survivors),
-        per(phases.run_cpu.postgres_us, run_sessions)
+        per(run.server_us, by_survivors),
+        per(run.postgres_us, run_sessions),
+        per(run.statements, by_survivors)
     );
     println!(
         "  throughput ratio to the baseline {:.2}x; CPU per session, server: processes {:?} over the sessions they \
-         answered; Postgres: the backends of the soak's database",
+         answered; Postgres: the backends of the soak's database; SQL: statements the servers sent per \
+         session (wake-ups and background work included)",
         run_rate / base_rate,
         phases.survivors
     );
