@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::db::DbPool;
@@ -74,7 +74,14 @@ struct Inner {
     topics: Mutex<HashMap<Topic, watch::Sender<()>>>,
     /// Whether the LISTEN connection is up (for `/ready`).
     listening: AtomicBool,
-    outbox: mpsc::UnboundedSender<Topic>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// What the notifier is handed: a topic to announce, or a request to report once everything
+/// queued before it has been sent.
+enum Outgoing {
+    Topic(Topic),
+    Flush(oneshot::Sender<()>),
 }
 
 /// A subscriber's wake-up handle. Dropping it unregisters the topic when it was the
@@ -149,7 +156,19 @@ impl EventHub {
     pub fn publish(&self, topic: Topic) {
         self.wake(topic);
         // The notifier only stops when the runtime does; nothing to do then.
-        let _ = self.inner.outbox.send(topic);
+        let _ = self.inner.outbox.send(Outgoing::Topic(topic));
+    }
+
+    /// Waits until every topic published so far has been sent to the other processes (or
+    /// given up on after the notifier's retries). A stopping process calls it once its
+    /// requests have drained: a change committed just before exit must still wake the
+    /// subscribers on the other processes, who would otherwise see it only with the next
+    /// event for them.
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.inner.outbox.send(Outgoing::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
     }
 
     fn wake(&self, topic: Topic) {
@@ -173,34 +192,51 @@ impl EventHub {
     }
 }
 
-/// Sends queued topics as `NOTIFY`s, one statement per batch with duplicates merged.
-async fn notifier(pool: DbPool, mut rx: mpsc::UnboundedReceiver<Topic>) {
+/// Sends queued topics as `NOTIFY`s, one statement per batch with duplicates merged; answers
+/// a flush once the batch it arrived with is sent.
+async fn notifier(pool: DbPool, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
     while let Some(first) = rx.recv().await {
-        let mut batch = HashSet::from([first.encode()]);
-        while let Ok(more) = rx.try_recv() {
-            batch.insert(more.encode());
-        }
-        let payloads: Vec<String> = batch.into_iter().collect();
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=5 {
-            let sent = async {
-                let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-                diesel::sql_query(format!("SELECT pg_notify('{CHANNEL}', t) FROM unnest($1::text[]) AS t"))
-                    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&payloads)
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())
+        let (mut batch, mut flushes) = (HashSet::new(), Vec::new());
+        let mut next = Some(first);
+        while let Some(outgoing) = next {
+            match outgoing {
+                Outgoing::Topic(topic) => drop(batch.insert(topic.encode())),
+                Outgoing::Flush(done) => flushes.push(done),
             }
-            .await;
-            match sent {
-                Ok(_) => break,
-                Err(err) => {
-                    // Subscribers on this process were already woken; others catch up when
-                    // their listener reconnects or the next event for them arrives.
-                    tracing::warn!(attempt, error = %err, "could not send event notifications");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
+            next = rx.try_recv().ok();
+        }
+        send(&pool, batch).await;
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// One `NOTIFY` per payload in one statement, retried a few times.
+async fn send(pool: &DbPool, batch: HashSet<String>) {
+    if batch.is_empty() {
+        return;
+    }
+    let payloads: Vec<String> = batch.into_iter().collect();
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        let sent = async {
+            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            diesel::sql_query(format!("SELECT pg_notify('{CHANNEL}', t) FROM unnest($1::text[]) AS t"))
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&payloads)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match sent {
+            Ok(_) => break,
+            Err(err) => {
+                // Subscribers on this process were already woken; others catch up when
+                // their listener reconnects or the next event for them arrives.
+                tracing::warn!(attempt, error = %err, "could not send event notifications");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
             }
         }
     }

@@ -306,12 +306,21 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
         }
         Ok::<_, std::io::Error>(())
     };
-    tokio::select! {
-        result = drained => result?,
-        _ = async {
-            let _ = stopping_rx.await;
-            tokio::time::sleep(shutdown_timeout).await;
-        } => tracing::warn!("shutdown timeout reached; closing the remaining connections"),
+    let deadline = async {
+        let _ = stopping_rx.await;
+        tokio::time::sleep(shutdown_timeout).await;
+    };
+    let mut deadline = std::pin::pin!(deadline);
+    let timed_out = tokio::select! {
+        result = drained => {
+            result?;
+            false
+        }
+        _ = &mut deadline => true,
+    };
+    // The last requests' changes still wake the subscribers on the other processes.
+    if timed_out || tokio::select! { () = app.events.flush() => false, _ = &mut deadline => true } {
+        tracing::warn!("shutdown timeout reached; closing the remaining connections");
     }
     tracing::info!("curbpay stopped");
     Ok(())
