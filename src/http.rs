@@ -21,7 +21,7 @@ use crate::auth;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode};
 use crate::graphql::loaders::Loaders;
-use crate::graphql::{self, Auth, CurbpaySchema};
+use crate::graphql::{self, Api, Auth};
 use crate::http_graphql::{self, MediaType};
 use crate::limits::{Caller, Limits};
 use crate::payments::links;
@@ -32,7 +32,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 struct HttpState {
     app: AppState,
-    schema: CurbpaySchema,
+    schema: Api,
     limits: Arc<Limits>,
 }
 

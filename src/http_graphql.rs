@@ -10,9 +10,12 @@
 //! - Anything else is 406. A POST must say `Content-Type: application/json` (415
 //!   otherwise, which also keeps simple cross-site form posts out).
 
+use std::collections::BTreeMap;
+
 use async_graphql::{ServerError, Variables};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ErrorCode;
@@ -132,6 +135,18 @@ pub fn request_from_params(
     Ok(request)
 }
 
+/// A response body as the spec lays it out: `data` unless the request failed before
+/// execution, then `errors` and `extensions` when there are any.
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a async_graphql::Value>,
+    #[serde(skip_serializing_if = "<[ServerError]>::is_empty")]
+    errors: &'a [ServerError],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extensions: &'a BTreeMap<String, async_graphql::Value>,
+}
+
 /// The HTTP response for a GraphQL result.
 pub fn response(media: MediaType, response: async_graphql::Response) -> Response {
     // Before execution (parse, validation, coercion, limits) errors have no path and
@@ -143,17 +158,17 @@ pub fn response(media: MediaType, response: async_graphql::Response) -> Response
         MediaType::GraphqlResponseJson if request_error => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
     };
-    let mut body = serde_json::Map::new();
-    if !request_error {
-        body.insert("data".to_owned(), serde_json::to_value(&response.data).unwrap_or(Value::Null));
+    // Written straight from the response (no `serde_json::Value` in between): object
+    // fields keep the order the query selected them in, as the spec asks.
+    let body = Body {
+        data: (!request_error).then_some(&response.data),
+        errors: &response.errors,
+        extensions: &response.extensions,
+    };
+    let mut bytes = Vec::with_capacity(1024);
+    if serde_json::to_writer(&mut bytes, &body).is_err() {
+        bytes.clear();
     }
-    if !response.errors.is_empty() {
-        body.insert("errors".to_owned(), serde_json::to_value(&response.errors).unwrap_or(Value::Null));
-    }
-    if !response.extensions.is_empty() {
-        body.insert("extensions".to_owned(), serde_json::to_value(&response.extensions).unwrap_or(Value::Null));
-    }
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut http =
         (status, [(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()))], bytes).into_response();
     for (name, value) in response.http_headers.iter() {

@@ -31,7 +31,7 @@ use serde_json::json;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode};
-use crate::graphql::CurbpaySchema;
+use crate::graphql::Api;
 use crate::limits::{Caller, Limits, SocketSlot, principal_key};
 
 /// graphql-transport-ws close codes.
@@ -103,7 +103,7 @@ struct Envelope {
 /// returns the operations' data and the principal, or why it refuses.
 pub async fn serve<F, Fut>(
     socket: WebSocket,
-    schema: CurbpaySchema,
+    schema: Api,
     protocol: WebSocketProtocols,
     limits: Arc<Limits>,
     mut stopping: tokio::sync::watch::Receiver<bool>,

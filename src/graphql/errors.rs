@@ -2,92 +2,50 @@
 //! responses. Domain errors (`ApiError`) carry their own code; parse and validation
 //! errors are BAD_USER_INPUT; anything else is INTERNAL, logged and masked. A response
 //! carries at most `MAX_ERRORS` errors: one document can provoke thousands.
+//! `graphql::executor` applies these to every response, HTTP and WebSocket alike.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
-};
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument};
 use async_graphql::{Response, ServerError, ServerResult, Variables};
-use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 
 use crate::error::{ApiError, ErrorCode};
-
-pub struct ErrorCodes;
 
 /// Most errors in one response; the last one then says how many were left out.
 pub const MAX_ERRORS: usize = 50;
 
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodesExtension)
-    }
+/// Gives a response's errors their codes (after capping how many it carries).
+pub(crate) fn finish(response: &mut Response) {
+    cap(&mut response.errors);
+    response.errors.iter_mut().for_each(classify);
 }
 
-struct ErrorCodesExtension;
-
-#[async_trait::async_trait]
-impl Extension for ErrorCodesExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        cap(&mut response.errors);
-        response.errors.iter_mut().for_each(classify);
-        response
-    }
-
-    /// The GraphQL spec makes a missing value for a required variable (non-null, no
-    /// default) a request error; async-graphql would run the operation as if the
-    /// argument were absent.
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let operations: Vec<_> = match &document.operations {
-            DocumentOperations::Single(op) => vec![op],
-            // With several operations only the one selected by name is run; checking is
-            // left to execution there.
-            DocumentOperations::Multiple(_) => vec![],
-        };
-        for op in operations {
-            for definition in &op.node.variable_definitions {
-                let definition = &definition.node;
-                let given = variables.get(&definition.name.node).is_some_and(|v| *v != async_graphql::Value::Null);
-                if !definition.var_type.node.nullable && definition.default_value.is_none() && !given {
-                    let mut err = ServerError::new(
-                        format!(
-                            "Variable \"${}\" of required type \"{}\" was not provided.",
-                            definition.name.node, definition.var_type.node
-                        ),
-                        Some(definition.name.pos),
-                    );
-                    set_code(&mut err, ErrorCode::BadUserInput);
-                    return Err(err);
-                }
+/// The GraphQL spec makes a missing value for a required variable (non-null, no
+/// default) a request error; async-graphql would run the operation as if the argument
+/// were absent.
+pub(crate) fn check_required_variables(document: &ExecutableDocument, variables: &Variables) -> ServerResult<()> {
+    let operations: Vec<_> = match &document.operations {
+        DocumentOperations::Single(op) => vec![op],
+        // With several operations only the one selected by name is run; checking is
+        // left to execution there.
+        DocumentOperations::Multiple(_) => vec![],
+    };
+    for op in operations {
+        for definition in &op.node.variable_definitions {
+            let definition = &definition.node;
+            let given = variables.get(&definition.name.node).is_some_and(|v| *v != async_graphql::Value::Null);
+            if !definition.var_type.node.nullable && definition.default_value.is_none() && !given {
+                let mut err = ServerError::new(
+                    format!(
+                        "Variable \"${}\" of required type \"{}\" was not provided.",
+                        definition.name.node, definition.var_type.node
+                    ),
+                    Some(definition.name.pos),
+                );
+                set_code(&mut err, ErrorCode::BadUserInput);
+                return Err(err);
             }
         }
-        Ok(document)
     }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream)
-            .map(|mut response| {
-                cap(&mut response.errors);
-                response.errors.iter_mut().for_each(classify);
-                response
-            })
-            .boxed()
-    }
+    Ok(())
 }
 
 /// Keeps the first `MAX_ERRORS - 1` errors and replaces the rest with one that says

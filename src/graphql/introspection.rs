@@ -1,42 +1,23 @@
 //! With `CURBPAY_GRAPHQL_INTROSPECTION=false` async-graphql answers `__schema` and
-//! `__type` with a silent `null`; this extension (installed only then) refuses such
-//! documents with a clear BAD_USER_INPUT error instead.
+//! `__type` with a silent `null`; `graphql::executor` then refuses such documents with
+//! a clear BAD_USER_INPUT error instead.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
-use async_graphql::{Pos, ServerError, ServerResult, Variables};
+use async_graphql::{Pos, ServerError, ServerResult};
 
 use crate::error::ErrorCode;
 
-pub struct NoIntrospection;
-
-impl ExtensionFactory for NoIntrospection {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(NoIntrospection)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for NoIntrospection {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        match introspection_field(&document) {
-            Some(pos) => {
-                let mut err = ServerError::new("introspection is disabled on this server", Some(pos));
-                err.extensions.get_or_insert_with(Default::default).set("code", ErrorCode::BadUserInput.as_str());
-                Err(err)
-            }
-            None => Ok(document),
+/// Refuses a document whose query selects `__schema` or `__type`.
+pub(crate) fn refuse(document: &ExecutableDocument) -> ServerResult<()> {
+    match introspection_field(document) {
+        Some(pos) => {
+            let mut err = ServerError::new("introspection is disabled on this server", Some(pos));
+            err.extensions.get_or_insert_with(Default::default).set("code", ErrorCode::BadUserInput.as_str());
+            Err(err)
         }
+        None => Ok(()),
     }
 }
 

@@ -13,13 +13,12 @@
 //!    whose operations and fragments expand to more than [`MAX_EXPANDED_SELECTIONS`]
 //!    selections, directives and arguments.
 //!
-//! Both run in the `prepare_request` hook, which async-graphql calls before it parses
-//! (the parsed document is handed back to it, so the query is parsed once).
+//! Both run in `check_request`, which `graphql::executor` calls before handing the
+//! request to async-graphql (the parsed document goes with it, so the query is parsed
+//! once).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Positioned, Request, ServerError, ServerResult};
 
@@ -217,31 +216,12 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// The async-graphql extension that applies both passes to every request (HTTP and
-/// WebSocket alike) before validation.
-pub struct DocumentLimits;
-
-impl ExtensionFactory for DocumentLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimitsExtension)
-    }
-}
-
-struct DocumentLimitsExtension;
-
-#[async_trait::async_trait]
-impl Extension for DocumentLimitsExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        check_source(&request.query).map_err(LimitError::into_server_error)?;
-        check_document(request.parsed_query()?).map_err(LimitError::into_server_error)?;
-        absent_variables_as_null(&mut request)?;
-        next.run(ctx, request).await
-    }
+/// Applies both passes to a request (HTTP and WebSocket alike) before async-graphql
+/// validates it; the document stays parsed in the request, so it is parsed once.
+pub(crate) fn check_request(request: &mut Request) -> ServerResult<()> {
+    check_source(&request.query).map_err(LimitError::into_server_error)?;
+    check_document(request.parsed_query()?).map_err(LimitError::into_server_error)?;
+    absent_variables_as_null(request)
 }
 
 /// A nullable variable without a default that the request leaves out is null (the

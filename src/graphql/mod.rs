@@ -8,6 +8,7 @@
 mod connection;
 mod errors;
 mod events;
+mod executor;
 mod introspection;
 pub mod limits;
 pub mod loaders;
@@ -29,7 +30,7 @@ use crate::db::ReadConn;
 use crate::error::{ApiError, ApiResult};
 use loaders::{LoaderSet, Loaders};
 
-pub use errors::ErrorCodes;
+pub use executor::Api;
 pub use mutations::MutationRoot;
 pub use queries::QueryRoot;
 pub use subscriptions::SubscriptionRoot;
@@ -58,19 +59,19 @@ pub(crate) fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
     STATEMENT_COST.saturating_add((page.max(1) as usize).saturating_mul(child_complexity))
 }
 
-/// Builds the schema. `app` is `None` only to print the SDL (settings at their
-/// defaults then: suggestions off, introspection on).
-pub fn schema(app: Option<AppState>) -> CurbpaySchema {
+/// Builds the API. `app` is `None` only to print the SDL (settings at their defaults
+/// then: suggestions off, introspection on).
+pub fn schema(app: Option<AppState>) -> Api {
+    let introspection = app.as_ref().is_none_or(|app| app.config.graphql_introspection);
+    Api::new(build(app.clone(), false), build(app, true), introspection)
+}
+
+/// One schema: `writes` adds the write-scope check that mutations need (see
+/// `executor`); every other check runs in `executor`, once per operation.
+fn build(app: Option<AppState>, writes: bool) -> CurbpaySchema {
     let (suggestions, introspection) =
         app.as_ref().map_or((false, true), |app| (app.config.graphql_suggestions, app.config.graphql_introspection));
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
-        // First, so it measures the whole request and sees the codes ErrorCodes gives.
-        .extension(observe::Observe)
-        .extension(ErrorCodes)
-        // Registered after ErrorCodes so its refusals pass through the error mapping;
-        // it runs before parsing and validation.
-        .extension(limits::DocumentLimits)
-        .extension(scopes::WriteScope)
         // The standard introspection query (GraphiQL, codegen) needs depth 15 and
         // complexity ~220; these limits leave room for it and stop abusive documents.
         // Lists cost their page size times their items (see `page_cost`).
@@ -79,12 +80,15 @@ pub fn schema(app: Option<AppState>) -> CurbpaySchema {
         .limit_recursive_depth(32)
         .limit_directives(16)
         .limit_aliases(64);
+    if writes {
+        builder = builder.extension(scopes::WriteScope);
+    }
     if !suggestions {
         // "Did you mean …" spells out the schema to callers that guess.
         builder = builder.disable_suggestions();
     }
     if !introspection {
-        builder = builder.disable_introspection().extension(introspection::NoIntrospection);
+        builder = builder.disable_introspection();
     }
     if let Some(app) = app {
         builder = builder.data(app);
@@ -94,7 +98,7 @@ pub fn schema(app: Option<AppState>) -> CurbpaySchema {
 
 /// The SDL as published in `schema.graphql`.
 pub fn sdl() -> String {
-    schema(None).sdl()
+    build(None, false).sdl()
 }
 
 /// How the request authenticated, put in each request's data by the HTTP layer.

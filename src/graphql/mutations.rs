@@ -197,7 +197,7 @@ impl LinkMutation {
         let app_id = parse_id("appId", &input.app_id)?;
         let operator_id = parse_id("operatorId", &input.operator_id)?;
         let link = links::link_operator(app(ctx), principal(ctx)?, app_id, operator_id).await?;
-        Ok(LinkOperatorPayload { link: Link(link) })
+        Ok(LinkOperatorPayload { link: Link::new(link) })
     }
 
     /// Completes a pending link with the authorization code from the processor's
@@ -213,7 +213,7 @@ impl LinkMutation {
     ) -> async_graphql::Result<CompleteLinkPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
         let link = links::complete_link(app(ctx), principal(ctx)?, link_id, &input.authorization_code).await?;
-        Ok(CompleteLinkPayload { link: Link(link) })
+        Ok(CompleteLinkPayload { link: Link::new(link) })
     }
 
     /// Activates a pending link on the processor account its last authorization yielded
@@ -227,14 +227,14 @@ impl LinkMutation {
     ) -> async_graphql::Result<AcceptLinkAccountPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
         let link = links::accept_held_account(app(ctx), principal(ctx)?, link_id).await?;
-        Ok(AcceptLinkAccountPayload { link: Link(link) })
+        Ok(AcceptLinkAccountPayload { link: Link::new(link) })
     }
 
     /// Changes a link's settings. The link's operator or an admin (`FORBIDDEN` for the app).
     async fn update_link(&self, ctx: &Context<'_>, input: UpdateLinkInput) -> async_graphql::Result<UpdateLinkPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
         let link = links::update_link(app(ctx), principal(ctx)?, link_id, input.app_may_refund).await?;
-        Ok(UpdateLinkPayload { link: Link(link) })
+        Ok(UpdateLinkPayload { link: Link::new(link) })
     }
 
     /// Revokes a link at the processor and here; its outstanding charge tokens become
@@ -246,7 +246,7 @@ impl LinkMutation {
     ) -> async_graphql::Result<UnlinkOperatorPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
         let link = links::unlink(app(ctx), principal(ctx)?, link_id).await?;
-        Ok(UnlinkOperatorPayload { link: Link(link) })
+        Ok(UnlinkOperatorPayload { link: Link::new(link) })
     }
 }
 

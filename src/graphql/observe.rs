@@ -1,59 +1,58 @@
-//! Measures every GraphQL operation (HTTP and WebSocket alike): a count by operation
-//! name, type and outcome code, and a latency histogram. Registered first, so it sees
-//! the codes `ErrorCodes` gives. Subscriptions are counted when they start. With traces
-//! on, it also records the operation's name, type and outcome on its trace span.
+//! Measures every GraphQL operation: over HTTP a count by operation name, type and
+//! outcome code, and a latency histogram; with traces on, the operation's name, type
+//! and outcome on its trace span (over a WebSocket, a span of the operation's own).
+//! `graphql::executor` calls these around each operation, after the error codes are
+//! given, so the outcome is the code the client sees.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextSubscribe,
-};
+use async_graphql::Response;
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
-use async_graphql::{Request, Response, ServerResult, Variables};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use crate::error::ErrorCode;
 
-pub struct Observe;
-
-impl ExtensionFactory for Observe {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ObserveExtension::default())
-    }
-}
-
+/// What is known of the operation before it runs.
 #[derive(Default)]
-struct ObserveExtension {
-    operation: Arc<Operation>,
-}
-
-/// What is known of the operation as it goes through the hooks (shared with the
-/// response stream of a WebSocket operation).
-#[derive(Default)]
-struct Operation {
+pub(crate) struct Operation {
     /// The operation the request names, if it names one.
-    requested: Mutex<Option<String>>,
-    /// The operations the document defines: (name, type).
-    defined: Mutex<Vec<(Option<String>, OperationType)>>,
+    requested: Option<String>,
+    /// The operations the document defines: (name, type); empty until the document
+    /// has passed the checks before execution.
+    defined: Vec<(Option<String>, OperationType)>,
 }
 
 impl Operation {
+    pub(crate) fn new(requested: Option<String>) -> Operation {
+        Operation { requested, defined: Vec::new() }
+    }
+
+    /// Notes the operations a document that passed the checks defines.
+    pub(crate) fn define(&mut self, document: &ExecutableDocument) {
+        self.defined = match &document.operations {
+            DocumentOperations::Single(op) => vec![(None, op.node.ty)],
+            DocumentOperations::Multiple(ops) => {
+                ops.iter().map(|(name, op)| (Some(name.as_str().to_owned()), op.node.ty)).collect()
+            }
+        };
+    }
+
     /// The one that runs: the one named, else the only one.
-    fn selected(&self) -> Option<(Option<String>, OperationType)> {
-        let requested = self.requested.lock().expect("observe lock").clone();
-        let defined = self.defined.lock().expect("observe lock");
-        requested
-            .and_then(|name| defined.iter().find(|(n, _)| n.as_deref() == Some(name.as_str())).cloned())
-            .or_else(|| (defined.len() == 1).then(|| defined[0].clone()))
+    pub(crate) fn selected(&self) -> Option<(Option<&str>, OperationType)> {
+        let found = match &self.requested {
+            Some(name) => self.defined.iter().find(|(n, _)| n.as_deref() == Some(name.as_str())),
+            None => None,
+        };
+        found.or_else(|| (self.defined.len() == 1).then(|| &self.defined[0])).map(|(name, ty)| (name.as_deref(), *ty))
     }
 
     /// The metric labels: operation name and type.
     fn labels(&self) -> (String, &'static str) {
         match self.selected() {
-            Some((name, ty)) => (crate::metrics::operation_label(name.as_deref()), type_label(ty)),
+            Some((name, ty)) => (crate::metrics::operation_label(name), type_label(ty)),
             None => ("unparsed".to_owned(), "unknown"),
         }
     }
@@ -61,8 +60,8 @@ impl Operation {
     /// Records the operation and its outcome on its trace span.
     fn record(&self, span: &tracing::Span, response: &Response) {
         let selected = self.selected();
-        let name = selected.as_ref().and_then(|(name, _)| name.as_deref());
-        let kind = selected.as_ref().map(|(_, ty)| type_label(*ty));
+        let name = selected.and_then(|(name, _)| name);
+        let kind = selected.map(|(_, ty)| type_label(ty));
         crate::telemetry::record_operation(span, name, kind, outcome(response));
     }
 }
@@ -85,75 +84,34 @@ fn outcome(response: &Response) -> &'static str {
     code.and_then(ErrorCode::parse).unwrap_or(ErrorCode::Internal).as_str()
 }
 
-#[async_trait::async_trait]
-impl Extension for ObserveExtension {
-    /// An operation over HTTP (the HTTP layer runs it in its trace span, if any).
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let started = Instant::now();
-        let span = crate::telemetry::current_operation();
-        let response = next.run(ctx).await;
-        let (name, kind) = self.operation.labels();
-        crate::metrics::graphql_operation(name, kind, outcome(&response), started.elapsed());
-        if let Some(span) = span {
-            self.operation.record(&span, &response);
+/// An operation over HTTP has answered: counts it, and records it on `span` (the
+/// operation's trace span, when traces are on).
+pub(crate) fn finished(operation: &Operation, started: Instant, span: Option<tracing::Span>, response: &Response) {
+    let (name, kind) = operation.labels();
+    crate::metrics::graphql_operation(name, kind, outcome(response), started.elapsed());
+    if let Some(span) = span {
+        operation.record(&span, response);
+    }
+}
+
+/// An operation over a WebSocket: with traces on, its responses are produced in a
+/// span of its own, which records the outcome as they come (the first error's code
+/// stays) and ends with the stream.
+pub(crate) fn stream<'s>(operation: Arc<Operation>, mut stream: BoxStream<'s, Response>) -> BoxStream<'s, Response> {
+    if !crate::telemetry::enabled() {
+        return stream;
+    }
+    let span = crate::telemetry::websocket_operation_span();
+    let mut failed = false;
+    Box::pin(futures_util::stream::poll_fn(move |cx| {
+        let _entered = span.enter();
+        let item = stream.poll_next_unpin(cx);
+        if let Poll::Ready(Some(response)) = &item
+            && !failed
+        {
+            operation.record(&span, response);
+            failed = !response.errors.is_empty();
         }
-        response
-    }
-
-    /// An operation over a WebSocket: with traces on, its responses are produced in a
-    /// span of its own, which records the outcome as they come (the first error's code
-    /// stays) and ends with the stream.
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        let mut stream = next.run(ctx, stream);
-        if !crate::telemetry::enabled() {
-            return stream;
-        }
-        let span = crate::telemetry::websocket_operation_span();
-        let operation = self.operation.clone();
-        let mut failed = false;
-        Box::pin(futures_util::stream::poll_fn(move |cx| {
-            let _entered = span.enter();
-            let item = stream.poll_next_unpin(cx);
-            if let Poll::Ready(Some(response)) = &item
-                && !failed
-            {
-                operation.record(&span, response);
-                failed = !response.errors.is_empty();
-            }
-            item
-        }))
-    }
-
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        *self.operation.requested.lock().expect("observe lock") = request.operation_name.clone();
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let defined = match &document.operations {
-            DocumentOperations::Single(op) => vec![(None, op.node.ty)],
-            DocumentOperations::Multiple(ops) => {
-                ops.iter().map(|(name, op)| (Some(name.as_str().to_owned()), op.node.ty)).collect()
-            }
-        };
-        *self.operation.defined.lock().expect("observe lock") = defined;
-        Ok(document)
-    }
+        item
+    }))
 }

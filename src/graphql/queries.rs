@@ -107,7 +107,7 @@ impl LinkQuery {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut conn = read_db(ctx).await?;
-        Ok(models::Link::find(&mut conn, id).await?.filter(|l| policy::may_see_link(viewer, l)).map(Link))
+        Ok(models::Link::find(&mut conn, id).await?.filter(|l| policy::may_see_link(viewer, l)).map(Link::new))
     }
 
     /// Links the viewer is party to, optionally filtered, oldest first.

@@ -184,7 +184,7 @@ impl LinkSubscription {
                                 cursor: cursor.to_string(),
                                 status: event.status.into(),
                                 occurred_at: event.occurred_at,
-                                link: Link(link),
+                                link: Link::new(link),
                             };
                         }
                         if full {

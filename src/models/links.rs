@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::{Page, text_enum};
-use crate::db::schema::links;
+use super::{App, Operator, Page, text_enum};
+use crate::db::schema::{apps, links, operators};
 
 text_enum! {
     /// The state of a link.
@@ -107,6 +107,34 @@ impl Link {
 
     pub async fn list(conn: &mut AsyncPgConnection, filter: LinkFilter, page: Page) -> QueryResult<Vec<Link>> {
         let mut query = filtered(filter).select(Link::as_select()).order(links::id.asc()).limit(page.limit);
+        if let Some(after) = page.after {
+            query = query.filter(links::id.gt(after));
+        }
+        query.load(conn).await
+    }
+
+    /// Like `list`, with each link's app and operator rows, in one statement.
+    pub async fn list_with_parties(
+        conn: &mut AsyncPgConnection,
+        filter: LinkFilter,
+        page: Page,
+    ) -> QueryResult<Vec<(Link, App, Operator)>> {
+        let mut query = links::table
+            .inner_join(apps::table)
+            .inner_join(operators::table)
+            .select((Link::as_select(), App::as_select(), Operator::as_select()))
+            .order(links::id.asc())
+            .limit(page.limit)
+            .into_boxed();
+        if let Some(app_id) = filter.app_id {
+            query = query.filter(links::app_id.eq(app_id));
+        }
+        if let Some(operator_id) = filter.operator_id {
+            query = query.filter(links::operator_id.eq(operator_id));
+        }
+        if let Some(status) = filter.status {
+            query = query.filter(links::status.eq(status));
+        }
         if let Some(after) = page.after {
             query = query.filter(links::id.gt(after));
         }

@@ -58,6 +58,9 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
 
     let mut conn = app.db().await?;
     let existing = ParkingSession::find_by_key(&mut conn, app_id, key).await?;
+    // What a first request read and wrote: the token is then issued without reading
+    // any of it back.
+    let mut fresh: Option<(ChargeToken, Customer, Link)> = None;
     let (session, replayed) = match existing {
         Some(session) => (session, true),
         None => {
@@ -65,13 +68,17 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
                 .await?
                 .filter(|c| c.app_id == app_id && c.processor_customer_id.is_some())
                 .ok_or(ApiError::NotFound("customer"))?;
-            if models::Operator::find(&mut conn, input.operator_id).await?.is_none() {
-                return Err(ApiError::NotFound("operator"));
-            }
-            let link = Link::find_pair(&mut conn, app_id, input.operator_id)
-                .await?
-                .filter(|l| l.status == LinkStatus::Active)
-                .ok_or_else(|| ApiError::conflict("the app has no active link to this operator"))?;
+            let link = match Link::find_pair(&mut conn, app_id, input.operator_id).await? {
+                Some(link) if link.status == LinkStatus::Active => link,
+                // A link names its operator (a foreign key): only without one can the
+                // operator be unknown.
+                found => {
+                    if found.is_none() && models::Operator::find(&mut conn, input.operator_id).await?.is_none() {
+                        return Err(ApiError::NotFound("operator"));
+                    }
+                    return Err(ApiError::conflict("the app has no active link to this operator"));
+                }
+            };
             let inserted = conn
                 .transaction(async |conn| {
                     let new = NewParkingSession {
@@ -89,7 +96,9 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
                     };
                     match new.insert(conn).await? {
                         Some(session) => {
-                            ChargeToken::insert_pending(conn, session.id, session.operator_id, session.link_id).await?;
+                            let token =
+                                ChargeToken::insert_pending(conn, session.id, session.operator_id, session.link_id)
+                                    .await?;
                             event_log::emit(conn, Event::session(EventType::SessionStarted, &session)).await?;
                             if let Some(hold) = &input.hold {
                                 NewPayment::pending(
@@ -101,14 +110,14 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
                                 .insert(conn)
                                 .await?;
                             }
-                            Ok::<_, ApiError>((session, false))
+                            Ok::<_, ApiError>((session, Some(token)))
                         }
                         // A concurrent request with the same key committed first.
                         None => Ok((
                             ParkingSession::find_by_key(conn, app_id, key)
                                 .await?
                                 .ok_or(ApiError::NotFound("session"))?,
-                            true,
+                            None,
                         )),
                     }
                 })
@@ -121,7 +130,12 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
                     Some(session) => (session, true),
                     None => return Err(ApiError::DuplicateSession),
                 },
-                other => other?,
+                Ok((session, Some(token))) => {
+                    fresh = Some((token, customer, link));
+                    (session, false)
+                }
+                Ok((session, None)) => (session, true),
+                Err(err) => return Err(err),
             }
         }
     };
@@ -149,9 +163,18 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
         event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
         tracing::info!(session_id = %session.id, %app_id, operator_id = %session.operator_id, "parking session started");
     }
-    // Finish the token if it is still pending: the first attempt, or a retry after an
-    // interrupted one.
-    if let Some(token) = ChargeToken::outstanding_for_session(&mut conn, session.id).await?
+    // Issue the token: the first attempt, or (a retry after an interrupted one) finish it
+    // if it is still pending.
+    if let Some((token, customer, link)) = fresh {
+        let platform = models::App::find(&mut conn, app_id).await?.ok_or(ApiError::NotFound("app"))?;
+        drop(conn);
+        tokens::issue_with(
+            app,
+            &token,
+            tokens::Parties { session: &session, customer: &customer, link: &link, platform: &platform },
+        )
+        .await?;
+    } else if let Some(token) = ChargeToken::outstanding_for_session(&mut conn, session.id).await?
         && token.status == ChargeTokenStatus::Pending
     {
         drop(conn);

@@ -25,13 +25,27 @@ pub async fn issue(app: &App, pending: &ChargeToken) -> ApiResult<ChargeToken> {
     let platform = models::App::find(&mut conn, session.app_id).await?.ok_or(ApiError::NotFound("app"))?;
     let link = Link::find(&mut conn, pending.link_id).await?.ok_or(ApiError::NotFound("link"))?;
     drop(conn);
+    issue_with(app, pending, Parties { session: &session, customer: &customer, link: &link, platform: &platform }).await
+}
+
+/// The rows a token is issued with: its session, the session's customer, link and app.
+pub struct Parties<'a> {
+    pub session: &'a ParkingSession,
+    pub customer: &'a Customer,
+    pub link: &'a Link,
+    pub platform: &'a models::App,
+}
+
+/// `issue` with the rows already at hand (a session just started read or wrote them).
+pub async fn issue_with(app: &App, pending: &ChargeToken, parties: Parties<'_>) -> ApiResult<ChargeToken> {
+    let Parties { session, customer, link, platform } = parties;
     let (Some(customer_ref), Some(account)) = (&customer.processor_customer_id, &link.connected_account_id) else {
         return Err(ApiError::conflict("the session's link or customer is not ready for charging"));
     };
     let key = format!("charge-token:{}", pending.id);
     let issued = app
         .processor
-        .issue_charge_token(&super::parties::platform(app, &platform)?, customer_ref, account, &key)
+        .issue_charge_token(&super::parties::platform(app, platform)?, customer_ref, account, &key)
         .await?;
     let mut conn = app.db().await?;
     let token = conn

@@ -355,3 +355,30 @@ async fn browsers_on_partner_origins_may_call_the_api() {
     let other = t.router.clone().oneshot(preflight("https://evil.example")).await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+/// What starting a session costs in SQL statements (the sandbox processor's included):
+/// the rows it checks are read once and handed on, not read again to issue the token.
+#[tokio::test]
+async fn starting_a_session_reads_each_row_once() {
+    let t = TestApp::new().await;
+    let world = t.world().await;
+    t.start_session(&world, "warm-up").await;
+    // The event notifier and the webhook worker share the pool and the counter: let
+    // them settle before, and count what they do for the session after.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = t.statements();
+    let started = t.start_session(&world, "counted").await;
+    let in_request = t.statements() - before;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let cost = t.statements() - before;
+    assert_eq!(started["session"]["chargeToken"]["status"], "ISSUED", "{started}");
+    println!("SQL statements per startParkingSession: {in_request} by the response, {cost} in all");
+    // The request's own: the key, customer and link (3), the session's transaction
+    // (BEGIN, session, token, event, COMMIT: 5), the app (1), the sandbox's checks and
+    // token (2), the token's transaction (BEGIN, lock, cursor, mark, event, COMMIT: 6),
+    // the payload's token (1): 18. The notifier and the webhook worker answer the
+    // session's events beside it. Reading the rows again to issue the token, and the
+    // sandbox's checks one by one, took 8 more.
+    assert!(in_request <= 24, "startParkingSession took {in_request} statements");
+    assert!(cost <= 28, "startParkingSession took {cost} statements in all");
+}

@@ -375,7 +375,7 @@ impl ParkingSession {
     /// The link the session runs on.
     async fn link(&self, ctx: &Context<'_>) -> async_graphql::Result<Link> {
         let row = crate::graphql::loader_set(ctx).links.load_one(self.0.link_id).await?;
-        row.map(Link).ok_or_else(|| ApiError::NotFound("link").into())
+        row.map(Link::new).ok_or_else(|| ApiError::NotFound("link").into())
     }
     /// The latest charge token issued for the session.
     async fn charge_token(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ChargeToken>> {

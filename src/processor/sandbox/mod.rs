@@ -361,37 +361,43 @@ impl Processor for SandboxProcessor {
     ) -> ProcessorResult<IssuedToken> {
         let platform_account_id = platform.account_id.as_str();
         let mut conn = self.conn().await?;
-        let replay: Option<(String, DateTime<Utc>)> = sandbox_tokens::table
-            .filter(sandbox_tokens::idempotency_key.eq(idempotency_key))
-            .select((sandbox_tokens::id, sandbox_tokens::expires_at))
-            .first(&mut conn)
-            .await
-            .optional()?;
-        if let Some((token, expires_at)) = replay {
-            return Ok(IssuedToken { token, expires_at });
-        }
-        let customer_known: bool = diesel::select(diesel::dsl::exists(
-            sandbox_customers::table.find(customer_id).filter(sandbox_customers::account_id.eq(platform_account_id)),
+        // The replay and both checks in one statement: a replayed key answers with its
+        // token, as Stripe's idempotency does, whatever the checks say now.
+        let by_key = || sandbox_tokens::table.filter(sandbox_tokens::idempotency_key.eq(idempotency_key));
+        let (replay_token, replay_expires_at, customer_known, connected): (
+            Option<String>,
+            Option<DateTime<Utc>>,
+            bool,
+            bool,
+        ) = diesel::select((
+            by_key().select(sandbox_tokens::id).single_value(),
+            by_key().select(sandbox_tokens::expires_at).single_value(),
+            diesel::dsl::exists(
+                sandbox_customers::table
+                    .find(customer_id)
+                    .filter(sandbox_customers::account_id.eq(platform_account_id)),
+            ),
+            diesel::dsl::exists(
+                sandbox_connections::table
+                    .find((platform_account_id, connected_account_id))
+                    .filter(sandbox_connections::revoked_at.is_null()),
+            ),
         ))
         .get_result(&mut conn)
         .await?;
+        if let (Some(token), Some(expires_at)) = (replay_token, replay_expires_at) {
+            return Ok(IssuedToken { token, expires_at });
+        }
         if !customer_known {
             return Err(ProcessorError::Failed("no such customer on the app's platform account".to_owned()));
         }
-        let connected: bool = diesel::select(diesel::dsl::exists(
-            sandbox_connections::table
-                .find((platform_account_id, connected_account_id))
-                .filter(sandbox_connections::revoked_at.is_null()),
-        ))
-        .get_result(&mut conn)
-        .await?;
         if !connected {
             return Err(ProcessorError::Failed(
                 "the operator's account is not connected to the app's platform".to_owned(),
             ));
         }
         let expires_at = Utc::now() + self.token_ttl;
-        diesel::insert_into(sandbox_tokens::table)
+        let inserted: Option<(String, DateTime<Utc>)> = diesel::insert_into(sandbox_tokens::table)
             .values((
                 sandbox_tokens::id.eq(object_id("tok")),
                 sandbox_tokens::platform_account_id.eq(platform_account_id),
@@ -402,13 +408,15 @@ impl Processor for SandboxProcessor {
             ))
             .on_conflict(sandbox_tokens::idempotency_key)
             .do_nothing()
-            .execute(&mut conn)
-            .await?;
-        let (token, expires_at) = sandbox_tokens::table
-            .filter(sandbox_tokens::idempotency_key.eq(idempotency_key))
-            .select((sandbox_tokens::id, sandbox_tokens::expires_at))
-            .first(&mut conn)
-            .await?;
+            .returning((sandbox_tokens::id, sandbox_tokens::expires_at))
+            .get_result(&mut conn)
+            .await
+            .optional()?;
+        // None: a concurrent request with the same key inserted first; its token stands.
+        let (token, expires_at) = match inserted {
+            Some(row) => row,
+            None => by_key().select((sandbox_tokens::id, sandbox_tokens::expires_at)).first(&mut conn).await?,
+        };
         Ok(IssuedToken { token, expires_at })
     }
 
