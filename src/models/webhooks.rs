@@ -198,6 +198,19 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
+/// Whether any delivery is pending and due (whoever holds it): a cheap, prepared check on
+/// the partial index, so that a wake-up with nothing to send skips [`claim_due`], which is
+/// planned on every run.
+pub async fn any_due(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::status.eq("PENDING"))
+            .filter(webhook_deliveries::next_attempt_at.le(diesel::dsl::now)),
+    ))
+    .get_result(conn)
+    .await
+}
+
 /// Claims due deliveries of enabled endpoints: at most `per_endpoint` minus what this
 /// process already has in flight to each endpoint (`busy`), at most `limit` in all.
 /// `FOR UPDATE SKIP LOCKED` lets every server process claim at once without waiting

@@ -76,6 +76,10 @@ async fn run(app: AppState, http: reqwest::Client) {
             let busy = in_flight.snapshot();
             let result = async {
                 let mut conn = app.db().await?;
+                // Every event wakes the worker, most of them with nothing to deliver.
+                if !webhooks::any_due(&mut conn).await? {
+                    return Ok(Vec::new());
+                }
                 Ok::<_, crate::error::ApiError>(
                     webhooks::claim_due(&mut conn, &busy, settings.endpoint_concurrency as i32, room as i64, lease)
                         .await?,
