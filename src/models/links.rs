@@ -58,18 +58,25 @@ pub struct LinkFilter {
     pub status: Option<LinkStatus>,
 }
 
+/// Narrows a boxed query over `links` (alone or joined) to what `filter` asks for.
+macro_rules! filter_links {
+    ($query:expr, $filter:expr) => {{
+        let (mut query, filter) = ($query, $filter);
+        if let Some(app_id) = filter.app_id {
+            query = query.filter(links::app_id.eq(app_id));
+        }
+        if let Some(operator_id) = filter.operator_id {
+            query = query.filter(links::operator_id.eq(operator_id));
+        }
+        if let Some(status) = filter.status {
+            query = query.filter(links::status.eq(status));
+        }
+        query
+    }};
+}
+
 fn filtered(filter: LinkFilter) -> links::BoxedQuery<'static, diesel::pg::Pg> {
-    let mut query = links::table.into_boxed();
-    if let Some(app_id) = filter.app_id {
-        query = query.filter(links::app_id.eq(app_id));
-    }
-    if let Some(operator_id) = filter.operator_id {
-        query = query.filter(links::operator_id.eq(operator_id));
-    }
-    if let Some(status) = filter.status {
-        query = query.filter(links::status.eq(status));
-    }
-    query
+    filter_links!(links::table.into_boxed(), filter)
 }
 
 impl Link {
@@ -119,22 +126,14 @@ impl Link {
         filter: LinkFilter,
         page: Page,
     ) -> QueryResult<Vec<(Link, App, Operator)>> {
-        let mut query = links::table
+        let joined = links::table
             .inner_join(apps::table)
             .inner_join(operators::table)
             .select((Link::as_select(), App::as_select(), Operator::as_select()))
             .order(links::id.asc())
             .limit(page.limit)
             .into_boxed();
-        if let Some(app_id) = filter.app_id {
-            query = query.filter(links::app_id.eq(app_id));
-        }
-        if let Some(operator_id) = filter.operator_id {
-            query = query.filter(links::operator_id.eq(operator_id));
-        }
-        if let Some(status) = filter.status {
-            query = query.filter(links::status.eq(status));
-        }
+        let mut query = filter_links!(joined, filter);
         if let Some(after) = page.after {
             query = query.filter(links::id.gt(after));
         }
