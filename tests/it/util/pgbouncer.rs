@@ -5,7 +5,9 @@
 //! Which binary ([`supported`]), in order:
 //! 1. `TEST_PGBOUNCER`, when set;
 //! 2. `target/pgbouncer-*/bin/pgbouncer`, newest first (what `.ci/pgbouncer.sh` builds);
-//! 3. `pgbouncer` on PATH or in /usr/sbin, when it is 1.21 or later.
+//! 3. `pgbouncer` on PATH or in /usr/sbin, when it is 1.21 or later;
+//! 4. else `.ci/pgbouncer.sh` builds one into `target/` (once; it needs the network and,
+//!    unless present, installs the build dependencies when run as root).
 //!
 //! [`system`] is the distribution's own (Debian bookworm: 1.18), whatever its version.
 
@@ -63,11 +65,32 @@ pub fn supported() -> PathBuf {
     }
     match system_binary() {
         Some(binary) if version(&binary).is_some_and(|v| v >= PREPARED_STATEMENTS_SINCE) => binary,
-        Some(binary) => {
-            panic!("no pgbouncer 1.21 or later for the tests ({} is older): {BUILD_HINT}", binary.display())
-        }
-        None => panic!("no pgbouncer for the tests: {BUILD_HINT}"),
+        _ => build(target),
     }
+}
+
+/// Runs `.ci/pgbouncer.sh` (once per test run: the tests wait for one build) to build
+/// pgbouncer 1.24.1 into `target`; returns the binary it prints.
+fn build(target: &Path) -> PathBuf {
+    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(binary) = built.as_ref() {
+        return binary.clone();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/pgbouncer.sh");
+    let output = std::process::Command::new("bash")
+        .arg(&script)
+        .env("CARGO_TARGET_DIR", target)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let binary = PathBuf::from(printed.lines().last().unwrap_or_default().trim());
+    if !output.status.success() || version(&binary).is_none_or(|v| v < PREPARED_STATEMENTS_SINCE) {
+        panic!("no pgbouncer 1.21 or later for the tests, and {} could not build one: {BUILD_HINT}", script.display());
+    }
+    *built = Some(binary.clone());
+    binary
 }
 
 /// The distribution's pgbouncer, whatever its version.
