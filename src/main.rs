@@ -269,6 +269,7 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
     let (metrics_addr, shutdown_timeout) = (config.metrics_addr, config.shutdown_timeout);
     let app = curbpay::build_app(config, dev_secret.as_deref()).await?;
     let router = curbpay::http::router(app.clone());
+    let signalled = shutdown_signal()?;
     tracing::info!(%bound, "curbpay listening");
     println!("curbpay is serving GraphQL at {public_url}graphql");
     println!("GraphiQL: {public_url}graphiql");
@@ -292,7 +293,7 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let stopping_app = app.clone();
     let server = curbpay::server::serve(listener, router, settings, async move {
-        shutdown_signal().await;
+        signalled.await;
         tracing::info!(timeout = ?shutdown_timeout, "shutting down");
         stopping_app.begin_shutdown();
         let _ = stopping_tx.send(());
@@ -326,20 +327,17 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Registers for SIGTERM and SIGINT (Ctrl-C) at once and returns what waits for either.
+/// Registered before the server says it is serving: until then a signal has its default,
+/// fatal effect, and the server loop may not poll its shutdown future for a while.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+    })
 }
