@@ -179,6 +179,12 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
     {
         drop(conn);
         tokens::issue(app, &token).await?;
+    } else if replayed {
+        // The first attempt may have ended (a crash) between its commit and its wake-ups,
+        // and a client retries after exactly that: announcing again costs each woken
+        // subscriber one read from its cursor, never a duplicate.
+        app.events.publish(crate::events::Topic::OperatorTokens(session.operator_id));
+        event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
     }
     Ok(Started { session, replayed })
 }

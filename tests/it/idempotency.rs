@@ -187,3 +187,34 @@ async fn the_database_refuses_a_second_consumption() {
         .unwrap_err();
     assert!(err.to_string().contains("cannot become"), "{err}");
 }
+
+/// A start retried after its first attempt committed wakes the operator's subscribers on
+/// every process again: the first attempt may have stopped (a crash) before its wake-ups
+/// went out, which is when clients retry.
+#[tokio::test]
+async fn a_retried_start_announces_its_token_again_to_other_processes() {
+    use futures_util::StreamExt;
+
+    let t = TestApp::new().await;
+    let w = t.world().await;
+    let first = t.start_session(&w, "k-announce").await;
+
+    // What another server process's LISTEN connection hears.
+    let mut listener = AsyncPgConnection::establish(&t.db.url).await.unwrap();
+    diesel::sql_query("LISTEN curbpay_events").execute(&mut listener).await.unwrap();
+    let mut notifications = std::pin::pin!(listener.notifications_stream());
+
+    let retried = t.start_session(&w, "k-announce").await;
+    assert_eq!(retried["session"]["id"], first["session"]["id"]);
+    let topic = format!("t:{}", w.operator_id);
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(note) = notifications.next().await {
+            if note.unwrap().payload == topic {
+                return;
+            }
+        }
+        panic!("the LISTEN connection closed");
+    })
+    .await;
+    assert!(heard.is_ok(), "the retried start sent no wake-up for operator {}", w.operator_id);
+}
