@@ -382,3 +382,42 @@ async fn a_retry_after_a_cut_connection_is_not_half_applied() {
     assert_eq!(again["startParkingSession"]["session"]["id"], session["id"]);
     assert_eq!(sessions_and_tokens(&t.db.url).await, (1, 1, 1));
 }
+
+/// What a stopping process waits for before it exits: `flush` returns only once every
+/// wake-up published so far has gone out as a NOTIFY to the other processes. Here the
+/// notifier cannot get a connection until the test lets go of the only one.
+#[tokio::test]
+async fn flushing_waits_until_published_wake_ups_are_sent() {
+    let t = TestApp::with_config(|c| {
+        c.db_pool_size = 1;
+        c.db_pool_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let mut listener = AsyncPgConnection::establish(&t.db.url).await.unwrap();
+    diesel::sql_query("LISTEN curbpay_events").execute(&mut listener).await.unwrap();
+    let mut notifications = std::pin::pin!(listener.notifications_stream());
+
+    let operator = uuid::Uuid::new_v4();
+    let held = t.app.pool.get().await.unwrap();
+    t.app.events.publish(curbpay::events::Topic::OperatorTokens(operator));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), t.app.events.flush()).await.is_err(),
+        "flush returned while the wake-up could not be sent"
+    );
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(10), t.app.events.flush())
+        .await
+        .expect("flushed once a connection is free");
+    // Sent, so it arrives.
+    let topic = format!("t:{operator}");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(note) = notifications.next().await {
+            if note.unwrap().payload == topic {
+                return;
+            }
+        }
+        panic!("the LISTEN connection closed");
+    })
+    .await
+    .expect("the flushed wake-up reached the listener");
+}
