@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::util::node::NodeSubscriber;
 use crate::util::pgbouncer::{self, Options, Pgbouncer};
-use crate::util::process::Curbpay;
+use crate::util::process::{Curbpay, Parties};
 use crate::util::{CHARGE_SESSION, END_SESSION, JWT_SECRET, START_SESSION, TestDb, id};
 
 const TOKENS: &str = "subscription($after: String) {
@@ -61,32 +61,7 @@ async fn whole_flow(extra_env: &[(&str, &str)]) {
     let one = Curbpay::serve(&env).await;
     let two = Curbpay::serve(&env).await;
     let admin = mint(Role::Admin);
-
-    let data = one.ok(&admin, "mutation { createApp(input: {name: \"ParkNow\"}) { app { id } } }", json!({})).await;
-    let app_id = id(&data["createApp"]["app"]["id"]);
-    let data =
-        one.ok(&admin, "mutation { createOperator(input: {name: \"Garages\"}) { operator { id } } }", json!({})).await;
-    let operator_id = id(&data["createOperator"]["operator"]["id"]);
-    let data = one
-        .ok(
-            &admin,
-            "mutation($a: ID!, $o: ID!) { linkOperator(input: {appId: $a, operatorId: $o}) { link { authorizationUrl } } }",
-            json!({ "a": app_id, "o": operator_id }),
-        )
-        .await;
-    let url = data["linkOperator"]["link"]["authorizationUrl"].as_str().unwrap().to_owned();
-    let consent = reqwest::get(&url).await.unwrap();
-    assert_eq!(consent.status(), reqwest::StatusCode::OK);
-    assert!(consent.text().await.unwrap().contains("Link active"));
-    let (app_token, operator_token) = (mint(Role::App(app_id)), mint(Role::Operator(operator_id)));
-    let data = one
-        .ok(
-            &app_token,
-            "mutation { tokenizeCustomer(input: {externalRef: \"u1\", cardToken: \"tok_visa\"}) { customer { id } } }",
-            json!({}),
-        )
-        .await;
-    let customer_id = id(&data["tokenizeCustomer"]["customer"]["id"]);
+    let Parties { operator_id, customer_id, app_token, operator_token, .. } = one.parties(JWT_SECRET).await;
 
     // Returns (session id, charge token id).
     let start = async |n: usize| -> (Uuid, Uuid) {

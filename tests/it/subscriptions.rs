@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use uuid::Uuid;
 
 use crate::util::node::NodeSubscriber;
-use crate::util::process::Curbpay;
+use crate::util::process::{Curbpay, Parties};
 use crate::util::{JWT_SECRET, START_SESSION, TestApp, TestDb, World, id};
 
 const TOKENS: &str = "subscription($after: String) {
@@ -586,31 +586,10 @@ async fn tokens_issued_on_one_process_reach_subscribers_on_another() {
     let one = Curbpay::serve(&env).await;
     let two = Curbpay::serve(&env).await;
     assert_ne!(one.addr, two.addr);
-    let http = reqwest::Client::new();
-    let admin = mint(&Claims::new(Role::Admin, None, Duration::from_secs(600)), JWT_SECRET);
-
     // The whole setup goes through process 1 over HTTP.
-    let data = one.ok(&admin, "mutation { createApp(input: {name: \"ParkNow\"}) { app { id } } }", json!({})).await;
-    let app_id = id(&data["createApp"]["app"]["id"]);
-    let data =
-        one.ok(&admin, "mutation { createOperator(input: {name: \"Garages\"}) { operator { id } } }", json!({})).await;
-    let operator_id = id(&data["createOperator"]["operator"]["id"]);
-    let data = one.ok(&admin, LINK_OPERATOR, json!({ "a": app_id, "o": operator_id })).await;
-    let url = data["linkOperator"]["link"]["authorizationUrl"].as_str().unwrap().to_owned();
+    let Parties { operator_id, customer_id, app_token, operator_token, authorization_url: url, .. } =
+        one.parties(JWT_SECRET).await;
     assert!(url.starts_with(&format!("http://{}/", one.addr)), "{url}");
-    let consent = http.get(&url).send().await.unwrap();
-    assert_eq!(consent.status(), reqwest::StatusCode::OK);
-    assert!(consent.text().await.unwrap().contains("Link active"));
-    let app_token = mint(&Claims::new(Role::App(app_id), None, Duration::from_secs(600)), JWT_SECRET);
-    let operator_token = mint(&Claims::new(Role::Operator(operator_id), None, Duration::from_secs(600)), JWT_SECRET);
-    let data = one
-        .ok(
-            &app_token,
-            "mutation { tokenizeCustomer(input: {externalRef: \"u1\", cardToken: \"tok_visa\"}) { customer { id } } }",
-            json!({}),
-        )
-        .await;
-    let customer_id = id(&data["tokenizeCustomer"]["customer"]["id"]);
     let start = async |key: &str| {
         let (zone, plate) = (format!("Z-{key}"), format!("P-{key}"));
         let data = one.ok(&app_token, START_SESSION, session_vars(customer_id, operator_id, key, &zone, &plate)).await;

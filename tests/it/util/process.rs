@@ -7,12 +7,25 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use curbpay::auth::{Claims, Role};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
 const SERVING: &str = "curbpay is serving GraphQL at ";
 const TOKEN: &str = "{\"Authorization\": \"Bearer ";
+
+/// An app with an `ACTIVE` link to an operator (the operator consented) and a customer, made
+/// over HTTP through one process ([`Curbpay::parties`]).
+pub struct Parties {
+    pub app_id: uuid::Uuid,
+    pub operator_id: uuid::Uuid,
+    pub customer_id: uuid::Uuid,
+    pub app_token: String,
+    pub operator_token: String,
+    /// The link's consent URL, as the process gave it.
+    pub authorization_url: String,
+}
 
 pub struct Curbpay {
     child: Child,
@@ -153,6 +166,31 @@ impl Curbpay {
         let response = self.graphql(token, query, variables).await;
         assert!(response.get("errors").is_none(), "unexpected errors: {response:#}");
         response["data"].clone()
+    }
+
+    /// Makes [`Parties`] through this process, with tokens signed by `jwt_secret`.
+    pub async fn parties(&self, jwt_secret: &str) -> Parties {
+        let mint = |role| {
+            curbpay::auth::mint(jwt_secret.as_bytes(), &Claims::new(role, None, Duration::from_secs(600))).unwrap()
+        };
+        let id = |value: &Value| value.as_str().and_then(|s| s.parse().ok()).expect("an id");
+        let admin = mint(Role::Admin);
+        let data =
+            self.ok(&admin, "mutation { createApp(input: {name: \"ParkNow\"}) { app { id } } }", json!({})).await;
+        let app_id = id(&data["createApp"]["app"]["id"]);
+        let create = "mutation { createOperator(input: {name: \"Garages\"}) { operator { id } } }";
+        let operator_id = id(&self.ok(&admin, create, json!({})).await["createOperator"]["operator"]["id"]);
+        let link = "mutation($a: ID!, $o: ID!) { linkOperator(input: {appId: $a, operatorId: $o}) { link { authorizationUrl } } }";
+        let data = self.ok(&admin, link, json!({ "a": app_id, "o": operator_id })).await;
+        let authorization_url = data["linkOperator"]["link"]["authorizationUrl"].as_str().unwrap().to_owned();
+        let consent = reqwest::get(&authorization_url).await.unwrap();
+        assert_eq!(consent.status(), reqwest::StatusCode::OK);
+        assert!(consent.text().await.unwrap().contains("Link active"));
+        let (app_token, operator_token) = (mint(Role::App(app_id)), mint(Role::Operator(operator_id)));
+        let tokenize =
+            "mutation { tokenizeCustomer(input: {externalRef: \"u1\", cardToken: \"tok_visa\"}) { customer { id } } }";
+        let customer_id = id(&self.ok(&app_token, tokenize, json!({})).await["tokenizeCustomer"]["customer"]["id"]);
+        Parties { app_id, operator_id, customer_id, app_token, operator_token, authorization_url }
     }
 
     /// The server's process id.
