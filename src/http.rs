@@ -16,9 +16,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tracing::Instrument;
 
-use crate::app::AppState;
 use crate::auth;
 use crate::auth::Principal;
+use crate::broker::BrokerState;
 use crate::error::{ApiError, ErrorCode};
 use crate::graphql::loaders::Loaders;
 use crate::graphql::{self, Api, Auth};
@@ -31,18 +31,18 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 struct HttpState {
-    app: AppState,
+    broker: BrokerState,
     schema: Api,
     limits: Arc<Limits>,
 }
 
 /// Builds the router over the shared state.
-pub fn router(app: AppState) -> Router {
-    let schema = graphql::schema(Some(app.clone()));
-    let cors = cors(&app.config.cors_allowed_origins);
-    let limits = Arc::new(Limits::new(&app.config));
-    let state = HttpState { app, schema, limits };
-    let graphiql = state.app.config.graphiql;
+pub fn router(broker: BrokerState) -> Router {
+    let schema = graphql::schema(Some(broker.clone()));
+    let cors = cors(&broker.config.cors_allowed_origins);
+    let limits = Arc::new(Limits::new(&broker.config));
+    let state = HttpState { broker, schema, limits };
+    let graphiql = state.broker.config.graphiql;
     let mut router = Router::new().route(
         "/graphql",
         get(graphql_get).post(graphql_post).layer(axum::middleware::from_fn_with_state(state.clone(), admit)),
@@ -91,7 +91,7 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 }
 
 /// Reads the caller from an `Authorization` value. The token never reaches a log.
-async fn authenticate(app: &AppState, authorization: Option<&str>) -> Auth {
+async fn authenticate(broker: &BrokerState, authorization: Option<&str>) -> Auth {
     let Some(value) = authorization else {
         return Auth::Anonymous;
     };
@@ -100,12 +100,12 @@ async fn authenticate(app: &AppState, authorization: Option<&str>) -> Auth {
     }
     let principal = match auth::bearer(value) {
         None => return Auth::Invalid("the Authorization header must be `Bearer <JWT>`".to_owned()),
-        Some(token) => match app.jwt.verify(token) {
+        Some(token) => match broker.jwt.verify(token) {
             Ok(principal) => principal,
             Err(err) => return Auth::Invalid(err.client_message()),
         },
     };
-    match crate::payments::parties::principal_exists(app, &principal).await {
+    match crate::payments::parties::principal_exists(broker, &principal).await {
         Ok(true) => Auth::Principal(principal),
         Ok(false) => Auth::Invalid("invalid token: the app or operator it names does not exist".to_owned()),
         Err(err) => {
@@ -115,9 +115,9 @@ async fn authenticate(app: &AppState, authorization: Option<&str>) -> Auth {
     }
 }
 
-async fn request_auth(app: &AppState, headers: &HeaderMap) -> Auth {
+async fn request_auth(broker: &BrokerState, headers: &HeaderMap) -> Auth {
     let value = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    authenticate(app, value).await
+    authenticate(broker, value).await
 }
 
 /// Authenticates a `/graphql` request and charges it to its caller's rate limit (the
@@ -134,7 +134,7 @@ async fn admit(State(state): State<HttpState>, mut request: Request, next: axum:
         crate::telemetry::http_operation_span(request.headers())
     };
     let admitted = async move {
-        let auth = request_auth(&state.app, request.headers()).await;
+        let auth = request_auth(&state.broker, request.headers()).await;
         let caller = match &auth {
             Auth::Principal(principal) => Caller::principal(principal),
             _ => Caller::address(request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())),
@@ -172,7 +172,7 @@ fn rate_limited(err: &ApiError) -> Response {
 }
 
 async fn execute(state: &HttpState, auth: Auth, media: MediaType, request: async_graphql::Request) -> Response {
-    let request = request.data(auth).data(Loaders::new(&state.app));
+    let request = request.data(auth).data(Loaders::new(&state.broker));
     // Run to completion in a task of its own: a client that goes away mid-request must
     // not cancel a mutation between its statements (the retry it sends would then find
     // a transaction still holding its locks). What was started finishes and commits.
@@ -314,8 +314,8 @@ fn websocket(state: HttpState, upgrade: WebSocketUpgrade) -> Response {
             "WebSocket subprotocol must be graphql-transport-ws or graphql-ws",
         );
     };
-    let HttpState { app, schema, limits } = state;
-    let stopping = app.stopping.subscribe();
+    let HttpState { broker, schema, limits } = state;
+    let stopping = broker.stopping.subscribe();
     upgrade
         // The default 128 KiB read buffer per socket dominated the memory of idle
         // subscribers; GraphQL messages here are small.
@@ -324,20 +324,20 @@ fn websocket(state: HttpState, upgrade: WebSocketUpgrade) -> Response {
         .max_message_size(MAX_BODY_BYTES)
         .on_upgrade(move |socket| {
             crate::ws::serve(socket, schema, protocol, limits, stopping, move |payload| async move {
-                connection_init(&app, payload).await
+                connection_init(&broker, payload).await
             })
         })
 }
 
 /// Browsers cannot set headers on a WebSocket, so the JWT comes in the
 /// `connection_init` payload: `{"Authorization": "Bearer <JWT>"}`.
-async fn connection_init(app: &AppState, payload: serde_json::Value) -> Result<(Data, Principal), String> {
+async fn connection_init(broker: &BrokerState, payload: serde_json::Value) -> Result<(Data, Principal), String> {
     let value = payload.get("Authorization").or_else(|| payload.get("authorization")).and_then(|v| v.as_str());
-    match authenticate(app, value).await {
+    match authenticate(broker, value).await {
         Auth::Principal(principal) => {
             let mut data = Data::default();
             data.insert(Auth::Principal(principal.clone()));
-            data.insert(Loaders::new(app));
+            data.insert(Loaders::new(broker));
             Ok((data, principal))
         }
         Auth::Invalid(why) => Err(why),
@@ -388,7 +388,7 @@ fn static_asset(content_type: &'static str, body: &'static [u8]) -> Response {
 /// 200 once the database answers and every migration is applied; 503 otherwise.
 async fn health(State(state): State<HttpState>) -> Response {
     let ready = async {
-        let mut conn = state.app.pool.get().await.map_err(|e| e.to_string())?;
+        let mut conn = state.broker.pool.get().await.map_err(|e| e.to_string())?;
         crate::db::migrations_applied(&mut conn).await.map_err(|e| e.to_string())
     }
     .await;
@@ -410,11 +410,11 @@ async fn health(State(state): State<HttpState>) -> Response {
 async fn ready(State(state): State<HttpState>) -> Response {
     let unavailable =
         |status: &str| (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": status }))).into_response();
-    if state.app.is_stopping() {
+    if state.broker.is_stopping() {
         return unavailable("shutting down");
     }
     let migrated = async {
-        let mut conn = state.app.pool.get().await.map_err(|e| e.to_string())?;
+        let mut conn = state.broker.pool.get().await.map_err(|e| e.to_string())?;
         crate::db::migrations_applied(&mut conn).await.map_err(|e| e.to_string())
     }
     .await;
@@ -426,10 +426,10 @@ async fn ready(State(state): State<HttpState>) -> Response {
             return unavailable("database unavailable");
         }
     }
-    if !state.app.events.is_listening() {
+    if !state.broker.events.is_listening() {
         return unavailable("event listener not connected");
     }
-    if state.app.is_stopping() {
+    if state.broker.is_stopping() {
         return unavailable("shutting down");
     }
     (StatusCode::OK, Json(serde_json::json!({ "status": "ready" }))).into_response()
@@ -437,13 +437,13 @@ async fn ready(State(state): State<HttpState>) -> Response {
 
 /// Prometheus' text format.
 async fn metrics(State(state): State<HttpState>) -> Response {
-    metrics_text(&state.app)
+    metrics_text(&state.broker)
 }
 
-pub(crate) fn metrics_text(app: &AppState) -> Response {
-    crate::metrics::pool_status("primary", app.pool.status());
-    crate::metrics::db_statements(app.statements.get());
-    if let Some(replica) = &app.replica {
+pub(crate) fn metrics_text(broker: &BrokerState) -> Response {
+    crate::metrics::pool_status("primary", broker.pool.status());
+    crate::metrics::db_statements(broker.statements.get());
+    if let Some(replica) = &broker.replica {
         crate::metrics::pool_status("replica", replica.pool().status());
     }
     let handle = crate::metrics::install();
@@ -453,8 +453,8 @@ pub(crate) fn metrics_text(app: &AppState) -> Response {
 }
 
 /// `/metrics` alone, for `CURBPAY_METRICS_ADDR`.
-pub fn metrics_router(app: AppState) -> Router {
-    Router::new().route("/metrics", get(move || async move { metrics_text(&app) }))
+pub fn metrics_router(broker: BrokerState) -> Router {
+    Router::new().route("/metrics", get(move || async move { metrics_text(&broker) }))
 }
 
 #[derive(Deserialize)]
@@ -467,13 +467,13 @@ struct CallbackParams {
 
 /// The processor's OAuth redirect after the operator's decision.
 async fn connect_callback(State(state): State<HttpState>, Query(params): Query<CallbackParams>) -> Response {
-    let app = &state.app;
+    let broker = &state.broker;
     let Some(signed_state) = params.state.as_deref() else {
         return page(StatusCode::BAD_REQUEST, "Link not completed", "The request has no state.");
     };
     if let Some(error) = params.error.as_deref() {
         let reason = params.error_description.as_deref().unwrap_or(error);
-        return match links::fail_from_callback(app, signed_state, reason).await {
+        return match links::fail_from_callback(broker, signed_state, reason).await {
             Ok(_) => page(StatusCode::OK, "Link not authorized", "The operator did not authorize the link."),
             Err(err) => page(status_of(err.code()), "Link not completed", &err.client_message()),
         };
@@ -481,7 +481,7 @@ async fn connect_callback(State(state): State<HttpState>, Query(params): Query<C
     let Some(code) = params.code.as_deref() else {
         return page(StatusCode::BAD_REQUEST, "Link not completed", "The request has no authorization code.");
     };
-    match links::complete_from_callback(app, signed_state, code).await {
+    match links::complete_from_callback(broker, signed_state, code).await {
         Ok(link) if link.status == crate::models::LinkStatus::Active => {
             page(StatusCode::OK, "Link active", "The operator's account is now linked. You can close this window.")
         }
@@ -526,7 +526,7 @@ async fn stripe_webhook(State(state): State<HttpState>, headers: HeaderMap, body
     let Some(signature) = headers.get("stripe-signature").and_then(|v| v.to_str().ok()) else {
         return bad_request(StatusCode::BAD_REQUEST, "missing Stripe-Signature header");
     };
-    match crate::payments::webhooks::receive(&state.app, &body, signature).await {
+    match crate::payments::webhooks::receive(&state.broker, &body, signature).await {
         Ok(received) => Json(serde_json::json!({
             "received": true,
             "duplicate": received == crate::payments::webhooks::Received::Duplicate,
@@ -558,17 +558,17 @@ struct AuthorizeParams {
 /// (and link) the code is bound to come from the verified `state` only; a request
 /// without a genuine, outstanding state is refused before anything is written.
 async fn sandbox_authorize(State(state): State<HttpState>, Query(params): Query<AuthorizeParams>) -> Response {
-    let Some(sandbox) = state.app.sandbox.as_ref().map(Arc::clone) else {
+    let Some(sandbox) = state.broker.sandbox.as_ref().map(Arc::clone) else {
         return page(StatusCode::NOT_FOUND, "Not found", "The sandbox processor is not in use.");
     };
-    let Ok(callback) = links::callback_url(&state.app) else {
+    let Ok(callback) = links::callback_url(&state.broker) else {
         return page(StatusCode::INTERNAL_SERVER_ERROR, "Error", "The server's public URL is invalid.");
     };
     // Only ever redirect to our own callback: never an open redirect.
     if params.redirect_uri != callback.as_str() {
         return page(StatusCode::BAD_REQUEST, "Invalid request", "redirect_uri is not this server's callback.");
     }
-    let consent = match links::consent(&state.app, &params.state).await {
+    let consent = match links::consent(&state.broker, &params.state).await {
         Ok(consent) => consent,
         Err(err) => return page(status_of(err.code()), "Invalid request", &err.client_message()),
     };

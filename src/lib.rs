@@ -4,7 +4,7 @@
 //! services (`payments`) → storage (`models`, `db`) and the processor (`processor`).
 //!
 //! - [`config`]: every setting, read once from the environment.
-//! - [`app`]: the shared state (`App`): pools (primary, read replica), processor, event
+//! - [`broker`]: the shared state (`Broker`): pools (primary, read replica), processor, event
 //!   hub, JWT verifier.
 //! - [`auth`]: JWT verification into a `Principal`.
 //! - [`db`]: pool, migrations, embedded Postgres; [`models`]: rows and queries.
@@ -21,8 +21,8 @@
 //! - [`metrics`]: Prometheus metrics (`/metrics`); [`telemetry`]: OpenTelemetry traces
 //!   (off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
 
-pub mod app;
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod crypto;
 pub mod db;
@@ -45,12 +45,12 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
-pub use app::{App, AppState};
+pub use broker::{Broker, BrokerState};
 pub use config::Config;
 
 /// Builds the shared state for a database that is already migrated: the pool, the
 /// processor, the event hub. Shared by `main` and the tests.
-pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> anyhow::Result<AppState> {
+pub async fn build_broker(config: Config, generated_jwt_secret: Option<&[u8]>) -> anyhow::Result<BrokerState> {
     let database_url = config
         .database_url
         .as_ref()
@@ -155,7 +155,7 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
         config.listen_database_url.as_ref().map(|url| url.expose_secret().to_owned()).unwrap_or(database_url);
     let events = events::EventHub::start(pool.clone(), listen_url, stopping.subscribe());
     payments::event_log::spawn_pruner(pool.clone(), config.events.retention);
-    let app = Arc::new(App {
+    let broker = Arc::new(Broker {
         pool,
         replica,
         stopping,
@@ -170,8 +170,8 @@ pub async fn build_app(config: Config, generated_jwt_secret: Option<&[u8]>) -> a
         statements,
         config: Arc::new(config),
     });
-    webhooks::worker::start(app.clone())?;
+    webhooks::worker::start(broker.clone())?;
     // Every process sweeps; row locks make each session's cancellation happen once.
-    payments::sweeper::spawn(&app);
-    Ok(app)
+    payments::sweeper::spawn(&broker);
+    Ok(broker)
 }

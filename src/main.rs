@@ -267,8 +267,8 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
     let public_url = config.public_url.clone();
     let settings = curbpay::server::ServerSettings::from(&config);
     let (metrics_addr, shutdown_timeout) = (config.metrics_addr, config.shutdown_timeout);
-    let app = curbpay::build_app(config, dev_secret.as_deref()).await?;
-    let router = curbpay::http::router(app.clone());
+    let broker = curbpay::build_broker(config, dev_secret.as_deref()).await?;
+    let router = curbpay::http::router(broker.clone());
     let signalled = shutdown_signal()?;
     tracing::info!(%bound, "curbpay listening");
     println!("curbpay is serving GraphQL at {public_url}graphql");
@@ -281,7 +281,7 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
     if let Some(addr) = metrics_addr {
         let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "serving /metrics");
-        let router = curbpay::http::metrics_router(app.clone());
+        let router = curbpay::http::metrics_router(broker.clone());
         tokio::spawn(async move {
             if let Err(err) = axum::serve(metrics, router).await {
                 tracing::error!(error = %err, "the metrics listener failed");
@@ -291,11 +291,11 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
     // On SIGTERM: /ready turns 503 and WebSockets close (1012) at once, the listener
     // stops accepting, requests in flight finish; past the timeout, exit regardless.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let stopping_app = app.clone();
+    let stopping_broker = broker.clone();
     let server = curbpay::server::serve(listener, router, settings, async move {
         signalled.await;
         tracing::info!(timeout = ?shutdown_timeout, "shutting down");
-        stopping_app.begin_shutdown();
+        stopping_broker.begin_shutdown();
         let _ = stopping_tx.send(());
     });
     let drained = async {
@@ -320,7 +320,7 @@ async fn run(mut config: Config, database_url: String) -> anyhow::Result<()> {
         _ = &mut deadline => true,
     };
     // The last requests' changes still wake the subscribers on the other processes.
-    if timed_out || tokio::select! { () = app.events.flush() => false, _ = &mut deadline => true } {
+    if timed_out || tokio::select! { () = broker.events.flush() => false, _ = &mut deadline => true } {
         tracing::warn!("shutdown timeout reached; closing the remaining connections");
     }
     tracing::info!("curbpay stopped");

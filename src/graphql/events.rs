@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use futures_util::Stream;
 
 use super::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, app, principal};
-use crate::app::AppState;
 use crate::auth::{Principal, Role};
+use crate::broker::BrokerState;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
 use crate::models::events::{EventCursor, EventRow, EventScope};
@@ -165,22 +165,22 @@ impl EventsSubscription {
             EventScope::App(id) | EventScope::Operator(id) => Topic::PartyEvents(id),
         };
         let types = parse_types(types)?;
-        let app: AppState = app(ctx).clone();
+        let broker: BrokerState = app(ctx).clone();
         // On the primary, as every subscription reads (see `subscriptions`).
         let mut cursor = match after.as_deref().map(parse_cursor).transpose()? {
             Some(cursor) => cursor,
             None => {
-                let mut conn = app.db().await?;
+                let mut conn = broker.db().await?;
                 EventRow::head(&mut conn).await.map_err(ApiError::from)?
             }
         };
-        let mut wake = app.events.subscribe(topic);
+        let mut wake = broker.events.subscribe(topic);
         let stream = async_stream::stream! {
             // How many quick re-reads are left since the last wake-up.
             let mut rechecks = 0u32;
             loop {
                 wake.mark_seen();
-                let rows = match app.db().await {
+                let rows = match broker.db().await {
                     Ok(mut conn) => EventRow::after(&mut conn, scope, types.as_deref(), cursor, BATCH)
                         .await
                         .map_err(ApiError::from),

@@ -17,7 +17,7 @@ use futures_util::task::{Spawn, SpawnError};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::app::{AppState, Freshness};
+use crate::broker::{BrokerState, Freshness};
 use crate::db::ReadConn;
 use crate::error::ApiResult;
 use crate::models::{self, ChargeToken, Customer, Link, Operator, ParkingSession};
@@ -54,13 +54,13 @@ impl From<crate::error::ApiError> for LoadError {
 
 /// Where a loader reads: the app's primary or replica, as its operation's freshness says.
 pub struct Reader {
-    app: AppState,
+    broker: BrokerState,
     freshness: Freshness,
 }
 
 impl Reader {
     async fn db(&self) -> ApiResult<ReadConn> {
-        self.app.read_db(self.freshness).await
+        self.broker.read_db(self.freshness).await
     }
 }
 
@@ -198,14 +198,14 @@ impl Loader<CapabilitiesKey> for CapabilitiesLoader {
 /// The loaders of one request (or of one WebSocket connection): a set per freshness,
 /// each made on first use.
 pub struct Loaders {
-    app: AppState,
+    broker: BrokerState,
     latest: OnceLock<LoaderSet>,
     may_lag: OnceLock<LoaderSet>,
 }
 
 impl Loaders {
-    pub fn new(app: &AppState) -> Loaders {
-        Loaders { app: app.clone(), latest: OnceLock::new(), may_lag: OnceLock::new() }
+    pub fn new(broker: &BrokerState) -> Loaders {
+        Loaders { broker: broker.clone(), latest: OnceLock::new(), may_lag: OnceLock::new() }
     }
 
     /// The set whose loaders read with `freshness`.
@@ -214,7 +214,7 @@ impl Loaders {
             Freshness::Latest => &self.latest,
             Freshness::MayLag => &self.may_lag,
         };
-        cell.get_or_init(|| LoaderSet::new(&self.app, freshness))
+        cell.get_or_init(|| LoaderSet::new(&self.broker, freshness))
     }
 }
 
@@ -253,8 +253,8 @@ impl Spawn for BatchSpawner {
 }
 
 impl LoaderSet {
-    fn new(app: &AppState, freshness: Freshness) -> LoaderSet {
-        let reader = || Reader { app: app.clone(), freshness };
+    fn new(broker: &BrokerState, freshness: Freshness) -> LoaderSet {
+        let reader = || Reader { broker: broker.clone(), freshness };
         LoaderSet {
             apps: loader(AppLoader(reader())),
             operators: loader(OperatorLoader(reader())),

@@ -24,8 +24,8 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{Context, ID, Schema};
 use uuid::Uuid;
 
-use crate::app::{AppState, Freshness};
 use crate::auth::Principal;
+use crate::broker::{BrokerState, Freshness};
 use crate::db::ReadConn;
 use crate::error::{ApiError, ApiResult};
 use loaders::{LoaderSet, Loaders};
@@ -59,18 +59,19 @@ pub(crate) fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
     STATEMENT_COST.saturating_add((page.max(1) as usize).saturating_mul(child_complexity))
 }
 
-/// Builds the API. `app` is `None` only to print the SDL (settings at their defaults
+/// Builds the API. `broker` is `None` only to print the SDL (settings at their defaults
 /// then: suggestions off, introspection on).
-pub fn schema(app: Option<AppState>) -> Api {
-    let introspection = app.as_ref().is_none_or(|app| app.config.graphql_introspection);
-    Api::new(build(app.clone(), false), build(app, true), introspection)
+pub fn schema(broker: Option<BrokerState>) -> Api {
+    let introspection = broker.as_ref().is_none_or(|broker| broker.config.graphql_introspection);
+    Api::new(build(broker.clone(), false), build(broker, true), introspection)
 }
 
 /// One schema: `writes` adds the write-scope check that mutations need (see
 /// `executor`); every other check runs in `executor`, once per operation.
-fn build(app: Option<AppState>, writes: bool) -> CurbpaySchema {
-    let (suggestions, introspection) =
-        app.as_ref().map_or((false, true), |app| (app.config.graphql_suggestions, app.config.graphql_introspection));
+fn build(broker: Option<BrokerState>, writes: bool) -> CurbpaySchema {
+    let (suggestions, introspection) = broker
+        .as_ref()
+        .map_or((false, true), |broker| (broker.config.graphql_suggestions, broker.config.graphql_introspection));
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
         // The standard introspection query (GraphiQL, codegen) needs depth 15 and
         // complexity ~220; these limits leave room for it and stop abusive documents.
@@ -90,8 +91,8 @@ fn build(app: Option<AppState>, writes: bool) -> CurbpaySchema {
     if !introspection {
         builder = builder.disable_introspection();
     }
-    if let Some(app) = app {
-        builder = builder.data(app);
+    if let Some(broker) = broker {
+        builder = builder.data(broker);
     }
     builder.finish()
 }
@@ -126,8 +127,8 @@ pub(crate) fn principal<'a>(ctx: &Context<'a>) -> ApiResult<&'a Principal> {
     }
 }
 
-pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a AppState {
-    ctx.data_unchecked::<AppState>()
+pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a BrokerState {
+    ctx.data_unchecked::<BrokerState>()
 }
 
 /// What the operation's reads must see, decided by its type alone so that no resolver

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::types::{ChargeToken, Link, LinkStatus};
 use super::{app, principal};
-use crate::app::AppState;
 use crate::auth::Role;
+use crate::broker::BrokerState;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
 use crate::models::link_events::LinkEventScope;
@@ -90,20 +90,20 @@ impl TokenSubscription {
     ) -> async_graphql::Result<impl Stream<Item = ChargeTokenEvent>> {
         let viewer = principal(ctx)?;
         let operator_id = policy::require_operator(viewer)?;
-        let app: AppState = app(ctx).clone();
+        let broker: BrokerState = app(ctx).clone();
         let mut cursor = match parse_cursor(after)? {
             Some(cursor) => cursor,
             None => {
-                let mut conn = app.db().await?;
+                let mut conn = broker.db().await?;
                 Operator::last_token_cursor(&mut conn, operator_id).await.map_err(ApiError::from)?
             }
         };
-        let mut wake = app.events.subscribe(Topic::OperatorTokens(operator_id));
+        let mut wake = broker.events.subscribe(Topic::OperatorTokens(operator_id));
         let stream = async_stream::stream! {
             let _active = crate::metrics::GaugeGuard::subscription("chargeTokenIssued");
             loop {
                 wake.mark_seen();
-                let rows = match app.db().await {
+                let rows = match broker.db().await {
                     Ok(mut conn) => models::ChargeToken::delivered_after(&mut conn, operator_id, cursor, BATCH)
                         .await
                         .map_err(ApiError::from),
@@ -154,21 +154,21 @@ impl LinkSubscription {
             Role::App(id) => (LinkEventScope::App(id), Topic::PartyLinks(id)),
             Role::Operator(id) => (LinkEventScope::Operator(id), Topic::PartyLinks(id)),
         };
-        let app: AppState = app(ctx).clone();
+        let broker: BrokerState = app(ctx).clone();
         let mut cursor = match parse_cursor(after)? {
             Some(cursor) => cursor,
             None => {
-                let mut conn = app.db().await?;
+                let mut conn = broker.db().await?;
                 LinkEvent::last_seq(&mut conn).await.map_err(ApiError::from)?
             }
         };
-        let mut wake = app.events.subscribe(topic);
+        let mut wake = broker.events.subscribe(topic);
         let stream = async_stream::stream! {
             let _active = crate::metrics::GaugeGuard::subscription("linkStatusChanged");
             loop {
                 wake.mark_seen();
                 let read = async {
-                    let mut conn = app.db().await?;
+                    let mut conn = broker.db().await?;
                     let events = LinkEvent::after(&mut conn, scope, cursor, BATCH).await?;
                     let ids: Vec<_> = events.iter().map(|e| e.link_id).collect();
                     let links = models::Link::find_many(&mut conn, &ids).await?;

@@ -5,8 +5,8 @@
 use uuid::Uuid;
 
 use super::{policy, required_text};
-use crate::app::App;
 use crate::auth::Principal;
+use crate::broker::Broker;
 use crate::db::ReadConn;
 use crate::error::{ApiError, ApiResult};
 use crate::models::{self, Customer};
@@ -14,7 +14,7 @@ use crate::models::{self, Customer};
 /// `tokenizeCustomer`: creates the app's customer for `external_ref`, or replaces the
 /// card of the existing one. Returns the customer and whether it was new.
 pub async fn tokenize(
-    app: &App,
+    broker: &Broker,
     principal: &Principal,
     external_ref: &str,
     card_token: &str,
@@ -23,9 +23,9 @@ pub async fn tokenize(
     let external_ref = required_text("externalRef", external_ref, 255)?;
     let card_token = card_token.trim();
     check_card_token(card_token)?;
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let row = models::App::find(&mut conn, app_id).await?.ok_or(ApiError::NotFound("app"))?;
-    let platform = super::parties::platform(app, &row)?;
+    let platform = super::parties::platform(broker, &row)?;
     // The row comes first: its id names the processor request, so a retry after a
     // timeout or crash finds the same processor customer instead of making another.
     let (customer, _) = Customer::upsert_ref(&mut conn, app_id, external_ref).await?;
@@ -33,16 +33,16 @@ pub async fn tokenize(
     let (customer_id, card, created) = match &customer.processor_customer_id {
         None => {
             let key = format!("customer:{}", customer.id);
-            let made = app.processor.create_customer(&platform, card_token, &key).await?;
+            let made = broker.processor.create_customer(&platform, card_token, &key).await?;
             (made.customer_id, made.card, true)
         }
         Some(existing) => {
             let key = format!("customer-card:{}:{}", customer.id, customer.updated_at.timestamp_micros());
-            let card = app.processor.update_customer_card(&platform, existing, card_token, &key).await?;
+            let card = broker.processor.update_customer_card(&platform, existing, card_token, &key).await?;
             (existing.clone(), card, false)
         }
     };
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let customer = Customer::set_processor_card(&mut conn, customer.id, &customer_id, &card).await?;
     tracing::info!(customer_id = %customer.id, %app_id, created, "customer tokenized");
     Ok((customer, created))

@@ -9,21 +9,25 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use super::event_log::{self, Event, EventType};
 use super::holds::status_after_refunds;
 use super::ledger::Context;
-use crate::app::App;
+use crate::broker::Broker;
 use crate::error::{ApiError, ApiResult};
 use crate::models::{NewPayment, ParkingSession, Payment, PaymentKind, SessionStatus, Settlement};
 use crate::processor::OpenedDispute;
 
 /// After a capture or charge: disputes the processor reports at once (the sandbox's
 /// `tok_createDispute`).
-pub async fn check_after_collection(app: &App, ctx: &Context, session: ParkingSession) -> ApiResult<ParkingSession> {
+pub async fn check_after_collection(
+    broker: &Broker,
+    ctx: &Context,
+    session: ParkingSession,
+) -> ApiResult<ParkingSession> {
     let Some(reference) = session.processor_charge_id.clone() else {
         return Ok(session);
     };
-    let disputes = app.processor.disputes_for(&ctx.platform, &reference).await?;
+    let disputes = broker.processor.disputes_for(&ctx.platform, &reference).await?;
     let mut session = session;
     for dispute in disputes {
-        if let Some(updated) = open(app, &dispute).await? {
+        if let Some(updated) = open(broker, &dispute).await? {
             session = updated;
         }
     }
@@ -32,11 +36,11 @@ pub async fn check_after_collection(app: &App, ctx: &Context, session: ParkingSe
 
 /// Records an opened dispute on the session whose capture or charge it names; `None`
 /// when no session of curbpay's has that charge. Recording it twice changes nothing.
-pub async fn open(app: &App, dispute: &OpenedDispute) -> ApiResult<Option<ParkingSession>> {
-    let mut conn = app.db().await?;
+pub async fn open(broker: &Broker, dispute: &OpenedDispute) -> ApiResult<Option<ParkingSession>> {
+    let mut conn = broker.db().await?;
     let session = conn.transaction(async |conn| open_in(conn, dispute).await).await?;
     if let Some(session) = &session {
-        event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
+        event_log::announce_audience(broker, Some(session.app_id), Some(session.operator_id));
     }
     Ok(session)
 }

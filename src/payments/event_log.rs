@@ -12,7 +12,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::app::App;
+use crate::broker::Broker;
 use crate::events::Topic;
 use crate::models::events::{EventRow, NewEvent};
 use crate::models::{ChargeToken, Link, ParkingSession};
@@ -210,16 +210,16 @@ pub async fn emit_once(conn: &mut AsyncPgConnection, id: String, event: Event) -
 
 /// After commit: wakes the event streams of the event's audience and the delivery
 /// workers (on every server process).
-pub fn announce(app: &App, emitted: &EventRow) {
-    announce_audience(app, emitted.app_id, emitted.operator_id);
+pub fn announce(broker: &Broker, emitted: &EventRow) {
+    announce_audience(broker, emitted.app_id, emitted.operator_id);
 }
 
-pub fn announce_audience(app: &App, app_id: Option<Uuid>, operator_id: Option<Uuid>) {
+pub fn announce_audience(broker: &Broker, app_id: Option<Uuid>, operator_id: Option<Uuid>) {
     for party in [app_id, operator_id].into_iter().flatten() {
-        app.events.publish(Topic::PartyEvents(party));
+        broker.events.publish(Topic::PartyEvents(party));
     }
-    app.events.publish(Topic::AllEvents);
-    app.events.publish(Topic::Deliveries);
+    broker.events.publish(Topic::AllEvents);
+    broker.events.publish(Topic::Deliveries);
 }
 
 /// Prunes events older than `retention` (and webhook attempts with them), every few

@@ -12,8 +12,8 @@ use super::event_log::{self, Event, EventType};
 use super::ledger::{self, Context, Executed};
 use super::money::{MAX_AMOUNT, Money};
 use super::{disputes, policy};
-use crate::app::App;
 use crate::auth::Principal;
+use crate::broker::Broker;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
 use crate::models::Settlement;
@@ -26,28 +26,29 @@ use crate::processor::AuthorizeOutcome;
 /// Places the first hold of an AUTHORIZING session and decides it: ACTIVE with the
 /// token HELD and delivered to the operator, or DECLINED with the token void (the
 /// operator's stream gets nothing).
-pub async fn authorize_first(app: &App, session: ParkingSession) -> ApiResult<ParkingSession> {
+pub async fn authorize_first(broker: &Broker, session: ParkingSession) -> ApiResult<ParkingSession> {
     if session.status != SessionStatus::Authorizing {
         return Ok(session);
     }
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let ledger = Payment::for_session(&mut conn, session.id).await?;
     let token = ChargeToken::outstanding_for_session(&mut conn, session.id).await?;
     drop(conn);
     let (Some(row), Some(token)) = (ledger.iter().find(|p| p.kind == PaymentKind::Authorization), token) else {
         return Err(ApiError::internal("authorizing session without its hold or token"));
     };
-    let ctx = Context::load(app, &session).await?;
+    let ctx = Context::load(broker, &session).await?;
     let token_key = format!("charge-token:{}", token.id);
     // The token value is needed to record it HELD; asking again with its key returns
     // the same token.
-    let issued = app
+    let issued = broker
         .processor
         .issue_charge_token(&ctx.platform, &ctx.customer_ref, &ctx.connected_account_id, &token_key)
         .await?;
     let outcome = if row.status == PaymentStatus::Pending {
         Some(
-            app.processor
+            broker
+                .processor
                 .authorize(&crate::processor::AuthorizeRequest {
                     platform: &ctx.platform,
                     connected_account_id: &ctx.connected_account_id,
@@ -66,7 +67,7 @@ pub async fn authorize_first(app: &App, session: ParkingSession) -> ApiResult<Pa
     let (row, expires_at) = match &outcome {
         Some(AuthorizeOutcome::Authorized { authorization_id, expires_at, incremental }) => (
             ledger::settle(
-                app,
+                broker,
                 row.id,
                 Settlement::Succeeded { processor_reference: Some(authorization_id), application_fee: None },
             )
@@ -74,14 +75,14 @@ pub async fn authorize_first(app: &App, session: ParkingSession) -> ApiResult<Pa
             Some((*expires_at, *incremental)),
         ),
         Some(AuthorizeOutcome::Declined { code, decline_code, message }) => (
-            ledger::settle(app, row.id, Settlement::Failed { code, decline_code: decline_code.as_deref(), message })
+            ledger::settle(broker, row.id, Settlement::Failed { code, decline_code: decline_code.as_deref(), message })
                 .await?,
             None,
         ),
         // Decided by a concurrent request, which also moves the session on.
         None => (row.clone(), None),
     };
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let (session, delivered) = conn
         .transaction(async |conn| {
             let current = ParkingSession::lock(conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))?;
@@ -116,9 +117,9 @@ pub async fn authorize_first(app: &App, session: ParkingSession) -> ApiResult<Pa
         })
         .await?;
     if delivered {
-        app.events.publish(Topic::OperatorTokens(session.operator_id));
+        broker.events.publish(Topic::OperatorTokens(session.operator_id));
     }
-    event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
+    event_log::announce_audience(broker, Some(session.app_id), Some(session.operator_id));
     tracing::info!(session_id = %session.id, status = session.status.as_str(), "hold decided");
     Ok(session)
 }
@@ -134,11 +135,11 @@ pub struct Extend<'a> {
 /// `extendParkingSession`: raises the hold by the additional amount (in place where the
 /// hold allows it, else a second hold for the difference) and moves the expected end.
 /// A declined extension leaves the session ACTIVE with its old hold; the row says why.
-pub async fn extend(app: &App, principal: &Principal, input: Extend<'_>) -> ApiResult<(ParkingSession, Payment)> {
+pub async fn extend(broker: &Broker, principal: &Principal, input: Extend<'_>) -> ApiResult<(ParkingSession, Payment)> {
     let app_id = policy::require_app(principal)?;
     let key = super::required_text("idempotencyKey", input.idempotency_key, 255)?;
     let request_key = format!("extend:{key}");
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let (session, row) = conn
         .transaction(async |conn| {
             let session = ParkingSession::lock(conn, input.session_id)
@@ -189,8 +190,8 @@ pub async fn extend(app: &App, principal: &Principal, input: Extend<'_>) -> ApiR
         .await?;
     drop(conn);
     let row = if row.status == PaymentStatus::Pending {
-        let ctx = Context::load(app, &session).await?;
-        let row = ledger::execute(app, &ctx, &row, None).await?.row().clone();
+        let ctx = Context::load(broker, &session).await?;
+        let row = ledger::execute(broker, &ctx, &row, None).await?.row().clone();
         tracing::info!(session_id = %session.id, payment_id = %row.id, status = row.status.as_str(), "hold extension decided");
         row
     } else {
@@ -199,7 +200,7 @@ pub async fn extend(app: &App, principal: &Principal, input: Extend<'_>) -> ApiR
     if row.status == PaymentStatus::Succeeded {
         // Also on a retry: a request cut off after the hold succeeded leaves this step
         // for the retry, and the event's id (from the row's) keeps it to one.
-        let mut conn = app.db().await?;
+        let mut conn = broker.db().await?;
         let extended = conn
             .transaction(async |conn| {
                 let session =
@@ -218,11 +219,11 @@ pub async fn extend(app: &App, principal: &Principal, input: Extend<'_>) -> ApiR
             })
             .await?;
         if extended.1 {
-            event_log::announce_audience(app, Some(extended.0.app_id), Some(extended.0.operator_id));
+            event_log::announce_audience(broker, Some(extended.0.app_id), Some(extended.0.operator_id));
         }
         return Ok((extended.0, row));
     }
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let session = ParkingSession::find(&mut conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))?;
     Ok((session, row))
 }
@@ -275,14 +276,14 @@ pub async fn plan_capture(
 }
 
 /// Carries out a held session's capture plan and records the session CHARGED.
-pub async fn capture(app: &App, session: ParkingSession, plan: Vec<Payment>) -> ApiResult<ParkingSession> {
-    let ctx = Context::load(app, &session).await?;
+pub async fn capture(broker: &Broker, session: ParkingSession, plan: Vec<Payment>) -> ApiResult<ParkingSession> {
+    let ctx = Context::load(broker, &session).await?;
     let mut first_capture = None;
     // Captures first: a partial capture releases the rest of its hold by itself.
     let mut ordered = plan;
     ordered.sort_by_key(|p| p.kind != PaymentKind::Capture);
     for row in &ordered {
-        let done = ledger::execute(app, &ctx, row, None).await?;
+        let done = ledger::execute(broker, &ctx, row, None).await?;
         if let Executed::Settled(row) = done
             && row.kind == PaymentKind::Capture
             && first_capture.is_none()
@@ -291,7 +292,7 @@ pub async fn capture(app: &App, session: ParkingSession, plan: Vec<Payment>) -> 
         }
     }
     let charge_id = first_capture.ok_or_else(|| ApiError::internal("capture without a processor reference"))?;
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let (recorded, emitted) = conn
         .transaction(async |conn| {
             let charged = ChargeRecord::Charged { processor_charge_id: &charge_id };
@@ -309,22 +310,22 @@ pub async fn capture(app: &App, session: ParkingSession, plan: Vec<Payment>) -> 
         .await?;
     drop(conn);
     if emitted {
-        event_log::announce_audience(app, Some(recorded.app_id), Some(recorded.operator_id));
+        event_log::announce_audience(broker, Some(recorded.app_id), Some(recorded.operator_id));
     }
     tracing::info!(session_id = %recorded.id, "held session captured");
-    disputes::check_after_collection(app, &ctx, recorded).await
+    disputes::check_after_collection(broker, &ctx, recorded).await
 }
 
 /// `cancelParkingSession`: an ACTIVE session becomes CANCELED: outstanding and held
 /// tokens are voided and the hold released; nothing is charged. Canceling again
 /// returns the session.
 pub async fn cancel(
-    app: &App,
+    broker: &Broker,
     principal: &Principal,
     session_id: Uuid,
     reason: CancelReason,
 ) -> ApiResult<ParkingSession> {
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let (session, releases) = conn
         .transaction(async |conn| {
             let session = ParkingSession::lock(conn, session_id)
@@ -347,8 +348,8 @@ pub async fn cancel(
         .await?;
     drop(conn);
     // Canceling again announces nothing new; waking the streams once more is harmless.
-    event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
-    release_all(app, session, releases).await
+    event_log::announce_audience(broker, Some(session.app_id), Some(session.operator_id));
+    release_all(broker, session, releases).await
 }
 
 /// The cancel transition of a locked ACTIVE session, with the RELEASE rows of its holds.
@@ -373,14 +374,18 @@ pub async fn cancel_locked(
 }
 
 /// Releases the holds a cancel planned, then returns the session as it stands.
-pub async fn release_all(app: &App, session: ParkingSession, releases: Vec<Payment>) -> ApiResult<ParkingSession> {
+pub async fn release_all(
+    broker: &Broker,
+    session: ParkingSession,
+    releases: Vec<Payment>,
+) -> ApiResult<ParkingSession> {
     if !releases.is_empty() {
-        let ctx = Context::load(app, &session).await?;
+        let ctx = Context::load(broker, &session).await?;
         for row in &releases {
-            ledger::execute(app, &ctx, row, None).await?;
+            ledger::execute(broker, &ctx, row, None).await?;
         }
     }
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     ParkingSession::find(&mut conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))
 }
 

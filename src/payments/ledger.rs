@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use crate::app::App;
+use crate::broker::Broker;
 use crate::error::{ApiError, ApiResult};
 use crate::models::{
     self, ChargeToken, Customer, Link, ParkingSession, Payment, PaymentKind, PaymentStatus, Settlement,
@@ -30,8 +30,8 @@ pub struct Context {
 }
 
 impl Context {
-    pub async fn load(app: &App, session: &ParkingSession) -> ApiResult<Context> {
-        let mut conn = app.db().await?;
+    pub async fn load(broker: &Broker, session: &ParkingSession) -> ApiResult<Context> {
+        let mut conn = broker.db().await?;
         let platform = models::App::find(&mut conn, session.app_id).await?.ok_or(ApiError::NotFound("app"))?;
         let link = Link::find(&mut conn, session.link_id).await?.ok_or(ApiError::NotFound("link"))?;
         let customer = Customer::find(&mut conn, session.customer_id).await?.ok_or(ApiError::NotFound("customer"))?;
@@ -39,7 +39,7 @@ impl Context {
             return Err(ApiError::conflict("the session's link or customer is not ready for payments"));
         };
         Ok(Context {
-            platform: super::parties::platform(app, &platform)?,
+            platform: super::parties::platform(broker, &platform)?,
             platform_fee_bps: platform.platform_fee_bps,
             connected_account_id: account,
             customer_ref,
@@ -76,8 +76,8 @@ impl Executed {
     }
 }
 
-pub async fn settle(app: &App, id: Uuid, settlement: Settlement<'_>) -> ApiResult<Payment> {
-    let mut conn = app.db().await?;
+pub async fn settle(broker: &Broker, id: Uuid, settlement: Settlement<'_>) -> ApiResult<Payment> {
+    let mut conn = broker.db().await?;
     match Payment::settle(&mut conn, id, settlement).await? {
         Some(row) => Ok(row),
         // A concurrent attempt recorded the outcome first.
@@ -91,7 +91,7 @@ fn failed<'a>(code: &'a str, decline_code: Option<&'a str>, message: &'a str) ->
 
 /// Carries out one PENDING row. `token_key` is the idempotency key of the token an
 /// AUTHORIZATION pays with (the session's charge token for the first hold).
-pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<&str>) -> ApiResult<Executed> {
+pub async fn execute(broker: &Broker, ctx: &Context, row: &Payment, token_key: Option<&str>) -> ApiResult<Executed> {
     if row.status != PaymentStatus::Pending {
         return Ok(Executed::Settled(row.clone()));
     }
@@ -99,7 +99,7 @@ pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<
     let platform = &ctx.platform;
     let parent = match row.parent_id {
         Some(id) => {
-            let mut conn = app.db().await?;
+            let mut conn = broker.db().await?;
             Some(Payment::find(&mut conn, id).await?.ok_or(ApiError::NotFound("payment"))?)
         }
         None => None,
@@ -109,8 +109,9 @@ pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<
         PaymentKind::Authorization => {
             let default_key = format!("hold-token:{}", row.id);
             let token_key = token_key.unwrap_or(&default_key);
-            let token = app.processor.issue_charge_token(platform, &ctx.customer_ref, account, token_key).await?.token;
-            let outcome = app
+            let token =
+                broker.processor.issue_charge_token(platform, &ctx.customer_ref, account, token_key).await?.token;
+            let outcome = broker
                 .processor
                 .authorize(&AuthorizeRequest {
                     platform,
@@ -126,14 +127,14 @@ pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<
             let settled = match &outcome {
                 AuthorizeOutcome::Authorized { authorization_id, .. } => {
                     settle(
-                        app,
+                        broker,
                         row.id,
                         Settlement::Succeeded { processor_reference: Some(authorization_id), application_fee: None },
                     )
                     .await?
                 }
                 AuthorizeOutcome::Declined { code, decline_code, message } => {
-                    settle(app, row.id, failed(code, decline_code.as_deref(), message)).await?
+                    settle(broker, row.id, failed(code, decline_code.as_deref(), message)).await?
                 }
             };
             Ok(Executed::Settled(settled))
@@ -142,11 +143,11 @@ pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<
             let (Some(parent), Some(parent_ref)) = (&parent, &parent_ref) else {
                 return Err(ApiError::internal("increment without a placed hold"));
             };
-            let mut conn = app.db().await?;
+            let mut conn = broker.db().await?;
             let ledger = Payment::for_session(&mut conn, row.session_id).await?;
             drop(conn);
             let total = hold_total(&ledger, parent) + row.amount;
-            let outcome = app
+            let outcome = broker
                 .processor
                 .increment_authorization(&IncrementRequest {
                     platform,
@@ -160,17 +161,17 @@ pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<
             let settled = match outcome {
                 Ok(IncrementOutcome::Incremented) => {
                     settle(
-                        app,
+                        broker,
                         row.id,
                         Settlement::Succeeded { processor_reference: Some(parent_ref), application_fee: None },
                     )
                     .await?
                 }
                 Ok(IncrementOutcome::Declined { code, decline_code, message }) => {
-                    settle(app, row.id, failed(&code, decline_code.as_deref(), &message)).await?
+                    settle(broker, row.id, failed(&code, decline_code.as_deref(), &message)).await?
                 }
                 Err(crate::processor::ProcessorError::InvalidRequest(message)) => {
-                    settle(app, row.id, failed("incremental_authorization_unavailable", None, &message)).await?
+                    settle(broker, row.id, failed("incremental_authorization_unavailable", None, &message)).await?
                 }
                 Err(err) => return Err(err.into()),
             };
@@ -181,7 +182,7 @@ pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<
                 return Err(ApiError::internal("capture without a placed hold"));
             };
             let fee = application_fee(ctx.platform_fee_bps, row.amount);
-            let captured = app
+            let captured = broker
                 .processor
                 .capture(&CaptureRequest {
                     platform,
@@ -193,7 +194,7 @@ pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<
                 })
                 .await?;
             let settled = settle(
-                app,
+                broker,
                 row.id,
                 Settlement::Succeeded { processor_reference: Some(&captured.charge_id), application_fee: fee },
             )
@@ -204,14 +205,15 @@ pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<
             let Some(parent_ref) = &parent_ref else {
                 return Err(ApiError::internal("release without a placed hold"));
             };
-            let mut conn = app.db().await?;
+            let mut conn = broker.db().await?;
             let ledger = Payment::for_session(&mut conn, row.session_id).await?;
             drop(conn);
             // A partial capture releases the rest of its hold at the processor itself.
             let captured_from_parent =
                 ledger.iter().any(|p| p.kind == PaymentKind::Capture && p.parent_id == row.parent_id);
             if !captured_from_parent {
-                app.processor
+                broker
+                    .processor
                     .release(&ReleaseRequest {
                         platform,
                         connected_account_id: account,
@@ -221,7 +223,7 @@ pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<
                     .await?;
             }
             let settled = settle(
-                app,
+                broker,
                 row.id,
                 Settlement::Succeeded { processor_reference: Some(parent_ref), application_fee: None },
             )
@@ -232,13 +234,13 @@ pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<
             let Some(parent_ref) = &parent_ref else {
                 return Err(ApiError::internal("refund of nothing collected"));
             };
-            let mut conn = app.db().await?;
+            let mut conn = broker.db().await?;
             let reason = match row.refund_id {
                 Some(id) => models::Refund::find(&mut conn, id).await?.map(|r| r.reason),
                 None => None,
             };
             drop(conn);
-            let outcome = app
+            let outcome = broker
                 .processor
                 .refund(&RefundRequest {
                     platform,
@@ -257,20 +259,20 @@ pub async fn execute(app: &App, ctx: &Context, row: &Payment, token_key: Option<
             match outcome.state {
                 RefundState::Succeeded => Ok(Executed::Settled(
                     settle(
-                        app,
+                        broker,
                         row.id,
                         Settlement::Succeeded { processor_reference: Some(&outcome.refund_id), application_fee: fee },
                     )
                     .await?,
                 )),
                 RefundState::Failed { message } => {
-                    let mut conn = app.db().await?;
+                    let mut conn = broker.db().await?;
                     Payment::set_reference(&mut conn, row.id, &outcome.refund_id).await?;
                     drop(conn);
-                    Ok(Executed::Settled(settle(app, row.id, failed("refund_failed", None, &message)).await?))
+                    Ok(Executed::Settled(settle(broker, row.id, failed("refund_failed", None, &message)).await?))
                 }
                 RefundState::Pending => {
-                    let mut conn = app.db().await?;
+                    let mut conn = broker.db().await?;
                     Payment::set_reference(&mut conn, row.id, &outcome.refund_id).await?;
                     let row = Payment::find(&mut conn, row.id).await?.ok_or(ApiError::NotFound("payment"))?;
                     Ok(Executed::Pending(row))
@@ -293,8 +295,8 @@ fn stripe_reason(reason: models::RefundReason) -> Option<&'static str> {
 
 /// The idempotency key of the token that pays for a session's first hold: its charge
 /// token row's, as for every charge token.
-pub async fn first_hold_token_key(app: &App, session_id: Uuid) -> ApiResult<Option<String>> {
-    let mut conn = app.db().await?;
+pub async fn first_hold_token_key(broker: &Broker, session_id: Uuid) -> ApiResult<Option<String>> {
+    let mut conn = broker.db().await?;
     let token = ChargeToken::outstanding_for_session(&mut conn, session_id).await?;
     Ok(token.map(|t| format!("charge-token:{}", t.id)))
 }

@@ -13,8 +13,8 @@
 use uuid::Uuid;
 
 use super::policy;
-use crate::app::App;
 use crate::auth::{Principal, StateClaims};
+use crate::broker::Broker;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
 use crate::models::{self, ChargeToken, Link, LinkEvent, LinkStatus, Operator};
@@ -41,7 +41,7 @@ async fn outstanding(conn: &mut AsyncPgConnection, claims: &StateClaims) -> ApiR
 /// The authorization URL of a pending link, for the link's operator or an admin (an
 /// app asks for the link but does not authorize it).
 pub fn authorization_url(
-    app: &App,
+    broker: &Broker,
     principal: &Principal,
     link: &Link,
     platform: &models::App,
@@ -52,10 +52,10 @@ pub fn authorization_url(
     if !policy::may_authorize_link(principal, link) {
         return Ok(None);
     }
-    let state = app.state_signer.sign(link.id, link.operator_id, nonce)?;
-    let redirect_uri = callback_url(app)?;
-    let platform = super::parties::platform(app, platform)?;
-    let url = app.processor.authorization_url(&AuthorizationRequest {
+    let state = broker.state_signer.sign(link.id, link.operator_id, nonce)?;
+    let redirect_uri = callback_url(broker)?;
+    let platform = super::parties::platform(broker, platform)?;
+    let url = broker.processor.authorization_url(&AuthorizationRequest {
         platform: &platform,
         state: &state,
         redirect_uri: redirect_uri.as_str(),
@@ -73,9 +73,9 @@ pub struct Consent {
 /// A consent page (the sandbox's) checks the request before it issues anything: the
 /// state must be genuine and the link's outstanding authorization. The link, operator
 /// and platform come from the state only, never from anything else in the URL.
-pub async fn consent(app: &App, state: &str) -> ApiResult<Consent> {
-    let claims = app.state_signer.verify(state).ok_or_else(invalid_state)?;
-    let mut conn = app.db().await?;
+pub async fn consent(broker: &Broker, state: &str) -> ApiResult<Consent> {
+    let claims = broker.state_signer.verify(state).ok_or_else(invalid_state)?;
+    let mut conn = broker.db().await?;
     let link = outstanding(&mut conn, &claims).await?;
     let platform = models::App::find(&mut conn, link.app_id).await?.ok_or(ApiError::NotFound("app"))?;
     Ok(Consent {
@@ -85,12 +85,12 @@ pub async fn consent(app: &App, state: &str) -> ApiResult<Consent> {
 }
 
 /// This server's OAuth redirect target.
-pub fn callback_url(app: &App) -> ApiResult<url::Url> {
-    app.config.public_url.join("connect/callback").map_err(|e| ApiError::internal(format!("bad public URL: {e}")))
+pub fn callback_url(broker: &Broker) -> ApiResult<url::Url> {
+    broker.config.public_url.join("connect/callback").map_err(|e| ApiError::internal(format!("bad public URL: {e}")))
 }
 
 /// Starts (or restarts) linking an operator to an app. An active link is returned as is.
-pub async fn link_operator(app: &App, principal: &Principal, app_id: Uuid, operator_id: Uuid) -> ApiResult<Link> {
+pub async fn link_operator(broker: &Broker, principal: &Principal, app_id: Uuid, operator_id: Uuid) -> ApiResult<Link> {
     if !policy::may_act_for_app(principal, app_id) {
         return Err(match principal.app_id() {
             // Another app's id answers like a missing app.
@@ -98,7 +98,7 @@ pub async fn link_operator(app: &App, principal: &Principal, app_id: Uuid, opera
             None => ApiError::forbidden("linkOperator needs the admin role or the app itself"),
         });
     }
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     if models::App::find(&mut conn, app_id).await?.is_none() {
         return Err(ApiError::NotFound("app"));
     }
@@ -120,15 +120,15 @@ pub async fn link_operator(app: &App, principal: &Principal, app_id: Uuid, opera
         })
         .await?;
     if changed {
-        announce(app, &link);
+        announce(broker, &link);
         tracing::info!(link_id = %link.id, %app_id, %operator_id, "link pending authorization");
     }
     Ok(link)
 }
 
 /// `completeLink`: the link's operator (or an admin) hands in the code.
-pub async fn complete_link(app: &App, principal: &Principal, link_id: Uuid, code: &str) -> ApiResult<Link> {
-    let mut conn = app.db().await?;
+pub async fn complete_link(broker: &Broker, principal: &Principal, link_id: Uuid, code: &str) -> ApiResult<Link> {
+    let mut conn = broker.db().await?;
     let link = Link::find(&mut conn, link_id)
         .await?
         .filter(|link| policy::may_see_link(principal, link))
@@ -137,23 +137,23 @@ pub async fn complete_link(app: &App, principal: &Principal, link_id: Uuid, code
     if !policy::may_authorize_link(principal, &link) {
         return Err(ApiError::forbidden("only the link's operator or an admin may authorize a link"));
     }
-    activate(app, link, None, code).await
+    activate(broker, link, None, code).await
 }
 
 /// `/connect/callback`: the processor's redirect, authenticated by the signed state.
 /// The link comes back `ACTIVE`, or `PENDING` with a held account (see `activate`).
-pub async fn complete_from_callback(app: &App, state: &str, code: &str) -> ApiResult<Link> {
-    let claims = app.state_signer.verify(state).ok_or_else(invalid_state)?;
-    let mut conn = app.db().await?;
+pub async fn complete_from_callback(broker: &Broker, state: &str, code: &str) -> ApiResult<Link> {
+    let claims = broker.state_signer.verify(state).ok_or_else(invalid_state)?;
+    let mut conn = broker.db().await?;
     let link = outstanding(&mut conn, &claims).await?;
     drop(conn);
-    activate(app, link, Some(claims.nonce), code).await
+    activate(broker, link, Some(claims.nonce), code).await
 }
 
 /// The operator declined (or the processor reported an error) on the consent page.
-pub async fn fail_from_callback(app: &App, state: &str, reason: &str) -> ApiResult<Link> {
-    let claims = app.state_signer.verify(state).ok_or_else(invalid_state)?;
-    let mut conn = app.db().await?;
+pub async fn fail_from_callback(broker: &Broker, state: &str, reason: &str) -> ApiResult<Link> {
+    let claims = broker.state_signer.verify(state).ok_or_else(invalid_state)?;
+    let mut conn = broker.db().await?;
     let reason: String = reason.chars().take(500).collect();
     conn.transaction(async |conn| {
         let link = Link::lock(conn, claims.link).await?.ok_or_else(invalid_state)?;
@@ -201,7 +201,7 @@ async fn binding(conn: &mut AsyncPgConnection, operator: &Operator, account: &st
 /// link becomes ACTIVE when the account is the operator's (its known one, or its first
 /// ever), and otherwise stays PENDING with the account held and the reason in
 /// `failureReason`.
-async fn activate(app: &App, link: Link, nonce: Option<Uuid>, code: &str) -> ApiResult<Link> {
+async fn activate(broker: &Broker, link: Link, nonce: Option<Uuid>, code: &str) -> ApiResult<Link> {
     let code = code.trim();
     if code.is_empty() {
         return Err(ApiError::bad_input("authorizationCode must not be empty"));
@@ -216,12 +216,13 @@ async fn activate(app: &App, link: Link, nonce: Option<Uuid>, code: &str) -> Api
     {
         return Err(ApiError::conflict("this authorization was already used"));
     }
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let platform = models::App::find(&mut conn, link.app_id).await?.ok_or(ApiError::NotFound("app"))?;
     drop(conn);
     let authorization = LinkAuthorization { link_id: link.id, operator_id: link.operator_id };
-    let account = app.processor.complete_link(&super::parties::platform(app, &platform)?, code, &authorization).await?;
-    let mut conn = app.db().await?;
+    let account =
+        broker.processor.complete_link(&super::parties::platform(broker, &platform)?, code, &authorization).await?;
+    let mut conn = broker.db().await?;
     let link = conn
         .transaction(async |conn| {
             let current = Link::lock(conn, link.id).await?.ok_or(ApiError::NotFound("link"))?;
@@ -247,7 +248,7 @@ async fn activate(app: &App, link: Link, nonce: Option<Uuid>, code: &str) -> Api
         })
         .await?;
     if link.status == LinkStatus::Active {
-        announce(app, &link);
+        announce(broker, &link);
         tracing::info!(link_id = %link.id, "link active");
     }
     Ok(link)
@@ -256,9 +257,9 @@ async fn activate(app: &App, link: Link, nonce: Option<Uuid>, code: &str) -> Api
 /// `acceptLinkAccount` (admin): activates a link on the account its last authorization
 /// yielded and curbpay held because it is not the operator's known account. The
 /// operator keeps its known account (or, having none, gets this one).
-pub async fn accept_held_account(app: &App, principal: &Principal, link_id: Uuid) -> ApiResult<Link> {
+pub async fn accept_held_account(broker: &Broker, principal: &Principal, link_id: Uuid) -> ApiResult<Link> {
     policy::require_admin(principal)?;
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let link = conn
         .transaction(async |conn| {
             let current = Link::lock(conn, link_id).await?.ok_or(ApiError::NotFound("link"))?;
@@ -275,14 +276,14 @@ pub async fn accept_held_account(app: &App, principal: &Principal, link_id: Uuid
             Ok(link)
         })
         .await?;
-    announce(app, &link);
+    announce(broker, &link);
     tracing::info!(link_id = %link.id, "held link account accepted; link active");
     Ok(link)
 }
 
 /// Revokes a link at the processor and here; its outstanding charge tokens are voided.
-pub async fn unlink(app: &App, principal: &Principal, link_id: Uuid) -> ApiResult<Link> {
-    let mut conn = app.db().await?;
+pub async fn unlink(broker: &Broker, principal: &Principal, link_id: Uuid) -> ApiResult<Link> {
+    let mut conn = broker.db().await?;
     let link = Link::find(&mut conn, link_id)
         .await?
         .filter(|link| policy::may_see_link(principal, link))
@@ -293,8 +294,8 @@ pub async fn unlink(app: &App, principal: &Principal, link_id: Uuid) -> ApiResul
     if let Some(account) = &link.connected_account_id {
         let platform = models::App::find(&mut conn, link.app_id).await?.ok_or(ApiError::NotFound("app"))?;
         drop(conn);
-        app.processor.revoke_link(&super::parties::platform(app, &platform)?, account).await?;
-        conn = app.db().await?;
+        broker.processor.revoke_link(&super::parties::platform(broker, &platform)?, account).await?;
+        conn = broker.db().await?;
     }
     let (link, voided) = conn
         .transaction(async |conn| {
@@ -309,27 +310,27 @@ pub async fn unlink(app: &App, principal: &Principal, link_id: Uuid) -> ApiResul
             Ok::<_, ApiError>((link, voided))
         })
         .await?;
-    announce(app, &link);
+    announce(broker, &link);
     tracing::info!(link_id = %link.id, voided_tokens = voided, "link revoked");
     Ok(link)
 }
 
-pub(crate) fn announce(app: &App, link: &Link) {
-    app.events.publish(Topic::PartyLinks(link.app_id));
-    app.events.publish(Topic::PartyLinks(link.operator_id));
-    app.events.publish(Topic::AllLinks);
-    super::event_log::announce_audience(app, Some(link.app_id), Some(link.operator_id));
+pub(crate) fn announce(broker: &Broker, link: &Link) {
+    broker.events.publish(Topic::PartyLinks(link.app_id));
+    broker.events.publish(Topic::PartyLinks(link.operator_id));
+    broker.events.publish(Topic::AllLinks);
+    super::event_log::announce_audience(broker, Some(link.app_id), Some(link.operator_id));
 }
 
 /// `updateLink`: settings of a link only its operator (or an admin) changes, such as
 /// whether the app may refund the link's sessions.
 pub async fn update_link(
-    app: &App,
+    broker: &Broker,
     principal: &Principal,
     link_id: Uuid,
     app_may_refund: Option<bool>,
 ) -> ApiResult<Link> {
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let link = Link::find(&mut conn, link_id)
         .await?
         .filter(|l| policy::may_see_link(principal, l))

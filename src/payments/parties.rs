@@ -5,8 +5,8 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::{policy, required_text};
-use crate::app::App;
 use crate::auth::Principal;
+use crate::broker::Broker;
 use crate::crypto::{Keyring, Sealed};
 use crate::db::ReadConn;
 use crate::error::{ApiError, ApiResult};
@@ -19,18 +19,18 @@ use crate::processor::{Platform, PlatformCredentials};
 /// Whether the app or operator a token names exists: a validly signed token for a
 /// party that does not (a typo in a token service, a party from another deployment)
 /// must not authenticate.
-pub async fn principal_exists(app: &App, principal: &Principal) -> ApiResult<bool> {
-    if app.known_parties.contains(principal.role) {
+pub async fn principal_exists(broker: &Broker, principal: &Principal) -> ApiResult<bool> {
+    if broker.known_parties.contains(principal.role) {
         return Ok(true);
     }
     // On the primary: a party created a moment ago must be able to act at once.
     let exists = match principal.role {
         crate::auth::Role::Admin => true,
-        crate::auth::Role::App(id) => models::App::exists(&mut *app.db().await?, id).await?,
-        crate::auth::Role::Operator(id) => Operator::exists(&mut *app.db().await?, id).await?,
+        crate::auth::Role::App(id) => models::App::exists(&mut *broker.db().await?, id).await?,
+        crate::auth::Role::Operator(id) => Operator::exists(&mut *broker.db().await?, id).await?,
     };
     if exists {
-        app.known_parties.insert(principal.role);
+        broker.known_parties.insert(principal.role);
     }
     Ok(exists)
 }
@@ -49,7 +49,7 @@ fn secret_context(column: &str, app_id: Uuid) -> String {
 }
 
 /// Creates an app with its platform account at the processor.
-pub async fn create_app(app: &App, principal: &Principal, request: NewAppRequest<'_>) -> ApiResult<models::App> {
+pub async fn create_app(broker: &Broker, principal: &Principal, request: NewAppRequest<'_>) -> ApiResult<models::App> {
     policy::require_admin(principal)?;
     let name = required_text("name", request.name, 200)?;
     if let Some(bps) = request.platform_fee_bps
@@ -63,10 +63,10 @@ pub async fn create_app(app: &App, principal: &Principal, request: NewAppRequest
     // The id comes first: the processor account is provisioned for it (and provisioning
     // the same id again returns the same account).
     let id = Uuid::now_v7();
-    let account = app.processor.provision_platform(id, name, request.credentials.as_ref()).await?;
+    let account = broker.processor.provision_platform(id, name, request.credentials.as_ref()).await?;
     let sealed = match &request.credentials {
         Some(credentials) => {
-            let keyring = app.keyring.as_ref().ok_or_else(|| ApiError::internal("no keyring in Stripe mode"))?;
+            let keyring = broker.keyring.as_ref().ok_or_else(|| ApiError::internal("no keyring in Stripe mode"))?;
             Some((
                 keyring.seal(&credentials.secret_key, &secret_context("secret_key", id)),
                 keyring.seal(&credentials.webhook_secret, &secret_context("webhook_secret", id)),
@@ -74,11 +74,11 @@ pub async fn create_app(app: &App, principal: &Principal, request: NewAppRequest
         }
         None => None,
     };
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let created = NewApp {
         id,
         name,
-        processor: app.processor.name(),
+        processor: broker.processor.name(),
         processor_account_id: &account.account_id,
         publishable_key: &account.publishable_key,
         connect_client_id: request.credentials.as_ref().map(|c| c.connect_client_id.as_str()),
@@ -121,12 +121,12 @@ fn check_credentials(credentials: &PlatformCredentials) -> ApiResult<()> {
 }
 
 fn open(
-    app: &App,
+    broker: &Broker,
     ciphertext: &Option<Vec<u8>>,
     key_id: &Option<String>,
     context: String,
 ) -> ApiResult<Option<SecretString>> {
-    let keyring = app.keyring.as_deref();
+    let keyring = broker.keyring.as_deref();
     open_with(keyring, ciphertext, key_id, context)
 }
 
@@ -145,11 +145,11 @@ fn open_with(
 }
 
 /// What the processor needs to act for the app.
-pub fn platform(app: &App, row: &models::App) -> ApiResult<Platform> {
+pub fn platform(broker: &Broker, row: &models::App) -> ApiResult<Platform> {
     Ok(Platform {
         account_id: row.processor_account_id.clone(),
         secret_key: open(
-            app,
+            broker,
             &row.secret_key_ciphertext,
             &row.secret_key_key_id,
             secret_context("secret_key", row.id),
@@ -159,8 +159,8 @@ pub fn platform(app: &App, row: &models::App) -> ApiResult<Platform> {
 }
 
 /// The app's webhook signing secret, if it has one.
-pub fn webhook_secret(app: &App, row: &models::App) -> ApiResult<Option<SecretString>> {
-    open(app, &row.webhook_secret_ciphertext, &row.webhook_secret_key_id, secret_context("webhook_secret", row.id))
+pub fn webhook_secret(broker: &Broker, row: &models::App) -> ApiResult<Option<SecretString>> {
+    open(broker, &row.webhook_secret_ciphertext, &row.webhook_secret_key_id, secret_context("webhook_secret", row.id))
 }
 
 /// Re-seals every app secret sealed with an older key under the current one. Returns
@@ -197,10 +197,10 @@ pub async fn rotate_keys(conn: &mut diesel_async::AsyncPgConnection, keyring: &K
     Ok(changed)
 }
 
-pub async fn create_operator(app: &App, principal: &Principal, name: &str) -> ApiResult<Operator> {
+pub async fn create_operator(broker: &Broker, principal: &Principal, name: &str) -> ApiResult<Operator> {
     policy::require_admin(principal)?;
     let name = required_text("name", name, 200)?;
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let created = NewOperator { id: Uuid::now_v7(), name }.insert(&mut conn).await?;
     tracing::info!(operator_id = %created.id, "operator created");
     Ok(created)

@@ -11,8 +11,8 @@ use super::holds::status_after_refunds;
 use super::ledger::{self, Context, Executed};
 use super::money::Money;
 use super::policy;
-use crate::app::App;
 use crate::auth::{Principal, Role};
+use crate::broker::Broker;
 use crate::error::{ApiError, ApiResult};
 use crate::models::{
     Link, NewPayment, ParkingSession, Payment, PaymentKind, PaymentStatus, Refund, RefundReason, SessionStatus,
@@ -30,12 +30,16 @@ pub struct RefundInput<'a> {
 }
 
 /// `refundSession`. Same key, same refund; same key with other input: CONFLICT.
-pub async fn refund(app: &App, principal: &Principal, input: RefundInput<'_>) -> ApiResult<(ParkingSession, Refund)> {
+pub async fn refund(
+    broker: &Broker,
+    principal: &Principal,
+    input: RefundInput<'_>,
+) -> ApiResult<(ParkingSession, Refund)> {
     let key = super::required_text("idempotencyKey", input.idempotency_key, 255)?;
-    if !app.processor.supports_holds() {
+    if !broker.processor.supports_holds() {
         return Err(ApiError::bad_input("refunds are not available with the configured processor"));
     }
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let (session, refund, rows) = conn
         .transaction(async |conn| {
             let session = ParkingSession::lock(conn, input.session_id)
@@ -124,22 +128,22 @@ pub async fn refund(app: &App, principal: &Principal, input: RefundInput<'_>) ->
     let pending: Vec<&Payment> =
         rows.iter().filter(|p| p.status == PaymentStatus::Pending && p.processor_reference.is_none()).collect();
     if !pending.is_empty() {
-        let ctx = Context::load(app, &session).await?;
+        let ctx = Context::load(broker, &session).await?;
         for row in pending {
-            if let Executed::Settled(row) = ledger::execute(app, &ctx, row, None).await? {
+            if let Executed::Settled(row) = ledger::execute(broker, &ctx, row, None).await? {
                 tracing::info!(session_id = %session.id, refund_id = %refund.id, payment_id = %row.id, status = row.status.as_str(), "refund part settled");
             }
         }
     }
-    let (session, refund) = record_outcome(app, session.id, refund.id).await?;
+    let (session, refund) = record_outcome(broker, session.id, refund.id).await?;
     Ok((session, refund))
 }
 
 /// Brings a refund's status and its session's status in line with its ledger rows.
-pub async fn record_outcome(app: &App, session_id: Uuid, refund_id: Uuid) -> ApiResult<(ParkingSession, Refund)> {
-    let mut conn = app.db().await?;
+pub async fn record_outcome(broker: &Broker, session_id: Uuid, refund_id: Uuid) -> ApiResult<(ParkingSession, Refund)> {
+    let mut conn = broker.db().await?;
     let (session, refund) = conn.transaction(async |conn| record_outcome_in(conn, session_id, refund_id).await).await?;
-    event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
+    event_log::announce_audience(broker, Some(session.app_id), Some(session.operator_id));
     Ok((session, refund))
 }
 

@@ -6,8 +6,8 @@ use uuid::Uuid;
 use super::event_log::{self, Event, EventType};
 use super::money::Money;
 use super::{policy, required_text, tokens};
-use crate::app::App;
 use crate::auth::{Principal, Role};
+use crate::broker::Broker;
 use crate::error::{ApiError, ApiResult};
 use crate::models::parking_sessions::{ChargeRecord, NewParkingSession, record_amount_change};
 use crate::models::{
@@ -47,16 +47,16 @@ fn same_request(session: &ParkingSession, input: &StartSession<'_>, zone: &str, 
 /// transaction; the token is then issued at the processor. A retry with the same key
 /// returns the same session (finishing the token if a crash interrupted it); the same
 /// key with different input is a CONFLICT.
-pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) -> ApiResult<Started> {
+pub async fn start(broker: &Broker, principal: &Principal, input: StartSession<'_>) -> ApiResult<Started> {
     let app_id = policy::require_app(principal)?;
     let zone = required_text("zone", input.zone, 100)?;
     let plate = required_text("vehiclePlate", input.vehicle_plate, 20)?;
     let key = required_text("idempotencyKey", input.idempotency_key, 255)?;
-    if input.hold.is_some() && !app.processor.supports_holds() {
+    if input.hold.is_some() && !broker.processor.supports_holds() {
         return Err(ApiError::bad_input("holds are not available with the configured processor"));
     }
 
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let existing = ParkingSession::find_by_key(&mut conn, app_id, key).await?;
     // What a first request read and wrote: the token is then issued without reading
     // any of it back.
@@ -156,11 +156,11 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
             tracing::info!(session_id = %session.id, %app_id, operator_id = %session.operator_id, "held parking session started");
         }
         drop(conn);
-        let session = super::holds::authorize_first(app, session).await?;
+        let session = super::holds::authorize_first(broker, session).await?;
         return Ok(Started { session, replayed });
     }
     if !replayed {
-        event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
+        event_log::announce_audience(broker, Some(session.app_id), Some(session.operator_id));
         tracing::info!(session_id = %session.id, %app_id, operator_id = %session.operator_id, "parking session started");
     }
     // Issue the token: the first attempt, or (a retry after an interrupted one) finish it
@@ -169,7 +169,7 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
         let platform = models::App::find(&mut conn, app_id).await?.ok_or(ApiError::NotFound("app"))?;
         drop(conn);
         tokens::issue_with(
-            app,
+            broker,
             &token,
             tokens::Parties { session: &session, customer: &customer, link: &link, platform: &platform },
         )
@@ -178,13 +178,13 @@ pub async fn start(app: &App, principal: &Principal, input: StartSession<'_>) ->
         && token.status == ChargeTokenStatus::Pending
     {
         drop(conn);
-        tokens::issue(app, &token).await?;
+        tokens::issue(broker, &token).await?;
     } else if replayed {
         // The first attempt may have ended (a crash) between its commit and its wake-ups,
         // and a client retries after exactly that: announcing again costs each woken
         // subscriber one read from its cursor, never a duplicate.
-        app.events.publish(crate::events::Topic::OperatorTokens(session.operator_id));
-        event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
+        broker.events.publish(crate::events::Topic::OperatorTokens(session.operator_id));
+        event_log::announce_audience(broker, Some(session.app_id), Some(session.operator_id));
     }
     Ok(Started { session, replayed })
 }
@@ -203,9 +203,9 @@ fn setter(principal: &Principal) -> AmountSetBy {
 /// charged, the operator (or an admin) may replace an amount (the change is recorded);
 /// an app may never replace one, so another amount from it is a CONFLICT. With a hold,
 /// the amount may not exceed the total hold.
-pub async fn end(app: &App, principal: &Principal, session_id: Uuid, money: Money) -> ApiResult<ParkingSession> {
+pub async fn end(broker: &Broker, principal: &Principal, session_id: Uuid, money: Money) -> ApiResult<ParkingSession> {
     let set_by = setter(principal);
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let session = conn
         .transaction(async |conn| {
             let session = ParkingSession::lock(conn, session_id)
@@ -256,7 +256,7 @@ pub async fn end(app: &App, principal: &Principal, session_id: Uuid, money: Mone
         .await?;
     let (session, ended) = session;
     if ended {
-        event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
+        event_log::announce_audience(broker, Some(session.app_id), Some(session.operator_id));
     }
     tracing::info!(session_id = %session.id, amount = ?session.amount, currency = ?session.currency, "parking session ended");
     Ok(session)
@@ -278,8 +278,8 @@ enum ChargeStep {
 /// decline is an outcome (PAYMENT_FAILED), not an error. The token is consumed before
 /// the processor is called and the charge is keyed by the token's id, so retries and
 /// concurrent requests resume the same charge: a session is never charged twice.
-pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiResult<ParkingSession> {
-    let mut conn = app.db().await?;
+pub async fn charge(broker: &Broker, principal: &Principal, session_id: Uuid) -> ApiResult<ParkingSession> {
+    let mut conn = broker.db().await?;
     let step = conn
         .transaction(async |conn| {
             let session = ParkingSession::lock(conn, session_id)
@@ -335,7 +335,7 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
         ChargeStep::Decided(session) => return Ok(session),
         ChargeStep::Capture(session, plan) => {
             drop(conn);
-            return super::holds::capture(app, session, plan).await;
+            return super::holds::capture(broker, session, plan).await;
         }
         ChargeStep::Expired => {
             return Err(ApiError::conflict("the session's charge token has expired; call reissueChargeToken"));
@@ -352,8 +352,8 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
     let key = format!("charge:{}", token.id);
     // The app's cut, rounded down to whole minor units.
     let application_fee = super::ledger::application_fee(platform.platform_fee_bps, amount);
-    let platform = super::parties::platform(app, &platform)?;
-    let outcome = app
+    let platform = super::parties::platform(broker, &platform)?;
+    let outcome = broker
         .processor
         .charge(&ChargeRequest {
             platform: &platform,
@@ -379,7 +379,7 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
             Settlement::Failed { code, decline_code: decline_code.as_deref(), message }
         }
     };
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let (recorded, newly) = conn
         .transaction(async |conn| {
             if let Some(row) = Payment::find_by_request_key(conn, session.id, &key).await? {
@@ -402,15 +402,15 @@ pub async fn charge(app: &App, principal: &Principal, session_id: Uuid) -> ApiRe
         })
         .await?;
     if newly {
-        event_log::announce_audience(app, Some(recorded.app_id), Some(recorded.operator_id));
+        event_log::announce_audience(broker, Some(recorded.app_id), Some(recorded.operator_id));
     }
     drop(conn);
     tracing::info!(session_id = %recorded.id, status = recorded.status.as_str(), "parking session charge recorded");
     if recorded.status != SessionStatus::Charged {
         return Ok(recorded);
     }
-    let ctx = super::ledger::Context::load(app, &recorded).await?;
-    super::disputes::check_after_collection(app, &ctx, recorded).await
+    let ctx = super::ledger::Context::load(broker, &recorded).await?;
+    super::disputes::check_after_collection(broker, &ctx, recorded).await
 }
 
 /// The CHARGE ledger row of a token charge, written with the token's consumption (once:

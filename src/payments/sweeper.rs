@@ -10,24 +10,24 @@ use std::sync::Weak;
 use diesel_async::AsyncConnection;
 
 use super::holds;
-use crate::app::{App, AppState};
+use crate::broker::{Broker, BrokerState};
 use crate::error::ApiResult;
 use crate::models::{CancelReason, ParkingSession};
 
 /// Sessions one pass takes at most; the next pass continues.
 const BATCH: i64 = 50;
 
-/// Runs passes every `CURBPAY_SESSION_SWEEP_INTERVAL` until the app is dropped.
-pub fn spawn(app: &AppState) {
-    let weak: Weak<App> = std::sync::Arc::downgrade(app);
-    let interval = app.config.session_sweep_interval;
+/// Runs passes every `CURBPAY_SESSION_SWEEP_INTERVAL` until the broker is dropped.
+pub fn spawn(broker: &BrokerState) {
+    let weak: Weak<Broker> = std::sync::Arc::downgrade(broker);
+    let interval = broker.config.session_sweep_interval;
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let Some(app) = weak.upgrade() else { return };
-            match sweep_once(&app).await {
+            let Some(broker) = weak.upgrade() else { return };
+            match sweep_once(&broker).await {
                 Ok(0) => {}
                 Ok(count) => tracing::info!(count, "abandoned sessions canceled"),
                 Err(err) => tracing::warn!(error = %err, "session sweep failed; retrying next interval"),
@@ -37,10 +37,10 @@ pub fn spawn(app: &AppState) {
 }
 
 /// One pass: cancels what is due now; returns how many sessions it canceled.
-pub async fn sweep_once(app: &App) -> ApiResult<usize> {
-    let max = chrono::Duration::from_std(app.config.session_max_duration).unwrap_or(chrono::Duration::hours(24));
+pub async fn sweep_once(broker: &Broker) -> ApiResult<usize> {
+    let max = chrono::Duration::from_std(broker.config.session_max_duration).unwrap_or(chrono::Duration::hours(24));
     let cutoff = chrono::Utc::now() - max;
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let canceled = conn
         .transaction(async |conn| {
             let due = ParkingSession::lock_abandoned(conn, cutoff, BATCH).await?;
@@ -55,8 +55,8 @@ pub async fn sweep_once(app: &App) -> ApiResult<usize> {
     let count = canceled.len();
     for (session, releases) in canceled {
         let id = session.id;
-        super::event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
-        if let Err(err) = holds::release_all(app, session, releases).await {
+        super::event_log::announce_audience(broker, Some(session.app_id), Some(session.operator_id));
+        if let Err(err) = holds::release_all(broker, session, releases).await {
             // The RELEASE rows stay PENDING; canceling again (or the next pass) retries them.
             tracing::warn!(session_id = %id, error = %err, "releasing an expired session's hold failed");
         }

@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::event_log::{self, Event};
 use super::policy;
-use crate::app::App;
 use crate::auth::Principal;
+use crate::broker::Broker;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
 use crate::models::{
@@ -18,14 +18,15 @@ use diesel_async::AsyncConnection;
 /// next delivery cursor. The processor request is keyed by the token row's id, so a
 /// retry (after a timeout, a crash, or by a concurrent duplicate request) gets the same
 /// processor token and the row is issued exactly once.
-pub async fn issue(app: &App, pending: &ChargeToken) -> ApiResult<ChargeToken> {
-    let mut conn = app.db().await?;
+pub async fn issue(broker: &Broker, pending: &ChargeToken) -> ApiResult<ChargeToken> {
+    let mut conn = broker.db().await?;
     let session = ParkingSession::find(&mut conn, pending.session_id).await?.ok_or(ApiError::NotFound("session"))?;
     let customer = Customer::find(&mut conn, session.customer_id).await?.ok_or(ApiError::NotFound("customer"))?;
     let platform = models::App::find(&mut conn, session.app_id).await?.ok_or(ApiError::NotFound("app"))?;
     let link = Link::find(&mut conn, pending.link_id).await?.ok_or(ApiError::NotFound("link"))?;
     drop(conn);
-    issue_with(app, pending, Parties { session: &session, customer: &customer, link: &link, platform: &platform }).await
+    issue_with(broker, pending, Parties { session: &session, customer: &customer, link: &link, platform: &platform })
+        .await
 }
 
 /// The rows a token is issued with: its session, the session's customer, link and app.
@@ -37,17 +38,17 @@ pub struct Parties<'a> {
 }
 
 /// `issue` with the rows already at hand (a session just started read or wrote them).
-pub async fn issue_with(app: &App, pending: &ChargeToken, parties: Parties<'_>) -> ApiResult<ChargeToken> {
+pub async fn issue_with(broker: &Broker, pending: &ChargeToken, parties: Parties<'_>) -> ApiResult<ChargeToken> {
     let Parties { session, customer, link, platform } = parties;
     let (Some(customer_ref), Some(account)) = (&customer.processor_customer_id, &link.connected_account_id) else {
         return Err(ApiError::conflict("the session's link or customer is not ready for charging"));
     };
     let key = format!("charge-token:{}", pending.id);
-    let issued = app
+    let issued = broker
         .processor
-        .issue_charge_token(&super::parties::platform(app, platform)?, customer_ref, account, &key)
+        .issue_charge_token(&super::parties::platform(broker, platform)?, customer_ref, account, &key)
         .await?;
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let token = conn
         .transaction(async |conn| {
             let current = ChargeToken::lock(conn, pending.id).await?.ok_or(ApiError::NotFound("charge token"))?;
@@ -66,8 +67,8 @@ pub async fn issue_with(app: &App, pending: &ChargeToken, parties: Parties<'_>) 
     let (token, newly) = token?;
     if newly {
         crate::metrics::charge_token_issued();
-        app.events.publish(Topic::OperatorTokens(token.operator_id));
-        event_log::announce_audience(app, Some(session.app_id), Some(token.operator_id));
+        broker.events.publish(Topic::OperatorTokens(token.operator_id));
+        event_log::announce_audience(broker, Some(session.app_id), Some(token.operator_id));
         tracing::info!(charge_token_id = %token.id, session_id = %token.session_id, operator_id = %token.operator_id, cursor = ?token.cursor, "charge token issued");
     }
     if token.status == ChargeTokenStatus::Voided {
@@ -78,8 +79,8 @@ pub async fn issue_with(app: &App, pending: &ChargeToken, parties: Parties<'_>) 
 
 /// `reissueChargeToken`: a fresh token when the last one expired or was voided (or was
 /// never issued). A still-valid token is a CONFLICT: the operator should use it.
-pub async fn reissue(app: &App, principal: &Principal, session_id: Uuid) -> ApiResult<ChargeToken> {
-    let mut conn = app.db().await?;
+pub async fn reissue(broker: &Broker, principal: &Principal, session_id: Uuid) -> ApiResult<ChargeToken> {
+    let mut conn = broker.db().await?;
     let pending = conn
         .transaction(async |conn| {
             let session = ParkingSession::lock(conn, session_id)
@@ -114,13 +115,13 @@ pub async fn reissue(app: &App, principal: &Principal, session_id: Uuid) -> ApiR
         })
         .await?;
     drop(conn);
-    issue(app, &pending).await
+    issue(broker, &pending).await
 }
 
 /// `acknowledgeChargeToken`: the operator confirms it received the token.
-pub async fn acknowledge(app: &App, principal: &Principal, token_id: Uuid) -> ApiResult<ChargeToken> {
+pub async fn acknowledge(broker: &Broker, principal: &Principal, token_id: Uuid) -> ApiResult<ChargeToken> {
     let operator_id = policy::require_operator(principal)?;
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let token = ChargeToken::find(&mut conn, token_id)
         .await?
         .filter(|t| t.operator_id == operator_id && t.status != ChargeTokenStatus::Pending)

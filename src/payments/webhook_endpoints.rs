@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::event_log::EventType;
 use super::policy;
-use crate::app::App;
 use crate::auth::{Principal, Role};
+use crate::broker::Broker;
 use crate::crypto::Sealed;
 use crate::db::ReadConn;
 use crate::error::{ApiError, ApiResult};
@@ -30,9 +30,9 @@ fn context(id: Uuid) -> String {
 
 /// The secrets that sign a delivery now: the current one and, during a rotation's
 /// overlap, the previous one.
-pub fn signing_secrets(app: &App, endpoint: &Endpoint) -> anyhow::Result<Vec<SecretString>> {
+pub fn signing_secrets(broker: &Broker, endpoint: &Endpoint) -> anyhow::Result<Vec<SecretString>> {
     let ctx = context(endpoint.id);
-    let mut secrets = vec![app.webhook_keyring.open(
+    let mut secrets = vec![broker.webhook_keyring.open(
         &Sealed { key_id: endpoint.secret_key_id.clone(), ciphertext: endpoint.secret_ciphertext.clone() },
         &ctx,
     )?];
@@ -40,8 +40,9 @@ pub fn signing_secrets(app: &App, endpoint: &Endpoint) -> anyhow::Result<Vec<Sec
         (&endpoint.previous_secret_ciphertext, &endpoint.previous_secret_key_id, endpoint.previous_secret_expires_at)
         && until > Utc::now()
     {
-        secrets
-            .push(app.webhook_keyring.open(&Sealed { key_id: key_id.clone(), ciphertext: ciphertext.clone() }, &ctx)?);
+        secrets.push(
+            broker.webhook_keyring.open(&Sealed { key_id: key_id.clone(), ciphertext: ciphertext.clone() }, &ctx)?,
+        );
     }
     Ok(secrets)
 }
@@ -49,13 +50,13 @@ pub fn signing_secrets(app: &App, endpoint: &Endpoint) -> anyhow::Result<Vec<Sec
 /// Checks a webhook URL: https (http only with private targets allowed), a host, no
 /// credentials, and an IP-literal host must be public. Hostnames are checked again at
 /// every connection.
-pub fn check_url(app: &App, raw: &str) -> ApiResult<String> {
+pub fn check_url(broker: &Broker, raw: &str) -> ApiResult<String> {
     let raw = raw.trim();
     if raw.len() > MAX_URL {
         return Err(ApiError::bad_input(format!("url must be at most {MAX_URL} characters")));
     }
     let url = url::Url::parse(raw).map_err(|_| ApiError::bad_input("url is not a URL"))?;
-    let allow_private = app.config.events.allow_private;
+    let allow_private = broker.config.events.allow_private;
     match url.scheme() {
         "https" => {}
         "http" if allow_private => {}
@@ -103,7 +104,11 @@ pub struct CreateEndpoint {
     pub operator_id: Option<Uuid>,
 }
 
-pub async fn create(app: &App, principal: &Principal, input: CreateEndpoint) -> ApiResult<(Endpoint, SecretString)> {
+pub async fn create(
+    broker: &Broker,
+    principal: &Principal,
+    input: CreateEndpoint,
+) -> ApiResult<(Endpoint, SecretString)> {
     let (app_id, operator_id) = match principal.role {
         Role::App(id) => (Some(id), None),
         Role::Operator(id) => (None, Some(id)),
@@ -120,10 +125,10 @@ pub async fn create(app: &App, principal: &Principal, input: CreateEndpoint) -> 
             return Err(ApiError::forbidden("an endpoint can only be created for the caller itself"));
         }
     }
-    let url = check_url(app, &input.url)?;
+    let url = check_url(broker, &input.url)?;
     let event_types = check_types(input.event_types)?;
     let description = check_description(input.description)?;
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     if let Some(id) = app_id
         && models::App::find(&mut conn, id).await?.is_none()
     {
@@ -136,7 +141,7 @@ pub async fn create(app: &App, principal: &Principal, input: CreateEndpoint) -> 
     }
     let id = Uuid::now_v7();
     let secret = sign::new_secret();
-    let sealed = app.webhook_keyring.seal(&secret, &context(id));
+    let sealed = broker.webhook_keyring.seal(&secret, &context(id));
     let endpoint = NewEndpoint {
         id,
         app_id,
@@ -163,8 +168,8 @@ fn may_manage(principal: &Principal, endpoint: &Endpoint) -> bool {
 
 /// The caller's endpoint, or NOT_FOUND (someone else's answers like a missing one). On
 /// the primary: it guards the writes below.
-pub async fn visible(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Endpoint> {
-    find_visible(&mut *app.db().await?, principal, id).await
+pub async fn visible(broker: &Broker, principal: &Principal, id: Uuid) -> ApiResult<Endpoint> {
+    find_visible(&mut *broker.db().await?, principal, id).await
 }
 
 async fn find_visible(conn: &mut AsyncPgConnection, principal: &Principal, id: Uuid) -> ApiResult<Endpoint> {
@@ -178,10 +183,10 @@ pub struct UpdateEndpoint {
     pub status: Option<EndpointStatus>,
 }
 
-pub async fn update(app: &App, principal: &Principal, id: Uuid, input: UpdateEndpoint) -> ApiResult<Endpoint> {
-    visible(app, principal, id).await?;
+pub async fn update(broker: &Broker, principal: &Principal, id: Uuid, input: UpdateEndpoint) -> ApiResult<Endpoint> {
+    visible(broker, principal, id).await?;
     let mut changes = EndpointChanges {
-        url: input.url.map(|u| check_url(app, &u)).transpose()?,
+        url: input.url.map(|u| check_url(broker, &u)).transpose()?,
         event_types: input.event_types.map(|t| check_types(Some(t))).transpose()?,
         description: input.description.map(check_description).transpose()?,
         status: input.status,
@@ -195,28 +200,28 @@ pub async fn update(app: &App, principal: &Principal, id: Uuid, input: UpdateEnd
     if input.status == Some(EndpointStatus::Disabled) {
         changes.disabled_reason = Some(Some("disabled by its owner".to_owned()));
     }
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let endpoint = Endpoint::update(&mut conn, id, &changes).await?;
     if endpoint.status == EndpointStatus::Enabled {
-        app.events.publish(Topic::Deliveries);
+        broker.events.publish(Topic::Deliveries);
     }
     Ok(endpoint)
 }
 
-pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Uuid> {
-    visible(app, principal, id).await?;
-    let mut conn = app.db().await?;
+pub async fn delete(broker: &Broker, principal: &Principal, id: Uuid) -> ApiResult<Uuid> {
+    visible(broker, principal, id).await?;
+    let mut conn = broker.db().await?;
     Endpoint::delete(&mut conn, id).await?;
     tracing::info!(endpoint_id = %id, "webhook endpoint deleted");
     Ok(id)
 }
 
 /// A new secret; the current one keeps signing (beside the new) for 24 hours.
-pub async fn rotate(app: &App, principal: &Principal, id: Uuid) -> ApiResult<(Endpoint, SecretString)> {
-    let current = visible(app, principal, id).await?;
+pub async fn rotate(broker: &Broker, principal: &Principal, id: Uuid) -> ApiResult<(Endpoint, SecretString)> {
+    let current = visible(broker, principal, id).await?;
     let secret = sign::new_secret();
-    let sealed = app.webhook_keyring.seal(&secret, &context(id));
-    let mut conn = app.db().await?;
+    let sealed = broker.webhook_keyring.seal(&secret, &context(id));
+    let mut conn = broker.db().await?;
     let endpoint = Endpoint::rotate_secret(
         &mut conn,
         id,
@@ -252,10 +257,15 @@ pub async fn attempts(
 
 /// `redeliverEvent`: sends the event to the endpoint again, with a fresh schedule. The
 /// event must be one the endpoint's owner sees.
-pub async fn redeliver(app: &App, principal: &Principal, endpoint_id: Uuid, event_id: &str) -> ApiResult<Endpoint> {
+pub async fn redeliver(
+    broker: &Broker,
+    principal: &Principal,
+    endpoint_id: Uuid,
+    event_id: &str,
+) -> ApiResult<Endpoint> {
     policy::require_write(principal)?;
-    let endpoint = visible(app, principal, endpoint_id).await?;
-    let mut conn = app.db().await?;
+    let endpoint = visible(broker, principal, endpoint_id).await?;
+    let mut conn = broker.db().await?;
     let event = EventRow::find(&mut conn, event_id)
         .await?
         .filter(|e| {
@@ -264,6 +274,6 @@ pub async fn redeliver(app: &App, principal: &Principal, endpoint_id: Uuid, even
         })
         .ok_or(ApiError::NotFound("event"))?;
     webhooks::redeliver(&mut conn, endpoint.id, event.seq).await?;
-    app.events.publish(Topic::Deliveries);
+    broker.events.publish(Topic::Deliveries);
     Ok(endpoint)
 }

@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::{links, parties};
-use crate::app::App;
+use crate::broker::Broker;
 use crate::db::schema::webhook_events;
 use crate::error::{ApiError, ApiResult};
 use crate::models::{self, ChargeToken, Link, LinkEvent, LinkStatus};
@@ -30,18 +30,18 @@ pub enum Received {
 }
 
 /// Verifies and applies one delivery. A bad or stale signature is BAD_USER_INPUT.
-pub async fn receive(app: &App, payload: &[u8], signature: &str) -> ApiResult<Received> {
-    let mut conn = app.db().await?;
+pub async fn receive(broker: &Broker, payload: &[u8], signature: &str) -> ApiResult<Received> {
+    let mut conn = broker.db().await?;
     let candidates = models::App::with_webhook_secrets(&mut conn).await?;
     let mut rows = Vec::with_capacity(candidates.len());
     let mut secrets = Vec::with_capacity(candidates.len());
     for row in candidates {
-        if let Some(secret) = parties::webhook_secret(app, &row)? {
+        if let Some(secret) = parties::webhook_secret(broker, &row)? {
             secrets.push(secret);
             rows.push(row);
         }
     }
-    let (index, event) = app.processor.verify_webhook(&secrets, payload, signature)?;
+    let (index, event) = broker.processor.verify_webhook(&secrets, payload, signature)?;
     let platform = &rows[index];
     let (event_id, kind) = match &event {
         WebhookEvent::AccountDeauthorized { event_id, .. } => (event_id.clone(), "account.application.deauthorized"),
@@ -116,13 +116,13 @@ pub async fn receive(app: &App, payload: &[u8], signature: &str) -> ApiResult<Re
     drop(conn);
     if let Some(session) = &touched {
         // Refunds, disputes and lapsed holds append session events in the transaction above.
-        super::event_log::announce_audience(app, Some(session.app_id), Some(session.operator_id));
+        super::event_log::announce_audience(broker, Some(session.app_id), Some(session.operator_id));
     }
     if let Some((session, pending)) = releases {
-        super::holds::release_all(app, session, pending).await?;
+        super::holds::release_all(broker, session, pending).await?;
     }
     if let Some(link) = revoked {
-        links::announce(app, &link);
+        links::announce(broker, &link);
     }
     tracing::info!(event_id, kind, %app_id, ?received, "webhook received");
     Ok(received)

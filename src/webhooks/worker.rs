@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{client, sign};
-use crate::app::AppState;
+use crate::broker::BrokerState;
 use crate::events::Topic;
 use crate::models::events::{EventRow, EventScope};
 use crate::models::webhooks::{self, Attempt, Claimed, DeliveryStatus, Endpoint, EndpointStatus};
@@ -54,20 +54,20 @@ impl InFlight {
 }
 
 /// Starts the worker (when `CURBPAY_WEBHOOK_WORKER` is on).
-pub fn start(app: AppState) -> anyhow::Result<()> {
-    if !app.config.events.worker {
+pub fn start(broker: BrokerState) -> anyhow::Result<()> {
+    if !broker.config.events.worker {
         return Ok(());
     }
-    let http = client::build(app.config.events.allow_private, app.config.events.timeout)?;
-    tokio::spawn(run(app, http));
+    let http = client::build(broker.config.events.allow_private, broker.config.events.timeout)?;
+    tokio::spawn(run(broker, http));
     Ok(())
 }
 
-async fn run(app: AppState, http: reqwest::Client) {
-    let settings = app.config.events.clone();
+async fn run(broker: BrokerState, http: reqwest::Client) {
+    let settings = broker.config.events.clone();
     let lease = settings.timeout * 2 + Duration::from_secs(5);
     let in_flight = Arc::new(InFlight { per_endpoint: Mutex::new(HashMap::new()), done: Notify::new() });
-    let mut wake = app.events.subscribe(Topic::Deliveries);
+    let mut wake = broker.events.subscribe(Topic::Deliveries);
     loop {
         wake.mark_seen();
         let room = settings.concurrency.saturating_sub(in_flight.total());
@@ -75,7 +75,7 @@ async fn run(app: AppState, http: reqwest::Client) {
         if room > 0 {
             let busy = in_flight.snapshot();
             let result = async {
-                let mut conn = app.db().await?;
+                let mut conn = broker.db().await?;
                 // Every event wakes the worker, most of them with nothing to deliver.
                 if !webhooks::any_due(&mut conn).await? {
                     return Ok(Vec::new());
@@ -98,7 +98,7 @@ async fn run(app: AppState, http: reqwest::Client) {
         let full = !claimed.is_empty() && claimed.len() == room;
         for delivery in claimed {
             in_flight.add(delivery.endpoint_id);
-            let (app, http, in_flight) = (app.clone(), http.clone(), in_flight.clone());
+            let (app, http, in_flight) = (broker.clone(), http.clone(), in_flight.clone());
             tokio::spawn(async move {
                 let endpoint_id = delivery.endpoint_id;
                 if let Err(err) = deliver(&app, &http, delivery).await {
@@ -131,8 +131,8 @@ struct Outcome {
     error: Option<String>,
 }
 
-async fn deliver(app: &AppState, http: &reqwest::Client, delivery: Claimed) -> anyhow::Result<()> {
-    let mut conn = app.db().await?;
+async fn deliver(broker: &BrokerState, http: &reqwest::Client, delivery: Claimed) -> anyhow::Result<()> {
+    let mut conn = broker.db().await?;
     let endpoint = Endpoint::find(&mut conn, delivery.endpoint_id).await?;
     let event = EventRow::find_seq(&mut conn, delivery.event_seq).await?;
     drop(conn);
@@ -144,10 +144,10 @@ async fn deliver(app: &AppState, http: &reqwest::Client, delivery: Claimed) -> a
     let outcome = if endpoint.status != EndpointStatus::Enabled {
         Outcome { succeeded: false, http_status: None, error: Some("the endpoint is disabled".into()) }
     } else {
-        send(app, http, &endpoint, &event).await
+        send(broker, http, &endpoint, &event).await
     };
     let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-    let settings = &app.config.events;
+    let settings = &broker.config.events;
     let attempt = delivery.attempts;
     let gone = outcome.http_status == Some(410);
     let next =
@@ -159,7 +159,7 @@ async fn deliver(app: &AppState, http: &reqwest::Client, delivery: Claimed) -> a
     };
     let next_at = next.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| Utc::now() + d);
     let disable_after = chrono::Duration::from_std(settings.disable_after).unwrap_or(chrono::Duration::days(5));
-    let mut conn = app.db().await?;
+    let mut conn = broker.db().await?;
     let recorded = conn
         .transaction(async |conn| {
             if !webhooks::finish(conn, delivery.id, attempt, status, next_at).await? {
@@ -196,19 +196,19 @@ async fn deliver(app: &AppState, http: &reqwest::Client, delivery: Claimed) -> a
         tracing::debug!(endpoint_id = %endpoint.id, event_id = %event.id, attempt, status = status.as_str(), "webhook attempt");
         if status == DeliveryStatus::Pending {
             // A retry is due later; the worker's poll picks it up.
-            app.events.publish(Topic::Deliveries);
+            broker.events.publish(Topic::Deliveries);
         }
     }
     Ok(())
 }
 
-async fn send(app: &AppState, http: &reqwest::Client, endpoint: &Endpoint, event: &EventRow) -> Outcome {
+async fn send(broker: &BrokerState, http: &reqwest::Client, endpoint: &Endpoint, event: &EventRow) -> Outcome {
     let failed = |error: String| Outcome { succeeded: false, http_status: None, error: Some(error) };
     let url = match url::Url::parse(&endpoint.url) {
         Ok(url) => url,
         Err(_) => return failed("the URL does not parse".into()),
     };
-    let allow_private = app.config.events.allow_private;
+    let allow_private = broker.config.events.allow_private;
     // IP-literal hosts never reach the resolver: check them here.
     match url.host() {
         Some(url::Host::Ipv4(ip)) => {
@@ -226,7 +226,7 @@ async fn send(app: &AppState, http: &reqwest::Client, endpoint: &Endpoint, event
     if url.scheme() != "https" && !allow_private {
         return failed("refused: only https URLs are delivered to".into());
     }
-    let secrets = match crate::payments::webhook_endpoints::signing_secrets(app, endpoint) {
+    let secrets = match crate::payments::webhook_endpoints::signing_secrets(broker, endpoint) {
         Ok(secrets) => secrets,
         Err(err) => {
             tracing::error!(endpoint_id = %endpoint.id, error = %err, "cannot open the endpoint's signing secret");

@@ -131,9 +131,10 @@ async fn retention_prunes_old_events() {
     let app = TestApp::new().await;
     let world = app.world().await;
     assert_eq!(events_eventually(&app, &world.app_token, None, 2).await.len(), 2);
-    let pruned = curbpay::payments::event_log::prune(&app.app.pool, chrono::Utc::now() + chrono::Duration::seconds(1))
-        .await
-        .unwrap();
+    let pruned =
+        curbpay::payments::event_log::prune(&app.broker.pool, chrono::Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap();
     assert_eq!(pruned, 2);
     assert!(all_events(&app, &world.app_token, None).await.is_empty());
 }

@@ -153,7 +153,7 @@ async fn a_crash_after_charging_is_finished_by_a_retry() {
     .unwrap();
     let key = format!("charge:{}", row.id);
     let outcome = t
-        .app
+        .broker
         .processor
         .charge(&ChargeRequest {
             platform: &curbpay::processor::Platform::by_id(row.platform.clone()),

@@ -375,7 +375,7 @@ async fn idle_subscriptions_hold_no_database_connection() {
     }
     let deadline = Instant::now() + PROMPTLY;
     loop {
-        let status = t.app.pool.status();
+        let status = t.broker.pool.status();
         if status.available == status.size {
             break;
         }
@@ -558,7 +558,7 @@ async fn shutdown_closes_idle_connections_and_returns_at_once() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let settings = curbpay::server::ServerSettings::from(&*t.app.config);
+    let settings = curbpay::server::ServerSettings::from(&*t.broker.config);
     let server = tokio::spawn(curbpay::server::serve(listener, t.router.clone(), settings, async {
         let _ = stopped.await;
     }));

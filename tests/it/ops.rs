@@ -166,7 +166,7 @@ async fn ready_once_listening_and_not_while_stopping() {
     until_ready(&t).await;
     let samples = scrape(&t).await;
     assert_eq!(sample(&samples, "curbpay_listen_connected", &[]).map(|v| v >= 0.0), Some(true));
-    t.app.begin_shutdown();
+    t.broker.begin_shutdown();
     let (status, body) = get(&t, "/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "shutting down");
@@ -251,7 +251,7 @@ async fn stopping_completes_each_subscription_then_closes_1012() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    t.app.begin_shutdown();
+    t.broker.begin_shutdown();
     let (mut completed, code) = completes_then_close(&mut socket).await;
     completed.sort();
     assert_eq!(completed, ["a", "b"]);
@@ -398,14 +398,14 @@ async fn flushing_waits_until_published_wake_ups_are_sent() {
     let mut notifications = std::pin::pin!(listener.notifications_stream());
 
     let operator = uuid::Uuid::new_v4();
-    let held = t.app.pool.get().await.unwrap();
-    t.app.events.publish(curbpay::events::Topic::OperatorTokens(operator));
+    let held = t.broker.pool.get().await.unwrap();
+    t.broker.events.publish(curbpay::events::Topic::OperatorTokens(operator));
     assert!(
-        tokio::time::timeout(Duration::from_millis(500), t.app.events.flush()).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(500), t.broker.events.flush()).await.is_err(),
         "flush returned while the wake-up could not be sent"
     );
     drop(held);
-    tokio::time::timeout(Duration::from_secs(10), t.app.events.flush())
+    tokio::time::timeout(Duration::from_secs(10), t.broker.events.flush())
         .await
         .expect("flushed once a connection is free");
     // Sent, so it arrives.

@@ -65,7 +65,7 @@ async fn queries_read_from_the_replica_and_mutations_from_the_primary() {
     pair.caught_up().await;
     // The requests above have given back their connections, and the start-up sweep was done long before.
     let deadline = Instant::now() + PROMPTLY;
-    while t.app.pool.status().available < t.app.pool.status().size {
+    while t.broker.pool.status().available < t.broker.pool.status().size {
         assert!(Instant::now() < deadline, "the primary pool stays busy");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -159,7 +159,7 @@ async fn without_after_only_new_tokens_arrive() {
     expect_connected(&mut sub).await;
     // There is no protocol message for "subscription set up"; the hub registers the topic
     // right after the stream has read its starting cursor, so wait for that.
-    until("the subscription is registered", || t.app.events.active_topics() == 1).await;
+    until("the subscription is registered", || t.broker.events.active_topics() == 1).await;
 
     let next = issue(&t, &w, "after").await;
     check_token(&sub.next_data().await, "2", &next);
@@ -200,7 +200,7 @@ async fn reconnecting_with_the_last_cursor_replays_exactly_what_was_missed() {
     assert_eq!(sub.exit_code().await, 0, "COUNT=2 makes the client stop");
     assert_eq!(last, "2");
     // The server noticed the disconnect and dropped the subscription's wake-up handle.
-    until("the subscription is gone", || t.app.events.active_topics() == 0).await;
+    until("the subscription is gone", || t.broker.events.active_topics() == 0).await;
 
     // Issued while nobody is connected.
     for key in ["s-3", "s-4", "s-5"] {
@@ -679,7 +679,7 @@ async fn twenty_concurrent_subscribers_each_get_exactly_their_own_tokens() {
             check_token(&data, cursor, &mine.remove(at));
         }
     }
-    assert_eq!(t.app.events.active_topics(), OPERATORS, "one wake-up topic per subscribed operator");
+    assert_eq!(t.broker.events.active_topics(), OPERATORS, "one wake-up topic per subscribed operator");
 
     // A marker per operator: the next event each gets is its own third token, so nobody
     // received anything extra (a duplicate or another operator's token).
@@ -690,7 +690,7 @@ async fn twenty_concurrent_subscribers_each_get_exactly_their_own_tokens() {
     }
 
     drop(clients);
-    until("every subscription is gone", || t.app.events.active_topics() == 0).await;
+    until("every subscription is gone", || t.broker.events.active_topics() == 0).await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -264,7 +264,7 @@ async fn endpoints_and_deliveries_are_tenant_isolated() {
 /// Appends `n` events for `app_id` directly (in transactions of 10), as the flows do.
 async fn burst(app: &TestApp, app_id: Uuid, n: usize) {
     use diesel_async::AsyncConnection;
-    let mut conn = app.app.pool.get().await.unwrap();
+    let mut conn = app.broker.pool.get().await.unwrap();
     for chunk in 0..n / 10 {
         conn.transaction(async |conn| {
             for i in 0..10 {
@@ -283,7 +283,7 @@ async fn burst(app: &TestApp, app_id: Uuid, n: usize) {
         .await
         .unwrap();
     }
-    event_log::announce_audience(&app.app, Some(app_id), None);
+    event_log::announce_audience(&app.broker, Some(app_id), None);
 }
 
 fn unique_ids(receiver: &Receiver) -> (usize, HashMap<String, usize>) {

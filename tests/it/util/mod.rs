@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use curbpay::auth::{Claims, Role};
-use curbpay::{AppState, Config};
+use curbpay::{BrokerState, Config};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -34,7 +34,7 @@ pub use db::{TestDb, database_url};
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
 pub struct TestApp {
-    pub app: AppState,
+    pub broker: BrokerState,
     pub router: Router,
     /// A real listener serving the same router (WebSocket clients connect here).
     pub addr: SocketAddr,
@@ -67,13 +67,13 @@ impl TestApp {
         config.db_pool_size = 4;
         adjust(&mut config);
         let settings = curbpay::server::ServerSettings::from(&config);
-        let app = curbpay::build_app(config, None).await.expect("build app");
-        let router = curbpay::http::router(app.clone());
+        let broker = curbpay::build_broker(config, None).await.expect("build the broker");
+        let router = curbpay::http::router(broker.clone());
         let served = router.clone();
         let server = tokio::spawn(async move {
             curbpay::server::serve(listener, served, settings, std::future::pending()).await.unwrap();
         });
-        TestApp { app, router, addr, db, server }
+        TestApp { broker, router, addr, db, server }
     }
 
     pub fn token(&self, role: Role) -> String {
@@ -151,7 +151,7 @@ impl TestApp {
 
     /// Number of SQL statements the server has sent so far.
     pub fn statements(&self) -> u64 {
-        self.app.statements.get()
+        self.broker.statements.get()
     }
 }
 

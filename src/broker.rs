@@ -12,7 +12,7 @@ use crate::events::EventHub;
 use crate::processor::Processor;
 use crate::processor::sandbox::SandboxProcessor;
 
-pub struct App {
+pub struct Broker {
     /// Postgres connections to the primary (bounded; a request that waits too long gets
     /// UNAVAILABLE).
     pub pool: DbPool,
@@ -45,11 +45,11 @@ pub struct App {
     pub config: Arc<Config>,
 }
 
-pub type AppState = Arc<App>;
+pub type BrokerState = Arc<Broker>;
 
 /// What a read must see. The GraphQL layer decides it per operation
 /// (`graphql::read_db`); everything else (services, workers, subscriptions' catch-up
-/// reads) reads and writes through [`App::db`].
+/// reads) reads and writes through [`Broker::db`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Freshness {
     /// Every committed write: the primary.
@@ -58,7 +58,7 @@ pub enum Freshness {
     MayLag,
 }
 
-impl App {
+impl Broker {
     /// A connection to the primary, for every write and every read that must see
     /// committed writes (idempotency lookups, the checks guarding a write, catch-up
     /// reads). Pool exhaustion or a down database is UNAVAILABLE.
