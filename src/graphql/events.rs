@@ -11,12 +11,12 @@ use chrono::{DateTime, Utc};
 use futures_util::Stream;
 
 use super::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, app, principal};
-use crate::auth::{Principal, Role};
 use crate::broker::BrokerState;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
 use crate::models::events::{EventCursor, EventRow, EventScope};
 use crate::payments::event_log::EventType;
+use crate::payments::policy;
 
 /// Rows read per catch-up query.
 const BATCH: i64 = 100;
@@ -66,14 +66,6 @@ pub struct EventNotification {
     pub event: Event,
 }
 
-pub fn scope_of(viewer: &Principal) -> EventScope {
-    match viewer.role {
-        Role::Admin => EventScope::All,
-        Role::App(id) => EventScope::App(id),
-        Role::Operator(id) => EventScope::Operator(id),
-    }
-}
-
 pub fn encode_cursor(cursor: EventCursor) -> String {
     format!("{}:{}", cursor.tx, cursor.seq)
 }
@@ -116,7 +108,7 @@ impl EventsQuery {
         types: Option<Vec<String>>,
     ) -> async_graphql::Result<Connection<String, Event>> {
         let viewer = principal(ctx)?;
-        let scope = scope_of(viewer);
+        let scope = policy::event_scope(viewer);
         let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(0..=MAX_PAGE_SIZE).contains(&first) {
             return Err(ApiError::bad_input(format!("first must be between 0 and {MAX_PAGE_SIZE}")).into());
@@ -159,7 +151,7 @@ impl EventsSubscription {
         types: Option<Vec<String>>,
     ) -> async_graphql::Result<impl Stream<Item = EventNotification>> {
         let viewer = principal(ctx)?;
-        let scope = scope_of(viewer);
+        let scope = policy::event_scope(viewer);
         let topic = match scope {
             EventScope::All => Topic::AllEvents,
             EventScope::App(id) | EventScope::Operator(id) => Topic::PartyEvents(id),

@@ -6,9 +6,6 @@ use async_graphql::{Context, ID, MergedObject, Object};
 use super::connection::{self, Conn, CountQuery};
 use super::types::{App, ChargeToken, Customer, Link, LinkStatus, Operator, ParkingSession, SessionStatus, Viewer};
 use super::{parse_id, principal, read_db};
-use crate::auth::Role;
-use crate::models::apps::AppScope;
-use crate::models::customers::CustomerScope;
 use crate::models::links::LinkFilter;
 use crate::models::parking_sessions::SessionFilter;
 use crate::models::{self};
@@ -62,11 +59,7 @@ impl PartyQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Conn<App>> {
         let viewer = principal(ctx)?;
-        let scope = match viewer.role {
-            Role::Admin => AppScope::All,
-            Role::App(id) => AppScope::Only(id),
-            Role::Operator(id) => AppScope::LinkedTo(id),
-        };
+        let scope = policy::app_scope(viewer);
         let page = connection::page(first, after.as_deref())?;
         let mut conn = read_db(ctx).await?;
         let rows = models::App::list(&mut conn, scope, page).await?;
@@ -153,11 +146,7 @@ impl CustomerQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Conn<Customer>> {
         let viewer = principal(ctx)?;
-        let scope = match viewer.role {
-            Role::Admin => CustomerScope::All,
-            Role::App(id) => CustomerScope::App(id),
-            Role::Operator(id) => CustomerScope::SessionsAt(id),
-        };
+        let scope = policy::customer_scope(viewer);
         let page = connection::page(first, after.as_deref())?;
         let mut conn = read_db(ctx).await?;
         let rows = models::Customer::list(&mut conn, scope, page).await?;
@@ -191,12 +180,8 @@ impl SessionQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Conn<ParkingSession>> {
         let viewer = principal(ctx)?;
-        let mut filter = SessionFilter { status: status.map(Into::into), ..Default::default() };
-        match viewer.role {
-            Role::Admin => {}
-            Role::App(id) => filter.app_id = Some(id),
-            Role::Operator(id) => filter.operator_id = Some(id),
-        }
+        let filter =
+            policy::narrow_sessions(viewer, SessionFilter { status: status.map(Into::into), ..Default::default() });
         let page = connection::page(first, after.as_deref())?;
         let mut conn = read_db(ctx).await?;
         let rows = models::ParkingSession::list(&mut conn, filter, page).await?;

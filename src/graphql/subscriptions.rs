@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use super::types::{ChargeToken, Link, LinkStatus};
 use super::{app, principal};
-use crate::auth::Role;
 use crate::broker::BrokerState;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
@@ -149,10 +148,10 @@ impl LinkSubscription {
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = LinkStatusChange>> {
         let viewer = principal(ctx)?;
-        let (scope, topic) = match viewer.role {
-            Role::Admin => (LinkEventScope::All, Topic::AllLinks),
-            Role::App(id) => (LinkEventScope::App(id), Topic::PartyLinks(id)),
-            Role::Operator(id) => (LinkEventScope::Operator(id), Topic::PartyLinks(id)),
+        let scope = policy::link_event_scope(viewer);
+        let topic = match scope {
+            LinkEventScope::All => Topic::AllLinks,
+            LinkEventScope::App(id) | LinkEventScope::Operator(id) => Topic::PartyLinks(id),
         };
         let broker: BrokerState = app(ctx).clone();
         let mut cursor = match parse_cursor(after)? {

@@ -43,7 +43,7 @@ pub struct NewApp<'a> {
 }
 
 /// Which apps a query may return.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppScope {
     All,
     Only(Uuid),

@@ -34,7 +34,7 @@ pub struct CardFacts {
 }
 
 /// Which customers a query may return.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CustomerScope {
     All,
     App(Uuid),

@@ -24,7 +24,7 @@ pub struct LinkEvent {
 }
 
 /// Whose link events a reader sees.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkEventScope {
     All,
     App(Uuid),

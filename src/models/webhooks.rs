@@ -62,7 +62,7 @@ pub struct NewEndpoint<'a> {
 }
 
 /// Whose endpoints a reader sees.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointScope {
     All,
     App(Uuid),

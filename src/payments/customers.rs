@@ -4,7 +4,8 @@
 
 use uuid::Uuid;
 
-use super::{policy, required_text};
+use super::policy::{self, CustomerVisibility};
+use super::required_text;
 use crate::auth::Principal;
 use crate::broker::Broker;
 use crate::db::ReadConn;
@@ -73,13 +74,12 @@ pub async fn visible(conn: &mut ReadConn, principal: &Principal, id: Uuid) -> Ap
     let Some(customer) = Customer::find(conn, id).await?.filter(|c| c.processor_customer_id.is_some()) else {
         return Ok(None);
     };
-    if policy::may_see_customer_directly(principal, customer.app_id) {
-        return Ok(Some(customer));
-    }
-    match principal.operator_id() {
-        Some(operator_id) if Customer::has_session_at(conn, id, operator_id).await? => Ok(Some(customer)),
-        _ => Ok(None),
-    }
+    let visible = match policy::customer_visibility(principal, customer.app_id) {
+        CustomerVisibility::Visible => true,
+        CustomerVisibility::IfSessionAt(operator_id) => Customer::has_session_at(conn, id, operator_id).await?,
+        CustomerVisibility::Hidden => false,
+    };
+    Ok(visible.then_some(customer))
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::{policy, required_text};
+use super::policy::{self, AppVisibility};
+use super::required_text;
 use crate::auth::Principal;
 use crate::broker::Broker;
 use crate::crypto::{Keyring, Sealed};
@@ -230,12 +231,12 @@ pub fn agreed_capabilities<'a>(reports: impl IntoIterator<Item = &'a LinkCapabil
 
 /// A read that may lag: it guards only reads.
 pub async fn may_see_app(conn: &mut ReadConn, principal: &Principal, app_id: Uuid) -> ApiResult<bool> {
-    if policy::may_act_for_app(principal, app_id) {
-        return Ok(true);
-    }
-    match principal.operator_id() {
-        Some(operator_id) => Ok(models::Link::find_pair(conn, app_id, operator_id).await?.is_some()),
-        None => Ok(false),
+    match policy::app_visibility(principal, app_id) {
+        AppVisibility::Visible => Ok(true),
+        AppVisibility::IfLinkedTo(operator_id) => {
+            Ok(models::Link::find_pair(conn, app_id, operator_id).await?.is_some())
+        }
+        AppVisibility::Hidden => Ok(false),
     }
 }
 

@@ -11,7 +11,7 @@ use super::holds::status_after_refunds;
 use super::ledger::{self, Context, Executed};
 use super::money::Money;
 use super::policy;
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::broker::Broker;
 use crate::error::{ApiError, ApiResult};
 use crate::models::{
@@ -46,7 +46,7 @@ pub async fn refund(
                 .await?
                 .filter(|s| policy::may_see_session(principal, s))
                 .ok_or(ApiError::NotFound("parking session"))?;
-            if let Role::App(_) = principal.role {
+            if policy::refund_needs_link_permission(principal) {
                 let link = Link::find(conn, session.link_id).await?.ok_or(ApiError::NotFound("link"))?;
                 if !link.app_may_refund {
                     return Err(ApiError::forbidden("the link does not allow the app to refund; ask the operator"));

@@ -286,7 +286,7 @@ pub async fn charge(broker: &Broker, principal: &Principal, session_id: Uuid) ->
                 .await?
                 .filter(|s| policy::may_see_session(principal, s))
                 .ok_or(ApiError::NotFound("parking session"))?;
-            if let Role::App(_) = principal.role {
+            if !policy::may_charge_session(principal) {
                 return Err(ApiError::forbidden("chargeSession is for the session's operator"));
             }
             match session.status {

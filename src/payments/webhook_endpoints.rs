@@ -9,14 +9,14 @@ use uuid::Uuid;
 
 use super::event_log::EventType;
 use super::policy;
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::broker::Broker;
 use crate::crypto::Sealed;
 use crate::db::ReadConn;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
 use crate::models::events::EventRow;
-use crate::models::webhooks::{self, Endpoint, EndpointChanges, EndpointScope, EndpointStatus, NewEndpoint};
+use crate::models::webhooks::{self, Endpoint, EndpointChanges, EndpointStatus, NewEndpoint};
 use crate::models::{self, Page};
 use crate::webhooks::{client, sign};
 
@@ -109,22 +109,7 @@ pub async fn create(
     principal: &Principal,
     input: CreateEndpoint,
 ) -> ApiResult<(Endpoint, SecretString)> {
-    let (app_id, operator_id) = match principal.role {
-        Role::App(id) => (Some(id), None),
-        Role::Operator(id) => (None, Some(id)),
-        Role::Admin => match (input.app_id, input.operator_id) {
-            (Some(a), None) => (Some(a), None),
-            (None, Some(o)) => (None, Some(o)),
-            _ => return Err(ApiError::bad_input("admins give exactly one of appId and operatorId")),
-        },
-    };
-    if principal.role != Role::Admin && (input.app_id.is_some() || input.operator_id.is_some()) {
-        let own =
-            input.app_id.is_none_or(|a| Some(a) == app_id) && input.operator_id.is_none_or(|o| Some(o) == operator_id);
-        if !own {
-            return Err(ApiError::forbidden("an endpoint can only be created for the caller itself"));
-        }
-    }
+    let (app_id, operator_id) = policy::endpoint_owner(principal, input.app_id, input.operator_id)?;
     let url = check_url(broker, &input.url)?;
     let event_types = check_types(input.event_types)?;
     let description = check_description(input.description)?;
@@ -158,14 +143,6 @@ pub async fn create(
     Ok((endpoint, secret))
 }
 
-fn may_manage(principal: &Principal, endpoint: &Endpoint) -> bool {
-    match principal.role {
-        Role::Admin => true,
-        Role::App(id) => endpoint.app_id == Some(id),
-        Role::Operator(id) => endpoint.operator_id == Some(id),
-    }
-}
-
 /// The caller's endpoint, or NOT_FOUND (someone else's answers like a missing one). On
 /// the primary: it guards the writes below.
 pub async fn visible(broker: &Broker, principal: &Principal, id: Uuid) -> ApiResult<Endpoint> {
@@ -173,7 +150,10 @@ pub async fn visible(broker: &Broker, principal: &Principal, id: Uuid) -> ApiRes
 }
 
 async fn find_visible(conn: &mut AsyncPgConnection, principal: &Principal, id: Uuid) -> ApiResult<Endpoint> {
-    Endpoint::find(conn, id).await?.filter(|e| may_manage(principal, e)).ok_or(ApiError::NotFound("webhook endpoint"))
+    Endpoint::find(conn, id)
+        .await?
+        .filter(|e| policy::may_manage_endpoint(principal, e))
+        .ok_or(ApiError::NotFound("webhook endpoint"))
 }
 
 pub struct UpdateEndpoint {
@@ -236,11 +216,7 @@ pub async fn rotate(broker: &Broker, principal: &Principal, id: Uuid) -> ApiResu
 }
 
 pub async fn list(conn: &mut ReadConn, principal: &Principal, page: Page) -> ApiResult<Vec<Endpoint>> {
-    let scope = match principal.role {
-        Role::Admin => EndpointScope::All,
-        Role::App(id) => EndpointScope::App(id),
-        Role::Operator(id) => EndpointScope::Operator(id),
-    };
+    let scope = policy::endpoint_scope(principal);
     Ok(Endpoint::list(conn, scope, page).await?)
 }
 

@@ -227,7 +227,7 @@ impl Customer {
     /// The customer's id at the processor (its app and admins only).
     async fn processor_customer_id(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
         let viewer = principal(ctx)?;
-        Ok(policy::may_see_customer_directly(viewer, self.0.app_id)
+        Ok((policy::customer_visibility(viewer, self.0.app_id) == policy::CustomerVisibility::Visible)
             .then_some(self.0.processor_customer_id.as_deref())
             .flatten())
     }
