@@ -330,7 +330,7 @@ impl StateSigner {
             nonce,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| ApiError::internal(format!("signing state: {e}")))
+            .map_err(|e| ApiError::internal_caused("signing state", e))
     }
 
     /// The claims of a state this signer made and that has not expired.

@@ -2,7 +2,12 @@
 //! `extensions.code`. It sits at the bottom of the crate: it knows nothing of HTTP or
 //! GraphQL plumbing; the GraphQL layer reads `code()` and `client_message()` from it.
 
+use std::borrow::Cow;
 use std::fmt;
+
+/// The error behind an internal or unavailable one, kept whole so the log shows its
+/// chain of causes (`ErrorChain`), never the client.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Stable, documented error codes. Clients switch on these, never on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,10 +91,10 @@ pub enum ApiError {
     Processor(String),
     /// A dependency (database, processor) is unreachable or overloaded; detail is logged.
     #[error("service unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Cow<'static, str>, #[source] Option<Cause>),
     /// A bug or an unexpected state; detail is logged, never shown.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(Cow<'static, str>, #[source] Option<Cause>),
     /// The caller's request budget is spent; it refills within `retry_after`.
     #[error("too many requests: retry in {} s", retry_after_secs(*.retry_after))]
     RateLimited { retry_after: std::time::Duration },
@@ -112,8 +117,8 @@ impl ApiError {
             ApiError::BadUserInput(_) => ErrorCode::BadUserInput,
             ApiError::Conflict(_) | ApiError::DuplicateSession => ErrorCode::Conflict,
             ApiError::Processor(_) => ErrorCode::ProcessorError,
-            ApiError::Unavailable(_) => ErrorCode::Unavailable,
-            ApiError::Internal(_) => ErrorCode::Internal,
+            ApiError::Unavailable(..) => ErrorCode::Unavailable,
+            ApiError::Internal(..) => ErrorCode::Internal,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::LimitExceeded(_) => ErrorCode::LimitExceeded,
         }
@@ -130,8 +135,8 @@ impl ApiError {
     /// The message a client may see. Internal detail stays in the log.
     pub fn client_message(&self) -> String {
         match self {
-            ApiError::Unavailable(_) => "The service is temporarily unavailable; retry the request.".to_owned(),
-            ApiError::Internal(_) => "An internal error occurred.".to_owned(),
+            ApiError::Unavailable(..) => "The service is temporarily unavailable; retry the request.".to_owned(),
+            ApiError::Internal(..) => "An internal error occurred.".to_owned(),
             other => other.to_string(),
         }
     }
@@ -148,8 +153,39 @@ impl ApiError {
         ApiError::Forbidden(msg.into())
     }
 
-    pub fn internal(msg: impl Into<String>) -> Self {
-        ApiError::Internal(msg.into())
+    /// A bug or an unexpected state, described for the log.
+    pub fn internal(msg: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::Internal(msg.into(), None)
+    }
+
+    /// A bug or an unexpected state caused by `cause`, which the log shows with its chain.
+    pub fn internal_caused(msg: impl Into<Cow<'static, str>>, cause: impl Into<Cause>) -> Self {
+        ApiError::Internal(msg.into(), Some(cause.into()))
+    }
+
+    /// A dependency that does not answer now, described for the log.
+    pub fn unavailable(msg: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::Unavailable(msg.into(), None)
+    }
+
+    /// A dependency that does not answer now, with the error that said so.
+    pub fn unavailable_caused(msg: impl Into<Cow<'static, str>>, cause: impl Into<Cause>) -> Self {
+        ApiError::Unavailable(msg.into(), Some(cause.into()))
+    }
+}
+
+/// Displays an error with its chain of causes, `outer: cause: root cause`, for the log.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
     }
 }
 
@@ -157,7 +193,7 @@ impl From<diesel::result::Error> for ApiError {
     fn from(err: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match &err {
-            Error::NotFound => ApiError::Internal("row unexpectedly missing".into()),
+            Error::NotFound => ApiError::internal("row unexpectedly missing"),
             Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
                 if info.constraint_name() == Some("parking_sessions_one_active_per_vehicle") =>
             {
@@ -173,19 +209,15 @@ impl From<diesel::result::Error> for ApiError {
             {
                 ApiError::Conflict("the capture exceeds the session's hold".into())
             }
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => ApiError::Unavailable(err.to_string()),
-            Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => ApiError::Unavailable(err.to_string()),
-            Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
-                ApiError::Unavailable(err.to_string())
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => {
+                ApiError::unavailable_caused("database connection", err)
             }
-            _ => ApiError::Internal(err.to_string()),
+            Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
+                ApiError::unavailable_caused("database statement timeout", err)
+            }
+            _ => ApiError::internal_caused("database", err),
         }
-    }
-}
-
-impl From<crate::db::PoolError> for ApiError {
-    fn from(err: crate::db::PoolError) -> Self {
-        ApiError::Unavailable(format!("database pool: {err}"))
     }
 }
 
@@ -205,8 +237,8 @@ mod tests {
             (ApiError::Conflict("x".into()), "CONFLICT"),
             (ApiError::DuplicateSession, "CONFLICT"),
             (ApiError::Processor("x".into()), "PROCESSOR_ERROR"),
-            (ApiError::Unavailable("x".into()), "UNAVAILABLE"),
-            (ApiError::Internal("x".into()), "INTERNAL"),
+            (ApiError::unavailable("x"), "UNAVAILABLE"),
+            (ApiError::internal("x"), "INTERNAL"),
             (ApiError::RateLimited { retry_after: std::time::Duration::from_millis(20) }, "RATE_LIMITED"),
             (ApiError::LimitExceeded("x".into()), "LIMIT_EXCEEDED"),
         ];
@@ -217,9 +249,9 @@ mod tests {
 
     #[test]
     fn internal_detail_never_reaches_the_client() {
-        let err = ApiError::Internal("relation \"apps\" does not exist".into());
+        let err = ApiError::internal("relation \"apps\" does not exist");
         assert_eq!(err.client_message(), "An internal error occurred.");
-        let err = ApiError::Unavailable("connection refused to 10.0.0.1".into());
+        let err = ApiError::unavailable("connection refused to 10.0.0.1");
         assert!(!err.client_message().contains("10.0.0.1"));
         assert_eq!(ApiError::NotFound("link").client_message(), "link not found");
     }
@@ -238,5 +270,15 @@ mod tests {
         assert_eq!(err.code(), ErrorCode::Internal);
         let err: ApiError = diesel::result::Error::BrokenTransactionManager.into();
         assert_eq!(err.code(), ErrorCode::Internal);
+    }
+
+    #[test]
+    fn the_log_keeps_the_chain_of_causes() {
+        let io = std::io::Error::other("connection reset by peer");
+        let err = ApiError::internal_caused("opening an app secret", io);
+        assert_eq!(err.client_message(), "An internal error occurred.");
+        assert_eq!(ErrorChain(&err).to_string(), "internal error: opening an app secret: connection reset by peer");
+        let err: ApiError = diesel::result::Error::BrokenTransactionManager.into();
+        assert!(ErrorChain(&err).to_string().starts_with("internal error: database: "), "{}", ErrorChain(&err));
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::error::ApiError;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
@@ -185,4 +186,10 @@ pub async fn migrations_applied(conn: &mut AsyncPgConnection) -> diesel::QueryRe
     )
     .await?;
     Ok(row.n >= expected)
+}
+
+impl From<PoolError> for ApiError {
+    fn from(err: PoolError) -> Self {
+        ApiError::unavailable_caused("database pool", err)
+    }
 }

@@ -7,7 +7,7 @@
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument};
 use async_graphql::{Response, ServerError, ServerResult, Variables};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorChain, ErrorCode};
 
 /// Most errors in one response; the last one then says how many were left out.
 pub const MAX_ERRORS: usize = 50;
@@ -80,7 +80,7 @@ pub(crate) fn classify(err: &mut ServerError) {
     if let Some(api) = err.source::<ApiError>() {
         let (code, message) = (api.code(), api.client_message());
         if matches!(code, ErrorCode::Internal | ErrorCode::Unavailable) {
-            tracing::error!(error = %api, path = ?err.path, "request failed");
+            tracing::error!(error = %ErrorChain(api), path = ?err.path, "request failed");
         }
         let reason = api.reason();
         err.message = message;

@@ -122,7 +122,7 @@ pub(crate) fn principal<'a>(ctx: &Context<'a>) -> ApiResult<&'a Principal> {
         }
         Some(Auth::Principal(principal)) => Ok(principal),
         Some(Auth::Invalid(why)) => Err(ApiError::Unauthenticated(why.clone())),
-        Some(Auth::Unavailable) => Err(ApiError::Unavailable("checking the token's party".to_owned())),
+        Some(Auth::Unavailable) => Err(ApiError::unavailable("checking the token's party")),
         _ => Err(ApiError::Unauthenticated("authentication required: send Authorization: Bearer <JWT>".to_owned())),
     }
 }

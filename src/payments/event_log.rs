@@ -234,7 +234,7 @@ pub fn spawn_pruner(pool: crate::db::DbPool, retention: std::time::Duration) {
             match prune(&pool, before).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(pruned = n, "pruned old events"),
-                Err(err) => tracing::warn!(error = %err, "pruning old events failed"),
+                Err(err) => tracing::warn!(error = %format_args!("{err:#}"), "pruning old events failed"),
             }
         }
     });

@@ -86,7 +86,7 @@ pub async fn consent(broker: &Broker, state: &str) -> ApiResult<Consent> {
 
 /// This server's OAuth redirect target.
 pub fn callback_url(broker: &Broker) -> ApiResult<url::Url> {
-    broker.config.public_url.join("connect/callback").map_err(|e| ApiError::internal(format!("bad public URL: {e}")))
+    broker.config.public_url.join("connect/callback").map_err(|e| ApiError::internal_caused("bad public URL", e))
 }
 
 /// Starts (or restarts) linking an operator to an app. An active link is returned as is.

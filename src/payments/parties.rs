@@ -142,7 +142,7 @@ fn open_with(
     };
     let keyring = keyring.ok_or_else(|| ApiError::internal("sealed secrets but no CURBPAY_ENCRYPTION_KEY"))?;
     let sealed = Sealed { key_id: key_id.clone(), ciphertext: ciphertext.clone() };
-    keyring.open(&sealed, &context).map(Some).map_err(|e| ApiError::internal(format!("opening an app secret: {e}")))
+    keyring.open(&sealed, &context).map(Some).map_err(|e| ApiError::internal_caused("opening an app secret", e))
 }
 
 /// What the processor needs to act for the app.

@@ -30,7 +30,9 @@ pub fn spawn(broker: &BrokerState) {
             match sweep_once(&broker).await {
                 Ok(0) => {}
                 Ok(count) => tracing::info!(count, "abandoned sessions canceled"),
-                Err(err) => tracing::warn!(error = %err, "session sweep failed; retrying next interval"),
+                Err(err) => {
+                    tracing::warn!(error = %crate::error::ErrorChain(&err), "session sweep failed; retrying next interval")
+                }
             }
         }
     });

@@ -267,7 +267,7 @@ impl From<ProcessorError> for crate::error::ApiError {
         match err {
             ProcessorError::InvalidRequest(msg) => ApiError::BadUserInput(msg),
             ProcessorError::Failed(msg) => ApiError::Processor(msg),
-            ProcessorError::Unavailable(detail) => ApiError::Unavailable(detail),
+            ProcessorError::Unavailable(detail) => ApiError::unavailable(detail),
         }
     }
 }

@@ -89,7 +89,7 @@ async fn run(broker: BrokerState, http: reqwest::Client) {
             match result {
                 Ok(rows) => claimed = rows,
                 Err(err) => {
-                    tracing::warn!(error = %err, "claiming webhook deliveries failed; retrying");
+                    tracing::warn!(error = %crate::error::ErrorChain(&err), "claiming webhook deliveries failed; retrying");
                     tokio::time::sleep(IDLE_POLL).await;
                     continue;
                 }
