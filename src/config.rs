@@ -336,15 +336,16 @@ impl EventsConfig {
         if retry_schedule.is_empty() {
             bail!("CURBPAY_WEBHOOK_RETRY_SCHEDULE: at least one attempt");
         }
+        let defaults = EventsConfig::default();
         Ok(EventsConfig {
-            retention: duration_var("CURBPAY_EVENT_RETENTION", "30days")?,
-            allow_private: bool_var("CURBPAY_WEBHOOK_ALLOW_PRIVATE", false)?,
+            retention: duration_or("CURBPAY_EVENT_RETENTION", defaults.retention)?,
+            allow_private: bool_var("CURBPAY_WEBHOOK_ALLOW_PRIVATE", defaults.allow_private)?,
             retry_schedule,
-            timeout: duration_var("CURBPAY_WEBHOOK_TIMEOUT", "10s")?,
-            disable_after: duration_var("CURBPAY_WEBHOOK_DISABLE_AFTER", "5days")?,
-            endpoint_concurrency: count_var("CURBPAY_WEBHOOK_ENDPOINT_CONCURRENCY", 4)?,
-            concurrency: count_var("CURBPAY_WEBHOOK_CONCURRENCY", 64)?,
-            worker: bool_var("CURBPAY_WEBHOOK_WORKER", true)?,
+            timeout: duration_or("CURBPAY_WEBHOOK_TIMEOUT", defaults.timeout)?,
+            disable_after: duration_or("CURBPAY_WEBHOOK_DISABLE_AFTER", defaults.disable_after)?,
+            endpoint_concurrency: count_var("CURBPAY_WEBHOOK_ENDPOINT_CONCURRENCY", defaults.endpoint_concurrency)?,
+            concurrency: count_var("CURBPAY_WEBHOOK_CONCURRENCY", defaults.concurrency)?,
+            worker: bool_var("CURBPAY_WEBHOOK_WORKER", defaults.worker)?,
         })
     }
 }
@@ -382,6 +383,14 @@ fn bool_var(name: &str, default: bool) -> anyhow::Result<bool> {
 fn duration_var(name: &str, default: &str) -> anyhow::Result<Duration> {
     let raw = var(name).unwrap_or_else(|| default.to_owned());
     humantime::parse_duration(&raw).with_context(|| format!("{name}: not a duration: {raw:?}"))
+}
+
+/// A duration setting whose default is a value of a `Default` impl (stated once, there).
+fn duration_or(name: &str, default: Duration) -> anyhow::Result<Duration> {
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => humantime::parse_duration(raw.trim()).with_context(|| format!("{name}: not a duration: {raw:?}")),
+    }
 }
 
 /// A duration where `0` means "off" (`None`).
@@ -447,8 +456,8 @@ impl Config {
                 }
                 None => defaults.max_attempts,
             },
-            retry_base_delay: duration_var("CURBPAY_STRIPE_RETRY_BASE_DELAY", "200ms")?,
-            timeout: duration_var("CURBPAY_STRIPE_TIMEOUT", "20s")?,
+            retry_base_delay: duration_or("CURBPAY_STRIPE_RETRY_BASE_DELAY", defaults.retry_base_delay)?,
+            timeout: duration_or("CURBPAY_STRIPE_TIMEOUT", defaults.timeout)?,
         };
         let encryption_key = var("CURBPAY_ENCRYPTION_KEY").map(SecretString::from);
         if processor == ProcessorKind::Stripe && encryption_key.is_none() {
@@ -601,6 +610,23 @@ pub fn default_public_url(addr: SocketAddr) -> url::Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's configuration table is where operators look: every setting this file
+    /// reads is there.
+    #[test]
+    fn every_setting_is_documented_in_the_readme() {
+        let readme = include_str!("../README.md");
+        let source = include_str!("config.rs");
+        let mut missing = Vec::new();
+        for (start, _) in source.match_indices("\"CURBPAY_") {
+            let name: String =
+                source[start + 1..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+            if !name.starts_with("CURBPAY_TEST_") && !name.ends_with('_') && !readme.contains(&format!("`{name}`")) {
+                missing.push(name);
+            }
+        }
+        assert!(missing.is_empty(), "settings missing from the README: {missing:?}");
+    }
 
     #[test]
     fn session_max_duration_stays_below_the_hold_lifetime() {
