@@ -77,7 +77,7 @@ impl Broker {
             match replica.get().await {
                 Ok(conn) => return Ok(ReadConn::new(conn)),
                 Err(Unusable::Busy(err)) => return Err(err.into()),
-                Err(Unusable::PassedOver(state)) => crate::metrics::read_fallback(state),
+                Err(Unusable::PassedOver(state)) => crate::metrics::read_fallback(state.fallback_reason()),
             }
         }
         Ok(ReadConn::new(self.db().await?))

@@ -160,12 +160,8 @@ pub fn replica_lag(lag: Duration) {
     gauge!("curbpay_db_replica_lag_seconds").set(lag.as_secs_f64());
 }
 
-/// A read went to the primary because the replica was in `state`.
-pub fn read_fallback(state: crate::db::replica::ReplicaState) {
-    let reason = match state {
-        crate::db::replica::ReplicaState::Lagging => "lagging",
-        _ => "down",
-    };
+/// A read went to the primary because the replica was `reason` (`down`, `lagging`).
+pub fn read_fallback(reason: &'static str) {
     counter!("curbpay_db_read_fallbacks_total", "reason" => reason).increment(1);
 }
 

@@ -45,6 +45,14 @@ pub enum ReplicaState {
 }
 
 impl ReplicaState {
+    /// Why a read passed this replica over, as `curbpay_db_read_fallbacks_total` labels it.
+    pub fn fallback_reason(self) -> &'static str {
+        match self {
+            ReplicaState::Lagging => "lagging",
+            ReplicaState::Serving | ReplicaState::Down => "down",
+        }
+    }
+
     fn from_u8(v: u8) -> ReplicaState {
         match v {
             0 => ReplicaState::Serving,

@@ -85,6 +85,17 @@ pub struct ParkingSession {
 }
 
 impl ParkingSession {
+    /// The status a collected session's money gives it: after refunds (or a won dispute).
+    pub fn status_after_refunds(&self) -> SessionStatus {
+        if self.refunded_amount > 0 && self.refunded_amount >= self.captured_amount {
+            SessionStatus::Refunded
+        } else if self.refunded_amount > 0 {
+            SessionStatus::PartiallyRefunded
+        } else {
+            SessionStatus::Charged
+        }
+    }
+
     /// Whether the session's money moves through a hold.
     pub fn has_hold(&self) -> bool {
         self.hold_currency.is_some()

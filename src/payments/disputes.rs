@@ -7,7 +7,6 @@
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 use super::event_log::{self, Event, EventType};
-use super::holds::status_after_refunds;
 use super::ledger::Context;
 use crate::broker::Broker;
 use crate::error::{ApiError, ApiResult};
@@ -93,7 +92,7 @@ pub async fn close_in(conn: &mut AsyncPgConnection, dispute_id: &str, lost: bool
     let session = if lost || session.status != SessionStatus::Disputed {
         session
     } else {
-        ParkingSession::set_status(conn, session.id, status_after_refunds(&session)).await?
+        ParkingSession::set_status(conn, session.id, session.status_after_refunds()).await?
     };
     tracing::info!(session_id = %session.id, lost, "dispute closed");
     Ok(Some(session))

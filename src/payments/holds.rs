@@ -389,17 +389,6 @@ pub async fn release_all(
     ParkingSession::find(&mut conn, session.id).await?.ok_or(ApiError::NotFound("parking session"))
 }
 
-/// Whether a session's status follows its money: after refunds (or a won dispute).
-pub fn status_after_refunds(session: &ParkingSession) -> SessionStatus {
-    if session.refunded_amount > 0 && session.refunded_amount >= session.captured_amount {
-        SessionStatus::Refunded
-    } else if session.refunded_amount > 0 {
-        SessionStatus::PartiallyRefunded
-    } else {
-        SessionStatus::Charged
-    }
-}
-
 /// The processor canceled a hold itself (it lapsed): an ACTIVE session is canceled
 /// (`EXPIRED`) and that hold's release recorded as done; other holds of the session are
 /// returned for the caller to release after commit. `None` when curbpay does not know

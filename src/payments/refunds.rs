@@ -7,7 +7,6 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use super::event_log::{self, Event, EventType};
-use super::holds::status_after_refunds;
 use super::ledger::{self, Context, Executed};
 use super::money::Money;
 use super::policy;
@@ -194,7 +193,7 @@ async fn record_outcome_in(
         let refund = if refund.status != status { Refund::set_status(conn, refund.id, status).await? } else { refund };
         let session = match session.status {
             SessionStatus::Charged | SessionStatus::PartiallyRefunded | SessionStatus::Refunded => {
-                let target = status_after_refunds(&session);
+                let target = session.status_after_refunds();
                 if target != session.status {
                     ParkingSession::set_status(conn, session.id, target).await?
                 } else {

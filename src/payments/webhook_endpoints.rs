@@ -11,7 +11,6 @@ use super::event_log::EventType;
 use super::policy;
 use crate::auth::Principal;
 use crate::broker::Broker;
-use crate::crypto::Sealed;
 use crate::db::ReadConn;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
@@ -23,29 +22,6 @@ use crate::webhooks::{client, sign};
 /// How long a rotated-out secret keeps signing.
 pub const ROTATION_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
 const MAX_URL: usize = 2048;
-
-fn context(id: Uuid) -> String {
-    format!("webhook_endpoints.secret:{id}")
-}
-
-/// The secrets that sign a delivery now: the current one and, during a rotation's
-/// overlap, the previous one.
-pub fn signing_secrets(broker: &Broker, endpoint: &Endpoint) -> anyhow::Result<Vec<SecretString>> {
-    let ctx = context(endpoint.id);
-    let mut secrets = vec![broker.webhook_keyring.open(
-        &Sealed { key_id: endpoint.secret_key_id.clone(), ciphertext: endpoint.secret_ciphertext.clone() },
-        &ctx,
-    )?];
-    if let (Some(ciphertext), Some(key_id), Some(until)) =
-        (&endpoint.previous_secret_ciphertext, &endpoint.previous_secret_key_id, endpoint.previous_secret_expires_at)
-        && until > Utc::now()
-    {
-        secrets.push(
-            broker.webhook_keyring.open(&Sealed { key_id: key_id.clone(), ciphertext: ciphertext.clone() }, &ctx)?,
-        );
-    }
-    Ok(secrets)
-}
 
 /// Checks a webhook URL: https (http only with private targets allowed), a host, no
 /// credentials, and an IP-literal host must be public. Hostnames are checked again at
@@ -126,7 +102,7 @@ pub async fn create(
     }
     let id = Uuid::now_v7();
     let secret = sign::new_secret();
-    let sealed = broker.webhook_keyring.seal(&secret, &context(id));
+    let sealed = broker.webhook_keyring.seal(&secret, &sign::secret_context(id));
     let endpoint = NewEndpoint {
         id,
         app_id,
@@ -200,7 +176,7 @@ pub async fn delete(broker: &Broker, principal: &Principal, id: Uuid) -> ApiResu
 pub async fn rotate(broker: &Broker, principal: &Principal, id: Uuid) -> ApiResult<(Endpoint, SecretString)> {
     let current = visible(broker, principal, id).await?;
     let secret = sign::new_secret();
-    let sealed = broker.webhook_keyring.seal(&secret, &context(id));
+    let sealed = broker.webhook_keyring.seal(&secret, &sign::secret_context(id));
     let mut conn = broker.db().await?;
     let endpoint = Endpoint::rotate_secret(
         &mut conn,

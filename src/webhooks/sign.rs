@@ -8,6 +8,10 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::crypto::{Keyring, Sealed};
+use crate::models::webhooks::Endpoint;
 
 pub const PREFIX: &str = "whsec_";
 
@@ -16,6 +20,28 @@ pub fn new_secret() -> SecretString {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     SecretString::from(format!("{PREFIX}{}", STANDARD.encode(bytes)))
+}
+
+/// What an endpoint's sealed secret is bound to: a ciphertext opens only for its endpoint.
+pub fn secret_context(id: Uuid) -> String {
+    format!("webhook_endpoints.secret:{id}")
+}
+
+/// The secrets that sign a delivery now: the current one and, during a rotation's
+/// overlap, the previous one.
+pub fn signing_secrets(keyring: &Keyring, endpoint: &Endpoint) -> anyhow::Result<Vec<SecretString>> {
+    let ctx = secret_context(endpoint.id);
+    let mut secrets = vec![keyring.open(
+        &Sealed { key_id: endpoint.secret_key_id.clone(), ciphertext: endpoint.secret_ciphertext.clone() },
+        &ctx,
+    )?];
+    if let (Some(ciphertext), Some(key_id), Some(until)) =
+        (&endpoint.previous_secret_ciphertext, &endpoint.previous_secret_key_id, endpoint.previous_secret_expires_at)
+        && until > chrono::Utc::now()
+    {
+        secrets.push(keyring.open(&Sealed { key_id: key_id.clone(), ciphertext: ciphertext.clone() }, &ctx)?);
+    }
+    Ok(secrets)
 }
 
 /// The `webhook-signature` header value for one message.

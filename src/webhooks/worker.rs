@@ -226,7 +226,7 @@ async fn send(broker: &BrokerState, http: &reqwest::Client, endpoint: &Endpoint,
     if url.scheme() != "https" && !allow_private {
         return failed("refused: only https URLs are delivered to".into());
     }
-    let secrets = match crate::payments::webhook_endpoints::signing_secrets(broker, endpoint) {
+    let secrets = match sign::signing_secrets(&broker.webhook_keyring, endpoint) {
         Ok(secrets) => secrets,
         Err(err) => {
             tracing::error!(endpoint_id = %endpoint.id, error = %err, "cannot open the endpoint's signing secret");
