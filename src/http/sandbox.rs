@@ -1,6 +1,6 @@
-//! `/sandbox/connect/oauth/authorize`: the sandbox processor's consent page.
-
-use std::sync::Arc;
+//! `/sandbox/connect/oauth/authorize`: the sandbox processor's consent page. The processor
+//! contributes it through `Processor::consent_page`; with any other processor the route
+//! answers 404.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -26,7 +26,7 @@ pub(super) struct AuthorizeParams {
 /// (and link) the code is bound to come from the verified `state` only; a request
 /// without a genuine, outstanding state is refused before anything is written.
 pub(super) async fn authorize(State(state): State<HttpState>, Query(params): Query<AuthorizeParams>) -> Response {
-    let Some(sandbox) = state.broker.sandbox.as_ref().map(Arc::clone) else {
+    let Some(consent_page) = state.broker.processor.consent_page() else {
         return page(StatusCode::NOT_FOUND, "Not found", "The sandbox processor is not in use.");
     };
     let Ok(callback) = links::callback_url(&state.broker) else {
@@ -49,7 +49,7 @@ pub(super) async fn authorize(State(state): State<HttpState>, Query(params): Que
             .append_pair("state", &params.state);
         return Redirect::to(target.as_str()).into_response();
     }
-    match sandbox.approve(&consent.platform_account_id, &params.client_id, &consent.authorization).await {
+    match consent_page.approve(&consent.platform_account_id, &params.client_id, &consent.authorization).await {
         Ok(code) => {
             target.query_pairs_mut().append_pair("code", &code).append_pair("state", &params.state);
             Redirect::to(target.as_str()).into_response()
