@@ -10,7 +10,6 @@ use crate::db::{DbConn, DbPool, ReadConn, StatementCounter};
 use crate::error::ApiResult;
 use crate::events::EventHub;
 use crate::processor::Processor;
-use crate::processor::sandbox::SandboxProcessor;
 
 pub struct Broker {
     /// Postgres connections to the primary (bounded; a request that waits too long gets
@@ -24,8 +23,6 @@ pub struct Broker {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// The payment processor every flow goes through.
     pub processor: Arc<dyn Processor>,
-    /// The sandbox processor when it is the one in use: it also serves its consent page.
-    pub sandbox: Option<Arc<SandboxProcessor>>,
     /// Wakes subscribers after commits, across server processes.
     pub events: EventHub,
     /// Verifies API tokens.

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -21,6 +22,26 @@ use uuid::Uuid;
 use crate::db::DbPool;
 
 const CHANNEL: &str = "curbpay_events";
+
+/// How many times the notifier tries to send one batch.
+const SEND_ATTEMPTS: usize = 5;
+
+/// The notifier's pauses between attempts: 50 ms, doubling.
+fn send_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(50))
+        .with_factor(2.0)
+        .with_max_times(SEND_ATTEMPTS - 1)
+}
+
+/// The listener's reconnects: 100 ms, doubling up to 5 s, for as long as it takes.
+fn reconnect_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .without_max_times()
+}
 
 /// What a subscriber waits on. Events are routed by topic, so a delivery only wakes the
 /// subscribers it is for.
@@ -218,27 +239,29 @@ async fn send(pool: &DbPool, batch: HashSet<String>) {
         return;
     }
     let payloads: Vec<String> = batch.into_iter().collect();
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=5 {
-        let sent = async {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-            diesel::sql_query(format!("SELECT pg_notify('{CHANNEL}', t) FROM unnest($1::text[]) AS t"))
-                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&payloads)
-                .execute(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        match sent {
-            Ok(_) => break,
-            Err(err) => {
-                // Subscribers on this process were already woken; others catch up when
-                // their listener reconnects or the next event for them arrives.
+    let payloads = &payloads;
+    let send_once = move || async move {
+        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+        diesel::sql_query(format!("SELECT pg_notify('{CHANNEL}', t) FROM unnest($1::text[]) AS t"))
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(payloads)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let sent = send_once
+        .retry(send_backoff())
+        // Subscribers on this process were already woken; others catch up when their
+        // listener reconnects or the next event for them arrives.
+        .notify({
+            let mut attempt = 0;
+            move |err: &String, _| {
+                attempt += 1;
                 tracing::warn!(attempt, error = %err, "could not send event notifications");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
             }
-        }
+        })
+        .await;
+    if let Err(err) = sent {
+        tracing::warn!(attempt = SEND_ATTEMPTS, error = %err, "could not send event notifications");
     }
 }
 
@@ -254,7 +277,7 @@ async fn listen_until_stopped(hub: EventHub, database_url: String, mut stopping:
 
 /// Keeps a `LISTEN` connection and wakes local subscribers for every notification.
 async fn listener(hub: EventHub, database_url: String) {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = reconnect_backoff().build();
     let mut first = true;
     loop {
         match AsyncPgConnection::establish(&database_url).await {
@@ -265,7 +288,8 @@ async fn listener(hub: EventHub, database_url: String) {
                         tracing::info!("event listener reconnected; waking subscribers to catch up");
                         hub.wake_all();
                     }
-                    delay = Duration::from_millis(100);
+                    // A good connection starts the next reconnect from the shortest delay.
+                    backoff = reconnect_backoff().build();
                     let mut notifications = std::pin::pin!(conn.notifications_stream());
                     while let Some(next) = notifications.next().await {
                         match next {
@@ -288,8 +312,8 @@ async fn listener(hub: EventHub, database_url: String) {
         // the tables; subscribers are woken once we are back.
         hub.set_listening(false, false);
         first = false;
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+        // Unbounded retries: the iterator never ends.
+        tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(5))).await;
     }
 }
 
@@ -312,5 +336,15 @@ mod tests {
         }
         assert_eq!(Topic::decode("x:1"), None);
         assert_eq!(Topic::decode("t:not-a-uuid"), None);
+    }
+
+    #[test]
+    fn backoff_delays() {
+        let ms = |delays: Vec<Duration>| delays.into_iter().map(|d| d.as_millis()).collect::<Vec<_>>();
+        assert_eq!(ms(send_backoff().build().collect()), [50, 100, 200, 400]);
+        assert_eq!(
+            ms(reconnect_backoff().build().take(9).collect()),
+            [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]
+        );
     }
 }

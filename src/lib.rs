@@ -121,15 +121,12 @@ pub async fn build_broker(config: Config, generated_jwt_secret: Option<&[u8]>) -
             Arc::new(crypto::Keyring::new(&derived.into(), &[])?)
         }
     };
-    let (processor, sandbox): (Arc<dyn processor::Processor>, _) = match config.processor {
-        config::ProcessorKind::Sandbox => {
-            let sandbox = Arc::new(processor::sandbox::SandboxProcessor::new(
-                pool.clone(),
-                config.public_url.clone(),
-                config.charge_token_ttl,
-            ));
-            (sandbox.clone(), Some(sandbox))
-        }
+    let processor: Arc<dyn processor::Processor> = match config.processor {
+        config::ProcessorKind::Sandbox => Arc::new(processor::sandbox::SandboxProcessor::new(
+            pool.clone(),
+            config.public_url.clone(),
+            config.charge_token_ttl,
+        )),
         config::ProcessorKind::Stripe => {
             if keyring.is_none() {
                 anyhow::bail!("Stripe mode needs CURBPAY_ENCRYPTION_KEY");
@@ -147,7 +144,7 @@ pub async fn build_broker(config: Config, generated_jwt_secret: Option<&[u8]>) -
                 pool.clone(),
                 config.charge_token_ttl,
             );
-            (Arc::new(stripe), None)
+            Arc::new(stripe)
         }
     };
     let processor: Arc<dyn processor::Processor> = Arc::new(processor::observed::Observed(processor));
@@ -160,7 +157,6 @@ pub async fn build_broker(config: Config, generated_jwt_secret: Option<&[u8]>) -
         replica,
         stopping,
         processor,
-        sandbox,
         keyring,
         webhook_keyring,
         events,

@@ -11,6 +11,7 @@ pub mod operators;
 pub mod parking_sessions;
 pub mod payments;
 pub mod refunds;
+pub mod webhook_events;
 pub mod webhooks;
 
 pub use apps::App;

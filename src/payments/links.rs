@@ -297,22 +297,28 @@ pub async fn unlink(broker: &Broker, principal: &Principal, link_id: Uuid) -> Ap
         broker.processor.revoke_link(&super::parties::platform(broker, &platform)?, account).await?;
         conn = broker.db().await?;
     }
-    let (link, voided) = conn
-        .transaction(async |conn| {
-            let current = Link::lock(conn, link_id).await?.ok_or(ApiError::NotFound("link"))?;
-            if current.status == LinkStatus::Revoked {
-                return Ok((current, 0));
-            }
-            let link = Link::revoke(conn, link_id).await?;
-            let voided = ChargeToken::void_for_link(conn, link_id).await?;
-            LinkEvent::record(conn, &link).await?;
-            super::event_log::emit(conn, super::event_log::Event::link_status_changed(&link)).await?;
-            Ok::<_, ApiError>((link, voided))
-        })
-        .await?;
+    let (link, voided) = conn.transaction(async |conn| revoke_in(conn, link_id).await).await?;
     announce(broker, &link);
-    tracing::info!(link_id = %link.id, voided_tokens = voided, "link revoked");
+    tracing::info!(link_id = %link.id, voided_tokens = voided.unwrap_or(0), "link revoked");
     Ok(link)
+}
+
+/// Revokes a link within the caller's transaction (`unlinkOperator`, and the processor's
+/// word that the operator disconnected): locks it and, unless it is revoked already,
+/// revokes it, voids its outstanding charge tokens and records the change (the link
+/// event and the event log). Returns the link and how many tokens were voided, `None`
+/// when it was revoked before and nothing changed. The caller announces the change
+/// after commit (`announce`).
+pub(crate) async fn revoke_in(conn: &mut AsyncPgConnection, link_id: Uuid) -> ApiResult<(Link, Option<usize>)> {
+    let current = Link::lock(conn, link_id).await?.ok_or(ApiError::NotFound("link"))?;
+    if current.status == LinkStatus::Revoked {
+        return Ok((current, None));
+    }
+    let link = Link::revoke(conn, link_id).await?;
+    let voided = ChargeToken::void_for_link(conn, link_id).await?;
+    LinkEvent::record(conn, &link).await?;
+    super::event_log::emit(conn, super::event_log::Event::link_status_changed(&link)).await?;
+    Ok((link, Some(voided)))
 }
 
 pub(crate) fn announce(broker: &Broker, link: &Link) {

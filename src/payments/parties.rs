@@ -40,9 +40,32 @@ pub async fn principal_exists(broker: &Broker, principal: &Principal) -> ApiResu
 pub struct NewAppRequest<'a> {
     pub name: &'a str,
     /// The app's Stripe platform account (Stripe mode).
-    pub credentials: Option<PlatformCredentials>,
+    pub credentials: Option<StripeCredentials<'a>>,
     /// The app's cut of each charge, in basis points.
     pub platform_fee_bps: Option<i32>,
+}
+
+/// The keys and Connect settings of an app's Stripe platform account, as handed in.
+pub struct StripeCredentials<'a> {
+    /// `sk_…` (or a restricted `rk_…`).
+    pub secret_key: &'a str,
+    /// `pk_…`.
+    pub publishable_key: &'a str,
+    /// `ca_…`.
+    pub connect_client_id: &'a str,
+    /// `whsec_…`.
+    pub webhook_secret: &'a str,
+}
+
+impl StripeCredentials<'_> {
+    fn platform(&self) -> PlatformCredentials {
+        PlatformCredentials {
+            secret_key: self.secret_key.to_owned().into(),
+            publishable_key: self.publishable_key.to_owned(),
+            connect_client_id: self.connect_client_id.to_owned(),
+            webhook_secret: self.webhook_secret.to_owned().into(),
+        }
+    }
 }
 
 fn secret_context(column: &str, app_id: Uuid) -> String {
@@ -58,14 +81,15 @@ pub async fn create_app(broker: &Broker, principal: &Principal, request: NewAppR
     {
         return Err(ApiError::bad_input("platformFeeBps must be between 0 and 10000"));
     }
-    if let Some(credentials) = &request.credentials {
+    let credentials = request.credentials.as_ref().map(StripeCredentials::platform);
+    if let Some(credentials) = &credentials {
         check_credentials(credentials)?;
     }
     // The id comes first: the processor account is provisioned for it (and provisioning
     // the same id again returns the same account).
     let id = Uuid::now_v7();
-    let account = broker.processor.provision_platform(id, name, request.credentials.as_ref()).await?;
-    let sealed = match &request.credentials {
+    let account = broker.processor.provision_platform(id, name, credentials.as_ref()).await?;
+    let sealed = match &credentials {
         Some(credentials) => {
             let keyring = broker.keyring.as_ref().ok_or_else(|| ApiError::internal("no keyring in Stripe mode"))?;
             Some((
@@ -82,7 +106,7 @@ pub async fn create_app(broker: &Broker, principal: &Principal, request: NewAppR
         processor: broker.processor.name(),
         processor_account_id: &account.account_id,
         publishable_key: &account.publishable_key,
-        connect_client_id: request.credentials.as_ref().map(|c| c.connect_client_id.as_str()),
+        connect_client_id: credentials.as_ref().map(|c| c.connect_client_id.as_str()),
         secret_key_ciphertext: sealed.as_ref().map(|(s, _)| s.ciphertext.as_slice()),
         secret_key_key_id: sealed.as_ref().map(|(s, _)| s.key_id.as_str()),
         webhook_secret_ciphertext: sealed.as_ref().map(|(_, w)| w.ciphertext.as_slice()),

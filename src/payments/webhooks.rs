@@ -8,14 +8,13 @@
 //! app's link or anything operator-wide (what an operator shows is computed from the
 //! links a viewer can see; see `graphql::loaders::CapabilitiesLoader`).
 
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::AsyncConnection;
 
 use super::{links, parties};
 use crate::broker::Broker;
-use crate::db::schema::webhook_events;
 use crate::error::{ApiError, ApiResult};
-use crate::models::{self, ChargeToken, Link, LinkEvent, LinkStatus};
+use crate::models::webhook_events::NewWebhookEvent;
+use crate::models::{self, Link};
 use crate::processor::WebhookEvent;
 
 /// What became of a delivery.
@@ -57,16 +56,8 @@ pub async fn receive(broker: &Broker, payload: &[u8], signature: &str) -> ApiRes
     let app_id = platform.id;
     let (received, revoked) = conn
         .transaction(async |conn| {
-            let fresh = diesel::insert_into(webhook_events::table)
-                .values((
-                    webhook_events::id.eq(&event_id),
-                    webhook_events::app_id.eq(app_id),
-                    webhook_events::kind.eq(kind),
-                ))
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-            if fresh == 0 {
+            let fresh = NewWebhookEvent { id: &event_id, app_id, kind }.insert_if_new(conn).await?;
+            if !fresh {
                 return Ok::<_, ApiError>((Received::Duplicate, None));
             }
             match &event {
@@ -74,14 +65,9 @@ pub async fn receive(broker: &Broker, payload: &[u8], signature: &str) -> ApiRes
                     let Some(link) = Link::find_by_account(conn, app_id, connected_account_id).await? else {
                         return Ok((Received::Ignored, None));
                     };
-                    let link = Link::lock(conn, link.id).await?.ok_or(ApiError::NotFound("link"))?;
-                    if link.status == LinkStatus::Revoked {
+                    let (link, Some(voided)) = links::revoke_in(conn, link.id).await? else {
                         return Ok((Received::Applied, None));
-                    }
-                    let link = Link::revoke(conn, link.id).await?;
-                    let voided = ChargeToken::void_for_link(conn, link.id).await?;
-                    LinkEvent::record(conn, &link).await?;
-                    super::event_log::emit(conn, super::event_log::Event::link_status_changed(&link)).await?;
+                    };
                     tracing::info!(link_id = %link.id, voided_tokens = voided, "link revoked by the operator at the processor");
                     Ok((Received::Applied, Some(link)))
                 }

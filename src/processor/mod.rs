@@ -274,6 +274,21 @@ impl From<ProcessorError> for crate::error::ApiError {
 
 pub type ProcessorResult<T> = Result<T, ProcessorError>;
 
+/// A consent page the processor serves from curbpay itself (the sandbox's stand-in for
+/// Stripe's OAuth page). The HTTP layer checks the request (the redirect target, the
+/// signed state) and asks the processor for the code to send back.
+#[async_trait]
+pub trait ConsentPage: Send + Sync {
+    /// The operator approved: issues a code bound to the platform, link and operator of
+    /// the verified authorization. `client_id` must be the platform's.
+    async fn approve(
+        &self,
+        platform_account_id: &str,
+        client_id: &str,
+        authorization: &LinkAuthorization,
+    ) -> ProcessorResult<String>;
+}
+
 /// Stripe Connect's flows, as curbpay uses them.
 #[async_trait]
 pub trait Processor: Send + Sync + 'static {
@@ -309,6 +324,12 @@ pub trait Processor: Send + Sync + 'static {
 
     /// The URL where the operator authorizes the app's platform (Connect OAuth).
     fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> ProcessorResult<url::Url>;
+
+    /// The consent page this processor serves itself; `None` (Stripe) when the operator
+    /// authorizes at the processor.
+    fn consent_page(&self) -> Option<&dyn ConsentPage> {
+        None
+    }
 
     /// Exchanges the authorization code from the redirect for the operator's connected
     /// account id.

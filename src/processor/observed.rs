@@ -121,6 +121,10 @@ impl<P: Processor + ?Sized> Processor for Observed<P> {
         self.0.authorization_url(request)
     }
 
+    fn consent_page(&self) -> Option<&dyn ConsentPage> {
+        self.0.consent_page()
+    }
+
     async fn complete_link(
         &self,
         platform: &Platform,

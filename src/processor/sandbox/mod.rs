@@ -131,6 +131,19 @@ impl SandboxProcessor {
     }
 }
 
+/// The sandbox serves its consent page from curbpay itself.
+#[async_trait]
+impl super::ConsentPage for SandboxProcessor {
+    async fn approve(
+        &self,
+        platform_account_id: &str,
+        client_id: &str,
+        authorization: &LinkAuthorization,
+    ) -> ProcessorResult<String> {
+        SandboxProcessor::approve(self, platform_account_id, client_id, authorization).await
+    }
+}
+
 /// The sandbox's Connect client id of a platform account (as Stripe's `ca_…` is public
 /// while the platform's account id is not shown to operators).
 fn connect_client_id(platform_account_id: &str) -> String {
@@ -268,6 +281,10 @@ impl Processor for SandboxProcessor {
             return Err(ProcessorError::Failed("no such customer on the app's platform account".to_owned()));
         }
         Ok(facts(card))
+    }
+
+    fn consent_page(&self) -> Option<&dyn super::ConsentPage> {
+        Some(self)
     }
 
     fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> ProcessorResult<url::Url> {
