@@ -9,7 +9,6 @@ pub mod event_log;
 pub mod holds;
 pub mod ledger;
 pub mod links;
-pub mod money;
 pub mod parties;
 pub mod policy;
 pub mod refunds;
@@ -18,6 +17,9 @@ pub mod sweeper;
 pub mod tokens;
 pub mod webhook_endpoints;
 pub mod webhooks;
+
+/// Money lives in `domain`; the resolvers still name it here.
+pub use crate::domain::money;
 
 /// Trims a required text input and checks its length.
 pub(crate) fn required_text<'a>(field: &str, value: &'a str, max: usize) -> crate::error::ApiResult<&'a str> {

@@ -2,7 +2,7 @@
 //! platform account, and their card replaced.
 
 use super::{SandboxProcessor, cards, object_id, store};
-use crate::models::customers::CardFacts;
+use crate::domain::cards::CardFacts;
 use crate::processor::{CreatedCustomer, Platform, ProcessorError, ProcessorResult};
 
 fn unknown_card_token() -> ProcessorError {

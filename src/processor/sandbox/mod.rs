@@ -28,7 +28,7 @@ use super::{
     ReleaseRequest, WebhookEvent,
 };
 use crate::db::DbPool;
-use crate::models::customers::CardFacts;
+use crate::domain::cards::CardFacts;
 
 pub struct SandboxProcessor {
     pool: DbPool,

@@ -9,7 +9,7 @@ use stripe_client_core::StripeRequest;
 
 use super::client::{CallError, KeyedClient};
 use super::{RECONCILE_PAGES, REF_KEY, StripeProcessor, call_strategy, recent};
-use crate::models::customers::CardFacts;
+use crate::domain::cards::CardFacts;
 use crate::processor::{CreatedCustomer, Platform, ProcessorError, ProcessorResult};
 
 /// What a customer is read with: its card, wherever Stripe keeps it.

@@ -42,7 +42,7 @@ use super::{
     WebhookEvent,
 };
 use crate::db::DbPool;
-use crate::models::customers::CardFacts;
+use crate::domain::cards::CardFacts;
 
 /// Metadata key carrying curbpay's own reference on every object it creates.
 const REF_KEY: &str = "curbpay_ref";
