@@ -505,3 +505,16 @@ impl ChargeToken {
         row.map(Operator).ok_or_else(|| ApiError::NotFound("operator").into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_outside_the_schemas_int_is_an_internal_error() {
+        let published = Money::try_from(domain::money::Money { amount: 250, currency: "USD".to_owned() }).unwrap();
+        assert_eq!((published.amount, published.currency.as_str()), (250, "USD"));
+        let too_big = domain::money::Money { amount: i64::from(i32::MAX) + 1, currency: "USD".to_owned() };
+        assert!(matches!(Money::try_from(too_big), Err(ApiError::Internal(_))));
+    }
+}

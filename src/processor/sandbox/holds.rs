@@ -67,7 +67,7 @@ async fn stored(conn: &mut AsyncPgConnection, key: &str) -> ProcessorResult<Opti
 
 /// Stores the reply in the request's transaction; `LostRace` when another request with
 /// the key committed first (the caller's transaction then rolls back).
-async fn store(conn: &mut AsyncPgConnection, key: &str, operation: &str, reply: &Reply) -> Result<(), TxError> {
+async fn save_reply(conn: &mut AsyncPgConnection, key: &str, operation: &str, reply: &Reply) -> Result<(), TxError> {
     let text = serde_json::to_string(reply).map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
     let inserted = store::insert_reply(conn, key, operation, &text).await?;
     if inserted == 0 { Err(TxError::LostRace) } else { Ok(()) }
@@ -158,7 +158,7 @@ impl SandboxProcessor {
                             store::insert_hold(conn, &hold).await?;
                             Reply::Authorized { id, expires_at, incremental }
                         };
-                        store(conn, key, "authorize", &reply).await?;
+                        save_reply(conn, key, "authorize", &reply).await?;
                         Ok(reply)
                     })
                     .await;
@@ -203,7 +203,7 @@ impl SandboxProcessor {
                             store::increment_hold(conn, &hold.id, req.total, req.application_fee).await?;
                             Reply::Incremented
                         };
-                        store(conn, key, "increment_authorization", &reply).await?;
+                        save_reply(conn, key, "increment_authorization", &reply).await?;
                         Ok(reply)
                     })
                     .await;
@@ -236,7 +236,7 @@ impl SandboxProcessor {
                         }
                         store::capture_hold(conn, &hold.id, req.amount, req.application_fee).await?;
                         let reply = Reply::Captured { charge_id: hold.id };
-                        store(conn, key, "capture", &reply).await?;
+                        save_reply(conn, key, "capture", &reply).await?;
                         Ok(reply)
                     })
                     .await;
@@ -270,7 +270,7 @@ impl SandboxProcessor {
                         .into());
                     }
                 }
-                store(conn, key, "cancel", &Reply::Released).await?;
+                save_reply(conn, key, "cancel", &Reply::Released).await?;
                 Ok(Reply::Released)
             })
             .await;
@@ -297,7 +297,7 @@ impl SandboxProcessor {
                         let fee_refunded = fee.map_or(0, |fee| fee * req.amount / collected);
                         store::insert_refund(conn, &id, req.payment_reference, req.amount, fee_refunded).await?;
                         let reply = Reply::Refunded { id };
-                        store(conn, key, "refund", &reply).await?;
+                        save_reply(conn, key, "refund", &reply).await?;
                         Ok(reply)
                     })
                     .await;
