@@ -18,6 +18,7 @@
 //! - [`crypto`]: the AES-256-GCM keyring for secrets at rest.
 //! - [`limits`]: rate limits per principal and open WebSockets per principal.
 //! - [`error`]: the one error type and its stable codes.
+//! - [`domain`]: the values every layer shares (money, card facts), at the bottom with `error`.
 //! - [`metrics`]: Prometheus metrics (`/metrics`); [`telemetry`]: OpenTelemetry traces
 //!   (off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
 
@@ -26,6 +27,7 @@ pub mod broker;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod graphql;

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::Page;
 use crate::db::schema::{customers, parking_sessions};
+use crate::domain::cards::CardFacts;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = customers)]
@@ -22,15 +23,6 @@ pub struct Customer {
     pub card_exp_year: Option<i16>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-/// Card facts as the processor reports them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CardFacts {
-    pub brand: String,
-    pub last4: String,
-    pub exp_month: i16,
-    pub exp_year: i16,
 }
 
 /// Which customers a query may return.

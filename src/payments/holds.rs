@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::event_log::{self, Event, EventType};
 use super::ledger::{self, Context, Executed};
-use super::money::{MAX_AMOUNT, Money};
 use super::{disputes, policy};
 use crate::auth::Principal;
 use crate::broker::Broker;
+use crate::domain::money::{MAX_AMOUNT, Money};
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
 use crate::models::Settlement;

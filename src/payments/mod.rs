@@ -9,7 +9,6 @@ pub mod event_log;
 pub mod holds;
 pub mod ledger;
 pub mod links;
-pub mod money;
 pub mod parties;
 pub mod policy;
 pub mod refunds;

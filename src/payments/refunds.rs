@@ -8,10 +8,10 @@ use uuid::Uuid;
 
 use super::event_log::{self, Event, EventType};
 use super::ledger::{self, Context, Executed};
-use super::money::Money;
 use super::policy;
 use crate::auth::Principal;
 use crate::broker::Broker;
+use crate::domain::money::Money;
 use crate::error::{ApiError, ApiResult};
 use crate::models::{
     Link, NewPayment, ParkingSession, Payment, PaymentKind, PaymentStatus, Refund, RefundReason, SessionStatus,

@@ -4,10 +4,10 @@
 use uuid::Uuid;
 
 use super::event_log::{self, Event, EventType};
-use super::money::Money;
 use super::{policy, required_text, tokens};
 use crate::auth::{Principal, Role};
 use crate::broker::Broker;
+use crate::domain::money::Money;
 use crate::error::{ApiError, ApiResult};
 use crate::models::parking_sessions::{ChargeRecord, NewParkingSession, record_amount_change};
 use crate::models::{

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
-use crate::models::customers::CardFacts;
+use crate::domain::cards::CardFacts;
 
 /// An app's platform account at the processor, as provisioned.
 #[derive(Debug, Clone)]

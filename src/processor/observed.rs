@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use tracing::Instrument;
 
 use super::*;
-use crate::models::customers::CardFacts;
+use crate::domain::cards::CardFacts;
 
 pub struct Observed<P: ?Sized>(pub Arc<P>);
 

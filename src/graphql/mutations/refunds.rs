@@ -2,9 +2,9 @@
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
+use crate::domain::money::Money;
 use crate::graphql::types::{MoneyInput, ParkingSession, Refund, RefundReason};
 use crate::graphql::{app, parse_id, principal};
-use crate::payments::money::Money;
 use crate::payments::refunds;
 
 /// Input of `refundSession`.

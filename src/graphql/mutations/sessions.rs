@@ -3,10 +3,10 @@
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
+use crate::domain::money::Money;
 use crate::graphql::types::{CancelReason, MoneyInput, ParkingSession, PaymentFailure};
 use crate::graphql::{app, parse_id, principal};
 use crate::models::SessionStatus;
-use crate::payments::money::Money;
 use crate::payments::sessions::StartSession;
 use crate::payments::{holds, sessions};
 

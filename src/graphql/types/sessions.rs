@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::links::Link;
 use super::parties::{App, Customer, Operator};
+use crate::domain;
 use crate::error::ApiError;
 use crate::graphql::principal;
 use crate::models::{self, ChargeTokenStatus as TokenState};
@@ -114,8 +115,9 @@ pub enum RefundReason {
 /// outcome, once.
 pub struct Payment(pub models::Payment);
 
-fn money(amount: i64, currency: &str) -> Money {
-    Money { amount: i32::try_from(amount).unwrap_or(i32::MAX), currency: currency.to_owned() }
+/// A stored amount as the published `Money`.
+fn money(amount: i64, currency: &str) -> Result<Money, ApiError> {
+    Money::try_from(domain::money::Money { amount, currency: currency.to_owned() })
 }
 
 #[Object]
@@ -127,8 +129,8 @@ impl Payment {
     async fn kind(&self) -> PaymentKind {
         self.0.kind.into()
     }
-    async fn amount(&self) -> Money {
-        money(self.0.amount, &self.0.currency)
+    async fn amount(&self) -> async_graphql::Result<Money> {
+        Ok(money(self.0.amount, &self.0.currency)?)
     }
     async fn status(&self) -> PaymentStatus {
         self.0.status.into()
@@ -138,8 +140,8 @@ impl Payment {
         self.0.processor_reference.as_deref()
     }
     /// The app's fee taken (capture, charge) or returned (refund).
-    async fn application_fee(&self) -> Option<Money> {
-        self.0.application_fee.map(|fee| money(fee, &self.0.currency))
+    async fn application_fee(&self) -> async_graphql::Result<Option<Money>> {
+        Ok(self.0.application_fee.map(|fee| money(fee, &self.0.currency)).transpose()?)
     }
     /// A dispute's reason, as the processor reports it.
     async fn reason(&self) -> Option<&str> {
@@ -183,8 +185,8 @@ impl Refund {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
-    async fn amount(&self) -> Money {
-        money(self.0.amount, &self.0.currency)
+    async fn amount(&self) -> async_graphql::Result<Money> {
+        Ok(money(self.0.amount, &self.0.currency)?)
     }
     async fn reason(&self) -> RefundReason {
         self.0.reason.into()
@@ -238,6 +240,19 @@ pub struct Money {
     pub currency: String,
 }
 
+/// The published `amount` is an `Int` (32 bits) while curbpay's amounts are 64-bit; an
+/// amount is at most eight digits, so one that does not fit is a bug, not a number to
+/// clip.
+impl TryFrom<domain::money::Money> for Money {
+    type Error = ApiError;
+
+    fn try_from(money: domain::money::Money) -> Result<Money, ApiError> {
+        let amount = i32::try_from(money.amount)
+            .map_err(|_| ApiError::internal(format!("amount {} does not fit the schema's Int", money.amount)))?;
+        Ok(Money { amount, currency: money.currency })
+    }
+}
+
 /// An amount of money in minor units.
 #[derive(InputObject)]
 pub struct MoneyInput {
@@ -288,8 +303,11 @@ impl ParkingSession {
         self.0.ended_at
     }
     /// The amount owed, once ended.
-    async fn amount(&self) -> Option<Money> {
-        Some(Money { amount: i32::try_from(self.0.amount?).unwrap_or(i32::MAX), currency: self.0.currency.clone()? })
+    async fn amount(&self) -> async_graphql::Result<Option<Money>> {
+        let (Some(amount), Some(currency)) = (self.0.amount, &self.0.currency) else {
+            return Ok(None);
+        };
+        Ok(Some(money(amount, currency)?))
     }
     /// When the charge succeeded.
     async fn charged_at(&self) -> Option<DateTime<Utc>> {
@@ -320,15 +338,17 @@ impl ParkingSession {
         self.0.cancel_reason.map(Into::into)
     }
     /// The session's money, once it has a currency (from its hold, or its amount).
-    async fn balance(&self) -> Option<Balance> {
-        let currency = self.0.money_currency()?;
+    async fn balance(&self) -> async_graphql::Result<Option<Balance>> {
+        let Some(currency) = self.0.money_currency() else {
+            return Ok(None);
+        };
         let s = &self.0;
-        Some(Balance {
-            held: money(s.held_amount, currency),
-            captured: money(s.captured_amount, currency),
-            refunded: money(s.refunded_amount, currency),
-            capturable: money((s.held_amount - s.captured_amount - s.released_amount).max(0), currency),
-        })
+        Ok(Some(Balance {
+            held: money(s.held_amount, currency)?,
+            captured: money(s.captured_amount, currency)?,
+            refunded: money(s.refunded_amount, currency)?,
+            capturable: money((s.held_amount - s.captured_amount - s.released_amount).max(0), currency)?,
+        }))
     }
     /// Every movement of the session's money, oldest first.
     async fn payments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Payment>> {
@@ -343,19 +363,22 @@ impl ParkingSession {
     /// The latest dispute of the session's charge.
     async fn dispute(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Dispute>> {
         let rows = crate::graphql::loader_set(ctx).session_payments.load_one(self.0.id).await?;
-        Ok(rows.unwrap_or_default().into_iter().rev().find(|p| p.kind == models::PaymentKind::Dispute).map(|p| {
-            Dispute {
-                id: p.processor_reference.clone().unwrap_or_default(),
-                amount: money(p.amount, &p.currency),
-                reason: p.reason.clone(),
-                status: match p.status {
-                    models::PaymentStatus::Pending => DisputeStatus::Open,
-                    models::PaymentStatus::Succeeded => DisputeStatus::Lost,
-                    models::PaymentStatus::Failed => DisputeStatus::Won,
-                },
-                created_at: p.created_at,
-            }
-        }))
+        let dispute = rows.unwrap_or_default().into_iter().rev().find(|p| p.kind == models::PaymentKind::Dispute);
+        Ok(dispute
+            .map(|p| -> Result<Dispute, ApiError> {
+                Ok(Dispute {
+                    id: p.processor_reference.clone().unwrap_or_default(),
+                    amount: money(p.amount, &p.currency)?,
+                    reason: p.reason.clone(),
+                    status: match p.status {
+                        models::PaymentStatus::Pending => DisputeStatus::Open,
+                        models::PaymentStatus::Succeeded => DisputeStatus::Lost,
+                        models::PaymentStatus::Failed => DisputeStatus::Won,
+                    },
+                    created_at: p.created_at,
+                })
+            })
+            .transpose()?)
     }
     /// The app selling the session.
     async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<App> {
@@ -439,10 +462,10 @@ impl ChargeToken {
             return Ok(None);
         }
         let session = crate::graphql::loader_set(ctx).sessions.load_one(self.0.session_id).await?;
-        Ok(session.and_then(|s| {
-            let currency = s.hold_currency.as_deref()?;
-            Some(TokenHold { amount: money(s.held_amount, currency), expires_at: self.0.expires_at })
-        }))
+        let Some((held, Some(currency))) = session.map(|s| (s.held_amount, s.hold_currency)) else {
+            return Ok(None);
+        };
+        Ok(Some(TokenHold { amount: money(held, &currency)?, expires_at: self.0.expires_at }))
     }
     /// The token's position in the operator's delivery stream (`chargeTokenIssued(after:)`).
     async fn cursor(&self) -> Option<String> {
@@ -480,5 +503,18 @@ impl ChargeToken {
     async fn operator(&self, ctx: &Context<'_>) -> async_graphql::Result<Operator> {
         let row = crate::graphql::loader_set(ctx).operators.load_one(self.0.operator_id).await?;
         row.map(Operator).ok_or_else(|| ApiError::NotFound("operator").into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_outside_the_schemas_int_is_an_internal_error() {
+        let published = Money::try_from(domain::money::Money { amount: 250, currency: "USD".to_owned() }).unwrap();
+        assert_eq!((published.amount, published.currency.as_str()), (250, "USD"));
+        let too_big = domain::money::Money { amount: i64::from(i32::MAX) + 1, currency: "USD".to_owned() };
+        assert!(matches!(Money::try_from(too_big), Err(ApiError::Internal(..))));
     }
 }

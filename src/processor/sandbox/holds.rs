@@ -11,14 +11,11 @@
 //! `tok_createDispute` captures and then has a dispute opened on it.
 
 use chrono::{DateTime, Duration, Utc};
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::{Deserialize, Serialize};
 
+use super::store::{self, Hold};
 use super::{SandboxProcessor, cards, object_id};
-use crate::db::schema::{
-    sandbox_authorizations, sandbox_charges, sandbox_customers, sandbox_refunds, sandbox_replies, sandbox_tokens,
-};
 use crate::processor::{
     AuthorizeOutcome, AuthorizeRequest, CaptureRequest, Captured, IncrementOutcome, IncrementRequest, OpenedDispute,
     ProcessorError, ProcessorResult, RefundOutcome, RefundRequest, RefundState, ReleaseRequest,
@@ -60,9 +57,7 @@ impl From<ProcessorError> for TxError {
 }
 
 async fn stored(conn: &mut AsyncPgConnection, key: &str) -> ProcessorResult<Option<Reply>> {
-    let reply: Option<Option<String>> =
-        sandbox_replies::table.find(key).select(sandbox_replies::reply).first(conn).await.optional()?;
-    match reply.flatten() {
+    match store::reply(conn, key).await?.flatten() {
         Some(text) => serde_json::from_str(&text)
             .map(Some)
             .map_err(|e| ProcessorError::Unavailable(format!("sandbox reply unreadable: {e}"))),
@@ -72,17 +67,9 @@ async fn stored(conn: &mut AsyncPgConnection, key: &str) -> ProcessorResult<Opti
 
 /// Stores the reply in the request's transaction; `LostRace` when another request with
 /// the key committed first (the caller's transaction then rolls back).
-async fn store(conn: &mut AsyncPgConnection, key: &str, operation: &str, reply: &Reply) -> Result<(), TxError> {
+async fn save_reply(conn: &mut AsyncPgConnection, key: &str, operation: &str, reply: &Reply) -> Result<(), TxError> {
     let text = serde_json::to_string(reply).map_err(|e| ProcessorError::Unavailable(e.to_string()))?;
-    let inserted = diesel::insert_into(sandbox_replies::table)
-        .values((
-            sandbox_replies::idempotency_key.eq(key),
-            sandbox_replies::operation.eq(operation),
-            sandbox_replies::reply.eq(text),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+    let inserted = store::insert_reply(conn, key, operation, &text).await?;
     if inserted == 0 { Err(TxError::LostRace) } else { Ok(()) }
 }
 
@@ -96,31 +83,9 @@ async fn finish(conn: &mut AsyncPgConnection, key: &str, result: Result<Reply, T
     }
 }
 
-/// A sandbox token: id, customer, expiry, when it was used.
-type TokenRow = (String, String, DateTime<Utc>, Option<DateTime<Utc>>);
-
-#[derive(Queryable)]
-struct Hold {
-    id: String,
-    amount: i64,
-    status: String,
-    incremental: bool,
-}
-
 async fn lock_hold(conn: &mut AsyncPgConnection, account: &str, id: &str) -> Result<Hold, TxError> {
-    sandbox_authorizations::table
-        .find(id)
-        .filter(sandbox_authorizations::connected_account_id.eq(account))
-        .select((
-            sandbox_authorizations::id,
-            sandbox_authorizations::amount,
-            sandbox_authorizations::status,
-            sandbox_authorizations::incremental,
-        ))
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?
+    store::lock_hold(conn, account, id)
+        .await?
         .ok_or_else(|| TxError::Processor(ProcessorError::InvalidRequest("no such PaymentIntent".to_owned())))
 }
 
@@ -146,21 +111,10 @@ impl SandboxProcessor {
             None => {
                 let result = conn
                     .transaction(async |conn| {
-                        let token: Option<TokenRow> = sandbox_tokens::table
-                            .find(req.token)
-                            .filter(sandbox_tokens::connected_account_id.eq(req.connected_account_id))
-                            .filter(sandbox_tokens::platform_account_id.eq(&req.platform.account_id))
-                            .select((
-                                sandbox_tokens::id,
-                                sandbox_tokens::customer_id,
-                                sandbox_tokens::expires_at,
-                                sandbox_tokens::used_at,
-                            ))
-                            .for_update()
-                            .first(conn)
-                            .await
-                            .optional()?;
-                        let Some((token_id, customer_id, expires_at, used_at)) = token else {
+                        let token =
+                            store::lock_token(conn, req.token, req.connected_account_id, &req.platform.account_id)
+                                .await?;
+                        let Some(store::TokenRow { id: token_id, customer_id, expires_at, used_at, .. }) = token else {
                             return Err(ProcessorError::InvalidRequest(
                                 "no such token on the operator's account".to_owned(),
                             )
@@ -174,15 +128,8 @@ impl SandboxProcessor {
                         if expires_at <= Utc::now() {
                             return Err(ProcessorError::InvalidRequest("the token has expired".to_owned()).into());
                         }
-                        let test_token: String = sandbox_customers::table
-                            .find(&customer_id)
-                            .select(sandbox_customers::test_token)
-                            .first(conn)
-                            .await?;
-                        diesel::update(sandbox_tokens::table.find(&token_id))
-                            .set(sandbox_tokens::used_at.eq(diesel::dsl::now))
-                            .execute(conn)
-                            .await?;
+                        let test_token = store::customer_test_token(conn, &customer_id).await?;
+                        store::spend_token(conn, &token_id).await?;
                         let reply = if let Some(decline) = cards::decline_of(&test_token) {
                             Reply::Declined {
                                 code: decline.code.to_owned(),
@@ -195,24 +142,23 @@ impl SandboxProcessor {
                             let id = object_id("pi");
                             let expires_at = Utc::now() + Duration::days(HOLD_LIFETIME_DAYS);
                             let incremental = cards::supports_incremental(&test_token);
-                            diesel::insert_into(sandbox_authorizations::table)
-                                .values((
-                                    sandbox_authorizations::id.eq(&id),
-                                    sandbox_authorizations::connected_account_id.eq(req.connected_account_id),
-                                    sandbox_authorizations::token_id.eq(&token_id),
-                                    sandbox_authorizations::test_token.eq(&test_token),
-                                    sandbox_authorizations::amount.eq(req.amount),
-                                    sandbox_authorizations::currency.eq(req.currency.to_ascii_lowercase()),
-                                    sandbox_authorizations::application_fee.eq(req.application_fee),
-                                    sandbox_authorizations::status.eq("requires_capture"),
-                                    sandbox_authorizations::incremental.eq(incremental),
-                                    sandbox_authorizations::expires_at.eq(expires_at),
-                                ))
-                                .execute(conn)
-                                .await?;
+                            let currency = req.currency.to_ascii_lowercase();
+                            let hold = store::NewHold {
+                                id: &id,
+                                connected_account_id: req.connected_account_id,
+                                token_id: &token_id,
+                                test_token: &test_token,
+                                amount: req.amount,
+                                currency: &currency,
+                                application_fee: req.application_fee,
+                                status: "requires_capture",
+                                incremental,
+                                expires_at,
+                            };
+                            store::insert_hold(conn, &hold).await?;
                             Reply::Authorized { id, expires_at, incremental }
                         };
-                        store(conn, key, "authorize", &reply).await?;
+                        save_reply(conn, key, "authorize", &reply).await?;
                         Ok(reply)
                     })
                     .await;
@@ -254,16 +200,10 @@ impl SandboxProcessor {
                         let reply = if req.total > CREDIT_LIMIT {
                             insufficient_funds()
                         } else {
-                            diesel::update(sandbox_authorizations::table.find(&hold.id))
-                                .set((
-                                    sandbox_authorizations::amount.eq(req.total),
-                                    sandbox_authorizations::application_fee.eq(req.application_fee),
-                                ))
-                                .execute(conn)
-                                .await?;
+                            store::increment_hold(conn, &hold.id, req.total, req.application_fee).await?;
                             Reply::Incremented
                         };
-                        store(conn, key, "increment_authorization", &reply).await?;
+                        save_reply(conn, key, "increment_authorization", &reply).await?;
                         Ok(reply)
                     })
                     .await;
@@ -294,16 +234,9 @@ impl SandboxProcessor {
                             )
                             .into());
                         }
-                        diesel::update(sandbox_authorizations::table.find(&hold.id))
-                            .set((
-                                sandbox_authorizations::status.eq("succeeded"),
-                                sandbox_authorizations::amount_captured.eq(req.amount),
-                                sandbox_authorizations::application_fee.eq(req.application_fee),
-                            ))
-                            .execute(conn)
-                            .await?;
+                        store::capture_hold(conn, &hold.id, req.amount, req.application_fee).await?;
                         let reply = Reply::Captured { charge_id: hold.id };
-                        store(conn, key, "capture", &reply).await?;
+                        save_reply(conn, key, "capture", &reply).await?;
                         Ok(reply)
                     })
                     .await;
@@ -327,10 +260,7 @@ impl SandboxProcessor {
                 let hold = lock_hold(conn, req.connected_account_id, req.authorization_id).await?;
                 match hold.status.as_str() {
                     "requires_capture" => {
-                        diesel::update(sandbox_authorizations::table.find(&hold.id))
-                            .set(sandbox_authorizations::status.eq("canceled"))
-                            .execute(conn)
-                            .await?;
+                        store::cancel_hold(conn, &hold.id).await?;
                     }
                     "canceled" => {}
                     _ => {
@@ -340,7 +270,7 @@ impl SandboxProcessor {
                         .into());
                     }
                 }
-                store(conn, key, "cancel", &Reply::Released).await?;
+                save_reply(conn, key, "cancel", &Reply::Released).await?;
                 Ok(Reply::Released)
             })
             .await;
@@ -356,11 +286,7 @@ impl SandboxProcessor {
                 let result = conn
                     .transaction(async |conn| {
                         let (collected, fee) = collected(conn, req.connected_account_id, req.payment_reference).await?;
-                        let refunded: Vec<i64> = sandbox_refunds::table
-                            .filter(sandbox_refunds::payment_ref.eq(req.payment_reference))
-                            .select(sandbox_refunds::amount)
-                            .load(conn)
-                            .await?;
+                        let refunded = store::refunded(conn, req.payment_reference).await?;
                         if req.amount <= 0 || refunded.iter().sum::<i64>() + req.amount > collected {
                             return Err(ProcessorError::InvalidRequest(
                                 "the refund exceeds what is left of the charge".to_owned(),
@@ -368,18 +294,10 @@ impl SandboxProcessor {
                             .into());
                         }
                         let id = object_id("re");
-                        diesel::insert_into(sandbox_refunds::table)
-                            .values((
-                                sandbox_refunds::id.eq(&id),
-                                sandbox_refunds::payment_ref.eq(req.payment_reference),
-                                sandbox_refunds::amount.eq(req.amount),
-                                sandbox_refunds::application_fee_refunded
-                                    .eq(fee.map_or(0, |fee| fee * req.amount / collected)),
-                            ))
-                            .execute(conn)
-                            .await?;
+                        let fee_refunded = fee.map_or(0, |fee| fee * req.amount / collected);
+                        store::insert_refund(conn, &id, req.payment_reference, req.amount, fee_refunded).await?;
                         let reply = Reply::Refunded { id };
-                        store(conn, key, "refund", &reply).await?;
+                        save_reply(conn, key, "refund", &reply).await?;
                         Ok(reply)
                     })
                     .await;
@@ -394,28 +312,7 @@ impl SandboxProcessor {
 
     pub(super) async fn sandbox_disputes_for(&self, payment_reference: &str) -> ProcessorResult<Vec<OpenedDispute>> {
         let mut conn = self.conn().await?;
-        let from_hold: Option<(String, i64, String)> = sandbox_authorizations::table
-            .find(payment_reference)
-            .filter(sandbox_authorizations::status.eq("succeeded"))
-            .select((
-                sandbox_authorizations::test_token,
-                sandbox_authorizations::amount_captured,
-                sandbox_authorizations::currency,
-            ))
-            .first(&mut conn)
-            .await
-            .optional()?;
-        let found = match from_hold {
-            Some(found) => Some(found),
-            None => sandbox_charges::table
-                .inner_join(sandbox_tokens::table.inner_join(sandbox_customers::table))
-                .filter(sandbox_charges::id.eq(payment_reference))
-                .filter(sandbox_charges::status.eq("succeeded"))
-                .select((sandbox_customers::test_token, sandbox_charges::amount, sandbox_charges::currency))
-                .first(&mut conn)
-                .await
-                .optional()?,
-        };
+        let found = store::collected_payment(&mut conn, payment_reference).await?;
         Ok(found
             .filter(|(test_token, _, _)| cards::opens_dispute(test_token))
             .map(|(_, amount, currency)| OpenedDispute {
@@ -445,27 +342,10 @@ async fn collected(
     account: &str,
     reference: &str,
 ) -> Result<(i64, Option<i64>), TxError> {
-    let hold: Option<(i64, Option<i64>)> = sandbox_authorizations::table
-        .find(reference)
-        .filter(sandbox_authorizations::connected_account_id.eq(account))
-        .filter(sandbox_authorizations::status.eq("succeeded"))
-        .select((sandbox_authorizations::amount_captured, sandbox_authorizations::application_fee))
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?;
-    if let Some(found) = hold {
+    if let Some(found) = store::lock_captured_hold(conn, account, reference).await? {
         return Ok(found);
     }
-    let charge: Option<i64> = sandbox_charges::table
-        .find(reference)
-        .filter(sandbox_charges::connected_account_id.eq(account))
-        .filter(sandbox_charges::status.eq("succeeded"))
-        .select(sandbox_charges::amount)
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?;
+    let charge = store::lock_succeeded_charge(conn, account, reference).await?;
     charge
         .map(|amount| (amount, None))
         .ok_or_else(|| TxError::Processor(ProcessorError::InvalidRequest("no such charge".to_owned())))

@@ -10,8 +10,10 @@
 //! `Stripe-Should-Retry` is true. A 5xx without it has been saved by Stripe for the key:
 //! the caller must reconcile before creating anything anew.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use backon::{Backoff, BackoffBuilder, ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
@@ -39,12 +41,21 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Exponential backoff with full jitter: spreads retries of many requests apart.
-    pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let cap = self.base_delay.saturating_mul(2u32.saturating_pow(attempt)).min(self.max_delay);
-        let millis = rand::rng().random_range(0..=cap.as_millis().max(1) as u64);
-        Duration::from_millis(millis)
+    /// The waits between a request's attempts (one fewer than the attempts): exponential
+    /// from twice the base delay up to the cap, each with full jitter (anywhere from zero
+    /// to that step's delay), which spreads retries of many requests apart.
+    pub(crate) fn backoff(&self) -> impl Backoff {
+        ExponentialBuilder::new()
+            .with_min_delay(self.base_delay.saturating_mul(2).min(self.max_delay))
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+            .build()
+            .map(full_jitter)
     }
+}
+
+fn full_jitter(delay: Duration) -> Duration {
+    Duration::from_millis(rand::rng().random_range(0..=delay.as_millis().max(1) as u64))
 }
 
 /// Why a Stripe call failed.
@@ -163,9 +174,8 @@ impl StripeClient for KeyedClient {
             StripeMethod::Post => reqwest::Method::POST,
             StripeMethod::Delete => reqwest::Method::DELETE,
         };
-        let policy = self.shared.policy;
-        let mut attempt = 0;
-        loop {
+        let attempts = AtomicU32::new(0);
+        let send = || async {
             let mut builder = self
                 .shared
                 .http
@@ -194,24 +204,29 @@ impl StripeClient for KeyedClient {
                 }
                 Err(err) => CallError::Transport(err.to_string()),
             };
-            let retry = match &failure {
-                CallError::Transport(_) => true,
-                CallError::Api { status: 409 | 429, .. } => true,
-                CallError::Api { status, should_retry, .. } if *status >= 500 => *should_retry == Some(true),
-                _ => false,
-            };
-            attempt += 1;
+            let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+            let retry = retryable(&failure) && attempt < self.shared.policy.max_attempts;
             if let CallError::Api { status, request_id, .. } = &failure {
                 tracing::warn!(path = %request.path, status, %request_id, attempt, retry, "stripe request failed");
             } else {
                 tracing::warn!(path = %request.path, error = %failure, attempt, retry, "stripe request failed");
             }
-            if !retry || attempt >= policy.max_attempts {
-                return Err(failure);
-            }
-            crate::metrics::processor_retry("stripe");
-            tokio::time::sleep(policy.delay(attempt)).await;
-        }
+            Err(failure)
+        };
+        send.retry(self.shared.policy.backoff())
+            .when(retryable)
+            .notify(|_, _| crate::metrics::processor_retry("stripe"))
+            .await
+    }
+}
+
+/// Whether a failed request may be sent again with the same key.
+fn retryable(failure: &CallError) -> bool {
+    match failure {
+        CallError::Transport(_) => true,
+        CallError::Api { status: 409 | 429, .. } => true,
+        CallError::Api { status, should_retry, .. } if *status >= 500 => *should_retry == Some(true),
+        _ => false,
     }
 }
 
@@ -221,10 +236,15 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_and_jittered() {
-        let policy = RetryPolicy::default();
-        for attempt in 0..10 {
-            assert!(policy.delay(attempt) <= policy.max_delay);
+        let policy = RetryPolicy { max_attempts: 10, ..RetryPolicy::default() };
+        let runs: Vec<Vec<Duration>> = (0..20).map(|_| policy.backoff().collect()).collect();
+        for delays in &runs {
+            assert_eq!(delays.len(), 9, "one wait between each two attempts");
+            assert!(delays.iter().all(|d| *d <= policy.max_delay), "{delays:?}");
         }
+        // The last waits are all capped at max_delay; full jitter spreads them below it.
+        let last: std::collections::BTreeSet<Duration> = runs.iter().map(|d| d[8]).collect();
+        assert!(last.len() > 1, "{last:?}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! made by `metadata[curbpay_ref]` (the ledger row id) among the account's recent ones,
 //! the PaymentIntent's state for a capture, cancel or increment, the PaymentIntent's
 //! refunds by metadata; only when the request truly did not take effect is it sent
-//! again under the next attempt number.
+//! again under the next attempt number (`attempts::keyed`).
 
 use std::collections::BTreeMap;
 
@@ -15,11 +15,12 @@ use chrono::{Duration, TimeZone, Utc};
 use serde_json::Value;
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
+use super::attempts::KeyedError;
 use super::client::{CallError, KeyedClient};
-use super::{REF_KEY, StripeProcessor, account_id, strategy};
+use super::{REF_KEY, StripeProcessor, account_id, call_strategy};
 use crate::processor::{
-    AuthorizeOutcome, AuthorizeRequest, CaptureRequest, Captured, IncrementOutcome, IncrementRequest, OpenedDispute,
-    ProcessorError, ProcessorResult, RefundOutcome, RefundRequest, RefundState, ReleaseRequest, WebhookEvent,
+    AuthorizeOutcome, AuthorizeRequest, CaptureRequest, Captured, IncrementOutcome, IncrementRequest, ProcessorError,
+    ProcessorResult, RefundOutcome, RefundRequest, RefundState, ReleaseRequest,
 };
 
 /// Card holds lapse after 7 days when Stripe does not say otherwise.
@@ -44,13 +45,13 @@ async fn call(
     let builder = if matches!(method, StripeMethod::Get) { builder.query(params) } else { builder.form(params) };
     let mut request = builder.customize::<miniserde::json::Value>().account_id(account_id(account));
     if let Some(key) = key {
-        request = request.request_strategy(strategy(key).map_err(|e| CallError::Decode(e.to_string()))?);
+        request = request.request_strategy(call_strategy(key)?);
     }
     let value = request.send(client).await?;
     serde_json::from_str(&miniserde::json::to_string(&value)).map_err(|e| CallError::Decode(e.to_string()))
 }
 
-fn text(value: &Value, path: &[&str]) -> Option<String> {
+pub(super) fn text(value: &Value, path: &[&str]) -> Option<String> {
     path.iter().try_fold(value, |v, k| v.get(k)).and_then(Value::as_str).map(str::to_owned)
 }
 
@@ -73,27 +74,6 @@ fn authorized(pi: &Value) -> ProcessorResult<AuthorizeOutcome> {
             })
         }
     }
-}
-
-/// Sends a POST keyed by `base` (current attempt); on a saved 500, asks the
-/// reconciliation whether it took effect, and otherwise sends it again under the next
-/// attempt. (A macro, not a helper taking closures: async closures borrowing the
-/// request are not `Send` enough for the processor's futures.)
-macro_rules! keyed {
-    ($self:ident, $base:expr, |$key:ident| $send:expr, $reconcile:expr) => {{
-        let $key = $self.key($base).await?;
-        match $send {
-            Ok(done) => Ok(done),
-            Err(err) if err.saved_failure() => match $reconcile {
-                Some(done) => Ok(done),
-                None => {
-                    let $key = $self.next_attempt($base).await?;
-                    Ok($send?)
-                }
-            },
-            Err(err) => Err(ProcessorError::from(err)),
-        }
-    }};
 }
 
 impl StripeProcessor {
@@ -124,18 +104,23 @@ impl StripeProcessor {
         if let Some(fee) = req.application_fee {
             params.insert("application_fee_amount".to_owned(), fee.to_string());
         }
-        keyed!(
-            self,
-            req.idempotency_key,
-            |key| match call(&client, StripeMethod::Post, "/payment_intents", &params, account, Some(&key)).await {
-                Ok(pi) => authorized(&pi).map_err(|e| CallError::Decode(e.to_string())),
-                Err(CallError::Api { kind, code, decline_code, message, .. }) if kind == "card_error" => {
-                    Ok(AuthorizeOutcome::Declined { code, decline_code, message })
-                }
-                Err(err) => Err(err),
-            },
-            self.find_authorization(&client, account, req.reference).await?
-        )
+        let (client, params) = (&client, &params);
+        let sent = self
+            .keyed(
+                req.idempotency_key,
+                |key| async move {
+                    match call(client, StripeMethod::Post, "/payment_intents", params, account, Some(&key)).await {
+                        Ok(pi) => authorized(&pi).map_err(|e| CallError::Decode(e.to_string())),
+                        Err(CallError::Api { kind, code, decline_code, message, .. }) if kind == "card_error" => {
+                            Ok(AuthorizeOutcome::Declined { code, decline_code, message })
+                        }
+                        Err(err) => Err(err),
+                    }
+                },
+                self.find_authorization(client, account, req.reference),
+            )
+            .await;
+        Ok(sent?)
     }
 
     async fn find_authorization(
@@ -167,23 +152,33 @@ impl StripeProcessor {
             params.insert("application_fee_amount".to_owned(), fee.to_string());
         }
         let path = format!("/payment_intents/{}/increment_authorization", req.authorization_id);
-        let outcome: ProcessorResult<IncrementOutcome> = keyed!(
-            self,
-            req.idempotency_key,
-            |key| match call(&client, StripeMethod::Post, &path, &params, account, Some(&key)).await {
-                Ok(_) => Ok(IncrementOutcome::Incremented),
-                Err(CallError::Api { kind, code, decline_code, message, .. }) if kind == "card_error" => {
-                    Ok(IncrementOutcome::Declined { code, decline_code, message })
-                }
-                Err(err) => Err(err),
-            },
-            (self.get_pi(&client, account, req.authorization_id).await?["amount"].as_i64() == Some(req.total))
-                .then_some(IncrementOutcome::Incremented)
-        );
-        match outcome {
+        let (client, params, path) = (&client, &params, &path);
+        let reconcile = async {
+            let pi = self.get_pi(client, account, req.authorization_id).await?;
+            Ok((pi["amount"].as_i64() == Some(req.total)).then_some(IncrementOutcome::Incremented))
+        };
+        let sent = self
+            .keyed(
+                req.idempotency_key,
+                |key| async move {
+                    match call(client, StripeMethod::Post, path, params, account, Some(&key)).await {
+                        Ok(_) => Ok(IncrementOutcome::Incremented),
+                        Err(CallError::Api { kind, code, decline_code, message, .. }) if kind == "card_error" => {
+                            Ok(IncrementOutcome::Declined { code, decline_code, message })
+                        }
+                        Err(err) => Err(err),
+                    }
+                },
+                reconcile,
+            )
+            .await;
+        match sent {
             // Stripe refuses an increment the card does not allow as an invalid request.
-            Err(ProcessorError::Failed(message)) => Err(ProcessorError::InvalidRequest(message)),
-            other => other,
+            Err(KeyedError::Refused(err)) => match ProcessorError::from(err) {
+                ProcessorError::Failed(message) => Err(ProcessorError::InvalidRequest(message)),
+                other => Err(other),
+            },
+            other => Ok(other?),
         }
     }
 
@@ -195,38 +190,43 @@ impl StripeProcessor {
             params.insert("application_fee_amount".to_owned(), fee.to_string());
         }
         let path = format!("/payment_intents/{}/capture", req.authorization_id);
-        let captured = Captured { charge_id: req.authorization_id.to_owned() };
-        keyed!(
-            self,
-            req.idempotency_key,
-            |key| call(&client, StripeMethod::Post, &path, &params, account, Some(&key))
-                .await
-                .map(|_| captured.clone()),
-            (self.get_pi(&client, account, req.authorization_id).await?["status"].as_str() == Some("succeeded"))
-                .then(|| captured.clone())
-        )
+        let (client, params, path) = (&client, &params, &path);
+        let captured = &Captured { charge_id: req.authorization_id.to_owned() };
+        let reconcile = async {
+            let pi = self.get_pi(client, account, req.authorization_id).await?;
+            Ok((pi["status"].as_str() == Some("succeeded")).then(|| captured.clone()))
+        };
+        let sent = self
+            .keyed(
+                req.idempotency_key,
+                |key| async move {
+                    call(client, StripeMethod::Post, path, params, account, Some(&key)).await.map(|_| captured.clone())
+                },
+                reconcile,
+            )
+            .await;
+        Ok(sent?)
     }
 
     pub(super) async fn stripe_release(&self, req: &ReleaseRequest<'_>) -> ProcessorResult<()> {
         let client = self.client(req.platform)?;
         let account = req.connected_account_id;
         let path = format!("/payment_intents/{}/cancel", req.authorization_id);
-        let result: ProcessorResult<()> = keyed!(
-            self,
-            req.idempotency_key,
-            |key| call(&client, StripeMethod::Post, &path, &Form::new(), account, Some(&key)).await.map(|_| ()),
-            (self.get_pi(&client, account, req.authorization_id).await?["status"].as_str() == Some("canceled"))
-                .then_some(())
-        );
-        match result {
+        let (client, path, empty) = (&client, &path, &Form::new());
+        let canceled = async || -> ProcessorResult<bool> {
+            Ok(self.get_pi(client, account, req.authorization_id).await?["status"].as_str() == Some("canceled"))
+        };
+        let sent = self
+            .keyed(
+                req.idempotency_key,
+                |key| async move { call(client, StripeMethod::Post, path, empty, account, Some(&key)).await.map(|_| ()) },
+                async { Ok(canceled().await?.then_some(())) },
+            )
+            .await;
+        match sent {
             // Already canceled (by Stripe when it lapsed, or by an earlier attempt): done.
-            Err(_)
-                if self.get_pi(&client, account, req.authorization_id).await?["status"].as_str()
-                    == Some("canceled") =>
-            {
-                Ok(())
-            }
-            other => other,
+            Err(KeyedError::Refused(_)) if canceled().await? => Ok(()),
+            other => Ok(other?),
         }
     }
 
@@ -243,15 +243,18 @@ impl StripeProcessor {
         if let Some(reason) = req.reason {
             params.insert("reason".to_owned(), reason.to_owned());
         }
-        keyed!(
-            self,
-            req.idempotency_key,
-            |key| match call(&client, StripeMethod::Post, "/refunds", &params, account, Some(&key)).await {
-                Ok(refund) => refund_outcome(&refund).map_err(|e| CallError::Decode(e.to_string())),
-                Err(err) => Err(err),
-            },
-            self.find_refund(&client, account, target, req).await?
-        )
+        let (client, params) = (&client, &params);
+        let sent = self
+            .keyed(
+                req.idempotency_key,
+                |key| async move {
+                    let refund = call(client, StripeMethod::Post, "/refunds", params, account, Some(&key)).await?;
+                    refund_outcome(&refund).map_err(|e| CallError::Decode(e.to_string()))
+                },
+                self.find_refund(client, account, target, req),
+            )
+            .await;
+        Ok(sent?)
     }
 
     async fn find_refund(
@@ -286,69 +289,4 @@ pub(super) fn refund_state(refund: &Value) -> RefundState {
 fn refund_outcome(refund: &Value) -> ProcessorResult<RefundOutcome> {
     let refund_id = text(refund, &["id"]).ok_or_else(|| ProcessorError::Unavailable("refund without id".to_owned()))?;
     Ok(RefundOutcome { refund_id, state: refund_state(refund) })
-}
-
-/// The money events curbpay acts on, read from the verified payload (their objects are
-/// outside the async-stripe features this build compiles); anything else is `Other`.
-pub(super) fn money_event(event_id: String, kind: &str, payload: &str) -> WebhookEvent {
-    let other = |event_id: String| WebhookEvent::Other { event_id, kind: kind.to_owned() };
-    let Ok(event) = serde_json::from_str::<Value>(payload) else {
-        return other(event_id);
-    };
-    let object = &event["data"]["object"];
-    let id = || text(object, &["id"]);
-    match kind {
-        "refund.updated" | "refund.failed" => match id() {
-            Some(refund_id) => WebhookEvent::RefundUpdated { event_id, refund_id, state: refund_state(object) },
-            None => other(event_id),
-        },
-        // The charge's refunds; curbpay settles the first it knows of.
-        "charge.refunded" => match object["refunds"]["data"].as_array().and_then(|r| r.first()) {
-            Some(refund) => match text(refund, &["id"]) {
-                Some(refund_id) => WebhookEvent::RefundUpdated { event_id, refund_id, state: refund_state(refund) },
-                None => other(event_id),
-            },
-            None => other(event_id),
-        },
-        "charge.dispute.created" => {
-            // A dispute names the charge and, for PaymentIntents, the intent: curbpay's
-            // captures are known by their PaymentIntent.
-            let reference = text(object, &["payment_intent"]).or_else(|| text(object, &["charge"]));
-            match (id(), reference, object["amount"].as_i64()) {
-                (Some(dispute_id), Some(payment_reference), Some(amount)) => WebhookEvent::DisputeCreated {
-                    event_id,
-                    dispute: OpenedDispute {
-                        dispute_id,
-                        payment_reference,
-                        amount,
-                        currency: text(object, &["currency"]).unwrap_or_default().to_ascii_uppercase(),
-                        reason: text(object, &["reason"]).unwrap_or_else(|| "general".to_owned()),
-                    },
-                },
-                _ => other(event_id),
-            }
-        }
-        "charge.dispute.closed" => match id() {
-            Some(dispute_id) => {
-                WebhookEvent::DisputeClosed { event_id, dispute_id, lost: object["status"].as_str() == Some("lost") }
-            }
-            None => other(event_id),
-        },
-        "payment_intent.canceled" => match id() {
-            Some(authorization_id) => WebhookEvent::AuthorizationCanceled { event_id, authorization_id },
-            None => other(event_id),
-        },
-        _ => other(event_id),
-    }
-}
-
-/// A signed event whose object async-stripe could not type: one of the money events, or
-/// `None`.
-pub(super) fn untyped_money_event(payload: &str) -> Option<WebhookEvent> {
-    let event: Value = serde_json::from_str(payload).ok()?;
-    let (id, kind) = (text(&event, &["id"])?, text(&event, &["type"])?);
-    match money_event(id, &kind, payload) {
-        WebhookEvent::Other { .. } => None,
-        known => Some(known),
-    }
 }

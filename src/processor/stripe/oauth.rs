@@ -2,6 +2,9 @@
 //! code exchange and deauthorization, as plain form POSTs with the same retry policy
 //! as the API calls.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use backon::Retryable;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::client::StripeHttp;
@@ -37,10 +40,9 @@ async fn post(
 ) -> ProcessorResult<(u16, serde_json::Value, bool)> {
     let url = connect_base.join(path).map_err(|e| ProcessorError::Failed(format!("bad Connect base URL: {e}")))?;
     let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    let mut uncertain = false;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+    let attempts = AtomicU32::new(0);
+    let send = || async {
+        let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
         let sent = http
             .http()
             .post(url.clone())
@@ -54,6 +56,9 @@ async fn post(
                 let status = response.status().as_u16();
                 match response.bytes().await {
                     Ok(bytes) if status != 429 && status < 500 => {
+                        // Every failed attempt is retried: one before this one may have
+                        // been executed.
+                        let uncertain = attempt > 1;
                         return Ok((status, serde_json::from_slice(&bytes).unwrap_or_default(), uncertain));
                     }
                     Ok(_) => format!("Stripe Connect answered {status}"),
@@ -62,13 +67,10 @@ async fn post(
             }
             Err(err) => format!("Stripe Connect: {err}"),
         };
-        uncertain = true;
         tracing::warn!(path, attempt, error = %failure, "stripe connect request failed");
-        if attempt >= http.policy.max_attempts {
-            return Err(ProcessorError::Unavailable(failure));
-        }
-        tokio::time::sleep(http.policy.delay(attempt)).await;
-    }
+        Err(ProcessorError::Unavailable(failure))
+    };
+    send.retry(http.policy.backoff()).await
 }
 
 /// Exchanges an authorization code for the operator's connected account id.
