@@ -10,7 +10,7 @@ use async_graphql::{Context, ID, Json, Object, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 
-use super::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, app, principal};
+use super::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, broker, principal};
 use crate::broker::BrokerState;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
@@ -157,7 +157,7 @@ impl EventsSubscription {
             EventScope::App(id) | EventScope::Operator(id) => Topic::PartyEvents(id),
         };
         let types = parse_types(types)?;
-        let broker: BrokerState = app(ctx).clone();
+        let broker: BrokerState = broker(ctx).clone();
         // On the primary, as every subscription reads (see `subscriptions`).
         let mut cursor = match after.as_deref().map(parse_cursor).transpose()? {
             Some(cursor) => cursor,

@@ -127,7 +127,7 @@ pub(crate) fn principal<'a>(ctx: &Context<'a>) -> ApiResult<&'a Principal> {
     }
 }
 
-pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a BrokerState {
+pub(crate) fn broker<'a>(ctx: &Context<'a>) -> &'a BrokerState {
     ctx.data_unchecked::<BrokerState>()
 }
 
@@ -148,7 +148,7 @@ pub(crate) fn freshness(ctx: &Context<'_>) -> Freshness {
 
 /// The connection for a resolver's own reads (see [`freshness`]).
 pub(crate) async fn read_db(ctx: &Context<'_>) -> ApiResult<ReadConn> {
-    app(ctx).read_db(freshness(ctx)).await
+    broker(ctx).read_db(freshness(ctx)).await
 }
 
 /// The request's loaders for the operation's freshness.

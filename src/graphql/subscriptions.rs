@@ -14,7 +14,7 @@ use futures_util::{Stream, StreamExt};
 use std::time::Duration;
 
 use super::types::{ChargeToken, Link, LinkStatus};
-use super::{app, principal};
+use super::{broker, principal};
 use crate::broker::BrokerState;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
@@ -89,7 +89,7 @@ impl TokenSubscription {
     ) -> async_graphql::Result<impl Stream<Item = ChargeTokenEvent>> {
         let viewer = principal(ctx)?;
         let operator_id = policy::require_operator(viewer)?;
-        let broker: BrokerState = app(ctx).clone();
+        let broker: BrokerState = broker(ctx).clone();
         let mut cursor = match parse_cursor(after)? {
             Some(cursor) => cursor,
             None => {
@@ -153,7 +153,7 @@ impl LinkSubscription {
             LinkEventScope::All => Topic::AllLinks,
             LinkEventScope::App(id) | LinkEventScope::Operator(id) => Topic::PartyLinks(id),
         };
-        let broker: BrokerState = app(ctx).clone();
+        let broker: BrokerState = broker(ctx).clone();
         let mut cursor = match parse_cursor(after)? {
             Some(cursor) => cursor,
             None => {

@@ -7,7 +7,7 @@ use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Simp
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
-use super::{app, connection, parse_id, principal};
+use super::{broker, connection, parse_id, principal};
 use crate::models::webhooks::{self as rows, EndpointStatus};
 use crate::payments::webhook_endpoints::{self as service, CreateEndpoint, UpdateEndpoint};
 
@@ -256,7 +256,7 @@ impl WebhookMutation {
     ) -> async_graphql::Result<WebhookEndpointWithSecret> {
         let viewer = principal(ctx)?;
         let (endpoint, secret) = service::create(
-            app(ctx),
+            broker(ctx),
             viewer,
             CreateEndpoint {
                 url: input.url,
@@ -284,7 +284,7 @@ impl WebhookMutation {
             MaybeUndefined::Value(v) => Some(Some(v)),
         };
         let endpoint = service::update(
-            app(ctx),
+            broker(ctx),
             viewer,
             id,
             UpdateEndpoint {
@@ -305,7 +305,7 @@ impl WebhookMutation {
         input: DeleteWebhookEndpointInput,
     ) -> async_graphql::Result<DeleteWebhookEndpointPayload> {
         let viewer = principal(ctx)?;
-        let id = service::delete(app(ctx), viewer, parse_id("id", &input.id)?).await?;
+        let id = service::delete(broker(ctx), viewer, parse_id("id", &input.id)?).await?;
         Ok(DeleteWebhookEndpointPayload { deleted_endpoint_id: ID(id.to_string()) })
     }
 
@@ -317,7 +317,7 @@ impl WebhookMutation {
         input: RotateWebhookSecretInput,
     ) -> async_graphql::Result<WebhookEndpointWithSecret> {
         let viewer = principal(ctx)?;
-        let (endpoint, secret) = service::rotate(app(ctx), viewer, parse_id("id", &input.id)?).await?;
+        let (endpoint, secret) = service::rotate(broker(ctx), viewer, parse_id("id", &input.id)?).await?;
         Ok(WebhookEndpointWithSecret { endpoint: WebhookEndpoint(endpoint), secret: secret.expose_secret().to_owned() })
     }
 
@@ -329,7 +329,7 @@ impl WebhookMutation {
     ) -> async_graphql::Result<RedeliverEventPayload> {
         let viewer = principal(ctx)?;
         let endpoint_id = parse_id("endpointId", &input.endpoint_id)?;
-        let endpoint = service::redeliver(app(ctx), viewer, endpoint_id, input.event_id.as_str()).await?;
+        let endpoint = service::redeliver(broker(ctx), viewer, endpoint_id, input.event_id.as_str()).await?;
         Ok(RedeliverEventPayload { endpoint: WebhookEndpoint(endpoint), event_id: input.event_id })
     }
 }

@@ -3,7 +3,7 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 
 use crate::graphql::types::Customer;
-use crate::graphql::{app, principal};
+use crate::graphql::{broker, principal};
 use crate::payments::customers;
 
 /// Input of `tokenizeCustomer`.
@@ -38,7 +38,7 @@ impl CustomerMutation {
         input: TokenizeCustomerInput,
     ) -> async_graphql::Result<TokenizeCustomerPayload> {
         let (customer, created) =
-            customers::tokenize(app(ctx), principal(ctx)?, &input.external_ref, &input.card_token).await?;
+            customers::tokenize(broker(ctx), principal(ctx)?, &input.external_ref, &input.card_token).await?;
         Ok(TokenizeCustomerPayload { customer: Customer(customer), created })
     }
 }

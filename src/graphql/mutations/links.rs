@@ -4,7 +4,7 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use crate::graphql::types::Link;
-use crate::graphql::{app, parse_id, principal};
+use crate::graphql::{broker, parse_id, principal};
 use crate::payments::links;
 
 /// Input of `linkOperator`.
@@ -100,7 +100,7 @@ impl LinkMutation {
     ) -> async_graphql::Result<LinkOperatorPayload> {
         let app_id = parse_id("appId", &input.app_id)?;
         let operator_id = parse_id("operatorId", &input.operator_id)?;
-        let link = links::link_operator(app(ctx), principal(ctx)?, app_id, operator_id).await?;
+        let link = links::link_operator(broker(ctx), principal(ctx)?, app_id, operator_id).await?;
         Ok(LinkOperatorPayload { link: Link::new(link) })
     }
 
@@ -116,7 +116,7 @@ impl LinkMutation {
         input: CompleteLinkInput,
     ) -> async_graphql::Result<CompleteLinkPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
-        let link = links::complete_link(app(ctx), principal(ctx)?, link_id, &input.authorization_code).await?;
+        let link = links::complete_link(broker(ctx), principal(ctx)?, link_id, &input.authorization_code).await?;
         Ok(CompleteLinkPayload { link: Link::new(link) })
     }
 
@@ -130,14 +130,14 @@ impl LinkMutation {
         input: AcceptLinkAccountInput,
     ) -> async_graphql::Result<AcceptLinkAccountPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
-        let link = links::accept_held_account(app(ctx), principal(ctx)?, link_id).await?;
+        let link = links::accept_held_account(broker(ctx), principal(ctx)?, link_id).await?;
         Ok(AcceptLinkAccountPayload { link: Link::new(link) })
     }
 
     /// Changes a link's settings. The link's operator or an admin (`FORBIDDEN` for the app).
     async fn update_link(&self, ctx: &Context<'_>, input: UpdateLinkInput) -> async_graphql::Result<UpdateLinkPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
-        let link = links::update_link(app(ctx), principal(ctx)?, link_id, input.app_may_refund).await?;
+        let link = links::update_link(broker(ctx), principal(ctx)?, link_id, input.app_may_refund).await?;
         Ok(UpdateLinkPayload { link: Link::new(link) })
     }
 
@@ -149,7 +149,7 @@ impl LinkMutation {
         input: UnlinkOperatorInput,
     ) -> async_graphql::Result<UnlinkOperatorPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
-        let link = links::unlink(app(ctx), principal(ctx)?, link_id).await?;
+        let link = links::unlink(broker(ctx), principal(ctx)?, link_id).await?;
         Ok(UnlinkOperatorPayload { link: Link::new(link) })
     }
 }

@@ -3,7 +3,7 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 
 use crate::graphql::types::{App, Operator};
-use crate::graphql::{app, principal};
+use crate::graphql::{broker, principal};
 use crate::payments::parties;
 
 /// Input of `createApp`.
@@ -71,7 +71,7 @@ impl PartyMutation {
         });
         let request =
             parties::NewAppRequest { name: &input.name, credentials, platform_fee_bps: input.platform_fee_bps };
-        let created = parties::create_app(app(ctx), principal(ctx)?, request).await?;
+        let created = parties::create_app(broker(ctx), principal(ctx)?, request).await?;
         Ok(CreateAppPayload { app: App(created) })
     }
 
@@ -81,7 +81,7 @@ impl PartyMutation {
         ctx: &Context<'_>,
         input: CreateOperatorInput,
     ) -> async_graphql::Result<CreateOperatorPayload> {
-        let created = parties::create_operator(app(ctx), principal(ctx)?, &input.name).await?;
+        let created = parties::create_operator(broker(ctx), principal(ctx)?, &input.name).await?;
         Ok(CreateOperatorPayload { operator: Operator(created) })
     }
 }

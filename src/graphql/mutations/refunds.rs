@@ -4,7 +4,7 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use crate::domain::money::Money;
 use crate::graphql::types::{MoneyInput, ParkingSession, Refund, RefundReason};
-use crate::graphql::{app, parse_id, principal};
+use crate::graphql::{broker, parse_id, principal};
 use crate::payments::refunds;
 
 /// Input of `refundSession`.
@@ -46,7 +46,7 @@ impl RefundMutation {
         let session_id = parse_id("sessionId", &input.session_id)?;
         let amount = input.amount.map(|m| Money::parse(m.amount.into(), &m.currency)).transpose()?;
         let (session, refund) = refunds::refund(
-            app(ctx),
+            broker(ctx),
             principal(ctx)?,
             refunds::RefundInput {
                 session_id,

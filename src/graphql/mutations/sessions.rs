@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use crate::domain::money::Money;
 use crate::graphql::types::{CancelReason, MoneyInput, ParkingSession, PaymentFailure};
-use crate::graphql::{app, parse_id, principal};
+use crate::graphql::{broker, parse_id, principal};
 use crate::models::SessionStatus;
 use crate::payments::sessions::StartSession;
 use crate::payments::{holds, sessions};
@@ -128,7 +128,7 @@ impl SessionMutation {
         input: StartParkingSessionInput,
     ) -> async_graphql::Result<StartParkingSessionPayload> {
         let started = sessions::start(
-            app(ctx),
+            broker(ctx),
             principal(ctx)?,
             StartSession {
                 customer_id: parse_id("customerId", &input.customer_id)?,
@@ -152,7 +152,7 @@ impl SessionMutation {
     ) -> async_graphql::Result<EndParkingSessionPayload> {
         let session_id = parse_id("sessionId", &input.session_id)?;
         let money = Money::parse(input.amount.amount.into(), &input.amount.currency)?;
-        let session = sessions::end(app(ctx), principal(ctx)?, session_id, money).await?;
+        let session = sessions::end(broker(ctx), principal(ctx)?, session_id, money).await?;
         Ok(EndParkingSessionPayload { session: ParkingSession(session) })
     }
 
@@ -165,7 +165,7 @@ impl SessionMutation {
         input: ChargeSessionInput,
     ) -> async_graphql::Result<ChargeSessionPayload> {
         let session_id = parse_id("sessionId", &input.session_id)?;
-        let session = sessions::charge(app(ctx), principal(ctx)?, session_id).await?;
+        let session = sessions::charge(broker(ctx), principal(ctx)?, session_id).await?;
         let succeeded = session.status == SessionStatus::Charged;
         let failure = session.failure_code.clone().map(|code| PaymentFailure {
             code,
@@ -186,7 +186,7 @@ impl SessionMutation {
         let session_id = parse_id("sessionId", &input.session_id)?;
         let additional = Money::parse(input.additional_hold.amount.into(), &input.additional_hold.currency)?;
         let (session, row) = holds::extend(
-            app(ctx),
+            broker(ctx),
             principal(ctx)?,
             holds::Extend {
                 session_id,
@@ -216,7 +216,7 @@ impl SessionMutation {
         if reason == crate::models::CancelReason::Expired {
             return Err(crate::error::ApiError::bad_input("EXPIRED is set by curbpay only").into());
         }
-        let session = holds::cancel(app(ctx), principal(ctx)?, session_id, reason).await?;
+        let session = holds::cancel(broker(ctx), principal(ctx)?, session_id, reason).await?;
         Ok(CancelParkingSessionPayload { session: ParkingSession(session) })
     }
 }

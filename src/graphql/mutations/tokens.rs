@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use crate::graphql::types::ChargeToken;
-use crate::graphql::{app, parse_id, principal};
+use crate::graphql::{broker, parse_id, principal};
 use crate::payments::tokens;
 
 /// Input of `reissueChargeToken`.
@@ -48,7 +48,7 @@ impl TokenMutation {
     ) -> async_graphql::Result<ReissueChargeTokenPayload> {
         let session_id = parse_id("sessionId", &input.session_id)?;
         let viewer = principal(ctx)?;
-        let token = tokens::reissue(app(ctx), viewer, session_id).await?;
+        let token = tokens::reissue(broker(ctx), viewer, session_id).await?;
         Ok(ReissueChargeTokenPayload { charge_token: ChargeToken(token) })
     }
 
@@ -60,7 +60,7 @@ impl TokenMutation {
     ) -> async_graphql::Result<AcknowledgeChargeTokenPayload> {
         let token_id = parse_id("chargeTokenId", &input.charge_token_id)?;
         let viewer = principal(ctx)?;
-        let token = tokens::acknowledge(app(ctx), viewer, token_id).await?;
+        let token = tokens::acknowledge(broker(ctx), viewer, token_id).await?;
         Ok(AcknowledgeChargeTokenPayload { charge_token: ChargeToken(token) })
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::parties::{App, Operator};
 use crate::error::ApiError;
-use crate::graphql::{app, principal};
+use crate::graphql::{broker, principal};
 use crate::models;
 use crate::payments::links;
 
@@ -81,7 +81,7 @@ impl Link {
         let Some(platform) = crate::graphql::loader_set(ctx).apps.load_one(self.row.app_id).await? else {
             return Ok(None);
         };
-        Ok(links::authorization_url(app(ctx), viewer, &self.row, &platform)?)
+        Ok(links::authorization_url(broker(ctx), viewer, &self.row, &platform)?)
     }
     /// The operator's connected account id at the processor, once `ACTIVE`.
     async fn connected_account_id(&self) -> Option<&str> {
