@@ -5,6 +5,7 @@
 pub mod embedded;
 pub mod pooler;
 pub mod replica;
+#[allow(missing_docs)]
 pub mod schema;
 
 use std::sync::Arc;
