@@ -35,6 +35,7 @@ pub use mutations::MutationRoot;
 pub use queries::QueryRoot;
 pub use subscriptions::SubscriptionRoot;
 
+/// The async-graphql schema type of the API.
 pub type CurbpaySchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Largest page a list returns.
@@ -147,6 +148,7 @@ pub enum Auth {
     Invalid(String),
     /// The credentials could not be checked (the database did not answer).
     Unavailable,
+    /// A valid token: the caller.
     Principal(Principal),
 }
 
