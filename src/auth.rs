@@ -30,7 +30,7 @@ pub enum Role {
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// The token's `sub` claim (for logs; never used for authorization).
+    /// The token's `sub` claim (`Viewer.subject`; admins are rate-limited by it).
     pub subject: String,
     /// The role, and the party it acts as.
     pub role: Role,

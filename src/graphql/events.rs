@@ -34,8 +34,8 @@ pub struct Event {
     scope: EventScope,
 }
 
-/// Something that happened to an object the viewer may see (a link, a session, a
-/// charge token, a payment), as the viewer is allowed to see it. The same events are
+/// Something that happened to an object the viewer may see (a parking session, a
+/// charge token, a link), as the viewer is allowed to see it. The same events are
 /// delivered to the viewer's webhook endpoints.
 #[Object]
 impl Event {

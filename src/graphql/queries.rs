@@ -11,8 +11,8 @@ use crate::models::parking_sessions::SessionFilter;
 use crate::models::{self};
 use crate::payments::{customers, parties, policy};
 
-/// The entry points for reads. Every field needs a bearer token; each party sees only
-/// what concerns it (admins see everything). Lists are Relay connections, oldest first.
+/// The entry points for reads. Every field but `eventTypes` needs a bearer token; each
+/// party sees only what concerns it (admins see everything). Lists are Relay connections, oldest first.
 /// Queries may read from a replica, so right after a mutation read its own payload
 /// rather than querying for what it wrote.
 #[derive(MergedObject, Default)]

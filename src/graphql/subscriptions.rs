@@ -28,9 +28,8 @@ const BATCH: i64 = 100;
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Live streams over a GraphQL WebSocket (`graphql-transport-ws`, or the older
-/// `graphql-ws`). Each stream can
-/// resume: pass the `cursor` of the last event received as `after` when reconnecting
-/// and nothing is missed. A stream ends when the token that opened it expires.
+/// `graphql-ws`). Each stream can resume: pass the `cursor` of the last event received
+/// as `after` when reconnecting and nothing is missed. A stream ends when the token that opened it expires.
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(TokenSubscription, LinkSubscription, super::events::EventsSubscription);

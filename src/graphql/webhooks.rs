@@ -101,7 +101,8 @@ pub enum WebhookAttemptStatus {
     /// A 2xx answer within the timeout.
     Succeeded,
     /// Any other outcome: a non-2xx answer, a timeout, a refused address or a
-    /// connection error. The event is retried on the endpoint's schedule.
+    /// connection error. The event is tried again later, unless the endpoint answered
+    /// 410 Gone or the retry schedule is spent.
     Failed,
 }
 
