@@ -19,15 +19,20 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// Operates curbpay: sees and does everything.
     Admin,
+    /// A parking app, by its id.
     App(Uuid),
+    /// A parking operator, by its id.
     Operator(Uuid),
 }
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The token's `sub` claim (`Viewer.subject`; admins are rate-limited by it).
     pub subject: String,
+    /// The role, and the party it acts as.
     pub role: Role,
     /// When the token stops being valid (long-lived subscriptions end then).
     pub expires_at: DateTime<Utc>,
@@ -41,6 +46,7 @@ pub struct Principal {
 /// minted before scopes existed did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scopes {
+    /// Whether mutations are allowed (every token may read).
     pub write: bool,
 }
 
@@ -88,12 +94,14 @@ impl Principal {
         now > self.expires_at + chrono::Duration::seconds(LEEWAY_SECS as i64)
     }
 
+    /// The app the caller acts as (role app).
     pub fn app_id(&self) -> Option<Uuid> {
         match self.role {
             Role::App(id) => Some(id),
             _ => None,
         }
     }
+    /// The operator the caller acts as (role operator).
     pub fn operator_id(&self) -> Option<Uuid> {
         match self.role {
             Role::Operator(id) => Some(id),
@@ -112,10 +120,12 @@ pub struct KnownParties(std::sync::RwLock<std::collections::HashSet<Role>>);
 const MAX_KNOWN_PARTIES: usize = 100_000;
 
 impl KnownParties {
+    /// Whether the party is known to exist (admins always are).
     pub fn contains(&self, role: Role) -> bool {
         role == Role::Admin || self.0.read().unwrap_or_else(|e| e.into_inner()).contains(&role)
     }
 
+    /// Remembers that the party exists.
     pub fn insert(&self, role: Role) {
         let mut set = self.0.write().unwrap_or_else(|e| e.into_inner());
         if set.len() >= MAX_KNOWN_PARTIES {
@@ -128,12 +138,17 @@ impl KnownParties {
 /// The claims curbpay reads.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
+    /// Subject: who the token was minted for.
     pub sub: String,
+    /// `admin`, `app` or `operator`.
     pub role: String,
+    /// The app (role `app`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_id: Option<Uuid>,
+    /// The operator (role `operator`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_id: Option<Uuid>,
+    /// Expiry, in seconds since the Unix epoch.
     pub exp: i64,
     /// Space-separated scopes (`read`, `write`); absent means everything the role allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,8 +156,10 @@ pub struct Claims {
     /// Not valid before this time (checked with the same leeway as `exp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// Issuer; required when `CURBPAY_JWT_ISSUER` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// Audience; required when `CURBPAY_JWT_AUDIENCE` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
 }
@@ -316,6 +333,7 @@ pub struct StateSigner {
 }
 
 impl StateSigner {
+    /// A signer keyed by `secret` (`CURBPAY_STATE_SECRET`, or the HS256 JWT secret).
     pub fn new(secret: &[u8]) -> StateSigner {
         StateSigner { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
     }

@@ -11,6 +11,7 @@ use crate::error::ApiResult;
 use crate::events::EventHub;
 use crate::processor::Processor;
 
+/// The state every request and background task shares: pools, processor, event hub, verifiers and settings.
 pub struct Broker {
     /// Postgres connections to the primary (bounded; a request that waits too long gets
     /// UNAVAILABLE).
@@ -42,6 +43,7 @@ pub struct Broker {
     pub config: Arc<Config>,
 }
 
+/// The shared [`Broker`], as handlers and tasks hold it.
 pub type BrokerState = Arc<Broker>;
 
 /// What a read must see. The GraphQL layer decides it per operation

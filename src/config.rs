@@ -14,7 +14,12 @@ pub enum JwtKey {
     /// `CURBPAY_JWT_SECRET`: HS256 with a shared secret.
     Secret(SecretString),
     /// `CURBPAY_JWT_PUBLIC_KEY_FILE`: RS256, ES256 or EdDSA with a PEM public key.
-    PublicKeyPem { pem: Vec<u8>, path: PathBuf },
+    PublicKeyPem {
+        /// The key file's contents.
+        pem: Vec<u8>,
+        /// The file it was read from (for messages).
+        path: PathBuf,
+    },
     /// No key configured: the server generates one for development (and prints an
     /// admin token). Never the case in tests or production.
     Generate,
@@ -23,6 +28,7 @@ pub enum JwtKey {
 /// The JWT settings.
 #[derive(Clone)]
 pub struct JwtConfig {
+    /// How signatures are checked (`CURBPAY_JWT_SECRET` or `CURBPAY_JWT_PUBLIC_KEY_FILE`).
     pub key: JwtKey,
     /// `CURBPAY_JWT_ISSUER`: when set, tokens must carry this `iss`.
     pub issuer: Option<String>,
@@ -68,6 +74,7 @@ impl Default for StripeConfig {
     }
 }
 
+/// Every setting, read once from the environment (`Config::from_env`).
 #[derive(Clone)]
 pub struct Config {
     /// `DATABASE_URL`: an existing Postgres. Unset: curbpay starts its own embedded
@@ -84,6 +91,7 @@ pub struct Config {
     /// Whether `CURBPAY_PUBLIC_URL` was set; when not, the server derives the public URL
     /// from the address it actually bound (port 0 picks a free one).
     pub public_url_set: bool,
+    /// How API tokens are verified.
     pub jwt: JwtConfig,
     /// `CURBPAY_STATE_SECRET`: signs the OAuth `state` of link authorizations (it names
     /// the link, its operator and a single-use nonce). Default: the HS256 JWT secret.
@@ -93,6 +101,7 @@ pub struct Config {
     /// `CURBPAY_STRIPE_API_BASE` or `CURBPAY_STRIPE_CONNECT_BASE` is set; the retry and
     /// timeout settings alone select nothing).
     pub processor: ProcessorKind,
+    /// The Stripe settings (used in Stripe mode).
     pub stripe: StripeConfig,
     /// `CURBPAY_ENCRYPTION_KEY`: base64 of 32 random bytes; seals the apps' Stripe
     /// secrets at rest. Required in Stripe mode.
@@ -188,6 +197,7 @@ pub struct Config {
     /// `CURBPAY_SESSION_SWEEP_INTERVAL` (default `1m`): how often each server process
     /// looks for such sessions.
     pub session_sweep_interval: Duration,
+    /// The event log and outgoing webhook settings.
     pub events: EventsConfig,
 }
 
@@ -195,11 +205,14 @@ pub struct Config {
 /// (read before the rest of the configuration, by the logger).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
 impl LogFormat {
+    /// Reads `CURBPAY_LOG_FORMAT`.
     pub fn from_env() -> anyhow::Result<LogFormat> {
         match var("CURBPAY_LOG_FORMAT").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             None | Some("text") => Ok(LogFormat::Text),

@@ -28,7 +28,9 @@ pub struct Keyring {
 /// A sealed secret as stored: nonce followed by ciphertext, and the sealing key's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
+    /// The id of the key that sealed it (the first bytes of the key's SHA-256, in hex).
     pub key_id: String,
+    /// Nonce followed by ciphertext.
     pub ciphertext: Vec<u8>,
 }
 
@@ -55,6 +57,7 @@ impl Keyring {
         })
     }
 
+    /// The id of the key new secrets are sealed with.
     pub fn current_key_id(&self) -> &str {
         &self.current.id
     }

@@ -12,13 +12,21 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Stable, documented error codes. Clients switch on these, never on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
+    /// No valid credentials: the token is missing, malformed, expired or names no party.
     Unauthenticated,
+    /// Authenticated, but the role or scope does not allow the operation.
     Forbidden,
+    /// The object does not exist or the caller may not see it.
     NotFound,
+    /// An argument or input field is invalid; the message names it.
     BadUserInput,
+    /// The request clashes with the object's state (or an idempotency key's earlier use).
     Conflict,
+    /// The processor refused or failed the request.
     ProcessorError,
+    /// A dependency (database, processor) is unreachable or overloaded; retrying may work.
     Unavailable,
+    /// A bug or an unexpected state; the detail is in the server's log.
     Internal,
     /// Too many requests from one principal (or one address); retry after a pause.
     RateLimited,
@@ -27,6 +35,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as sent in `extensions.code`.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
@@ -72,14 +81,19 @@ impl fmt::Display for ErrorCode {
 /// to show; `Internal` and `Unavailable` carry detail for the log only.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// No valid credentials; the message says what was wrong (never the token).
     #[error("{0}")]
     Unauthenticated(String),
+    /// The role or scope does not allow it; the message says which is needed.
     #[error("{0}")]
     Forbidden(String),
+    /// Nothing of this kind (`"app"`, `"operator"`, …) that the caller may see.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// An invalid argument; the message names it.
     #[error("{0}")]
     BadUserInput(String),
+    /// A clash with the object's state; the message says which.
     #[error("{0}")]
     Conflict(String),
     /// Another ACTIVE session for the same vehicle in the same zone of the operator;
@@ -97,7 +111,10 @@ pub enum ApiError {
     Internal(Cow<'static, str>, #[source] Option<Cause>),
     /// The caller's request budget is spent; it refills within `retry_after`.
     #[error("too many requests: retry in {} s", retry_after_secs(*.retry_after))]
-    RateLimited { retry_after: std::time::Duration },
+    RateLimited {
+        /// How long until the budget allows another request.
+        retry_after: std::time::Duration,
+    },
     /// A usage limit of the connection was reached; the message names it.
     #[error("{0}")]
     LimitExceeded(String),
@@ -109,6 +126,7 @@ pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
 }
 
 impl ApiError {
+    /// The stable code clients see in `extensions.code`.
     pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
@@ -141,14 +159,17 @@ impl ApiError {
         }
     }
 
+    /// A BAD_USER_INPUT error with this message.
     pub fn bad_input(msg: impl Into<String>) -> Self {
         ApiError::BadUserInput(msg.into())
     }
 
+    /// A CONFLICT error with this message.
     pub fn conflict(msg: impl Into<String>) -> Self {
         ApiError::Conflict(msg.into())
     }
 
+    /// A FORBIDDEN error with this message.
     pub fn forbidden(msg: impl Into<String>) -> Self {
         ApiError::Forbidden(msg.into())
     }
@@ -221,6 +242,7 @@ impl From<diesel::result::Error> for ApiError {
     }
 }
 
+/// The result of a request's steps: an [`ApiError`] carries its code to the client.
 pub type ApiResult<T> = Result<T, ApiError>;
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The limits as configured.
     pub fn new(config: &Config) -> Limits {
         Limits {
             rate: RateLimits::new(config),
@@ -54,10 +55,12 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// The caller for an authenticated principal.
     pub fn principal(principal: &Principal) -> Caller {
         Caller::Principal(principal_key(principal))
     }
 
+    /// The caller for an unauthenticated client at `ip`.
     pub fn address(ip: Option<IpAddr>) -> Caller {
         match ip.map(|ip| ip.to_canonical()) {
             Some(IpAddr::V6(v6)) => {
@@ -151,6 +154,7 @@ pub struct SocketSlot {
 }
 
 impl SocketSlots {
+    /// At most `max` WebSockets per principal.
     pub fn new(max: usize) -> SocketSlots {
         SocketSlots { max, open: Arc::default() }
     }

@@ -130,6 +130,7 @@ pub fn processor_retry(processor: &'static str) {
     counter!("curbpay_processor_retries_total", "processor" => processor).increment(1);
 }
 
+/// A charge token was issued.
 pub fn charge_token_issued() {
     counter!("curbpay_charge_tokens_issued_total").increment(1);
 }
@@ -147,6 +148,7 @@ pub fn rate_limited(transport: &'static str) {
     counter!("curbpay_rate_limited_total", "transport" => transport).increment(1);
 }
 
+/// How long a request waited for a connection of `pool`.
 pub fn pool_wait(pool: &'static str, waited: Duration) {
     histogram!("curbpay_db_pool_wait_seconds", "pool" => pool).record(waited.as_secs_f64());
 }
@@ -156,6 +158,7 @@ pub fn replica_serving(serving: bool) {
     gauge!("curbpay_db_replica_serving").set(if serving { 1.0 } else { 0.0 });
 }
 
+/// How far the read replica is behind the primary.
 pub fn replica_lag(lag: Duration) {
     gauge!("curbpay_db_replica_lag_seconds").set(lag.as_secs_f64());
 }
@@ -165,6 +168,7 @@ pub fn read_fallback(reason: &'static str) {
     counter!("curbpay_db_read_fallbacks_total", "reason" => reason).increment(1);
 }
 
+/// Whether the LISTEN connection is up; `reconnected` counts a reconnect.
 pub fn listen_state(connected: bool, reconnected: bool) {
     gauge!("curbpay_listen_connected").set(if connected { 1.0 } else { 0.0 });
     if reconnected {
@@ -172,6 +176,7 @@ pub fn listen_state(connected: bool, reconnected: bool) {
     }
 }
 
+/// The process was asked to stop.
 pub fn shutting_down() {
     gauge!("curbpay_shutting_down").set(1.0);
 }
@@ -195,6 +200,7 @@ pub fn db_statements(total: u64) {
 pub struct GaugeGuard(metrics::Gauge);
 
 impl GaugeGuard {
+    /// Holds `curbpay_websockets_open` up while the WebSocket is open.
     pub fn websocket() -> GaugeGuard {
         GaugeGuard::new(gauge!("curbpay_websockets_open"))
     }

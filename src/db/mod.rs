@@ -5,6 +5,7 @@
 pub mod embedded;
 pub mod pooler;
 pub mod replica;
+#[allow(missing_docs)]
 pub mod schema;
 
 use std::sync::Arc;
@@ -19,10 +20,14 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
+/// The migrations, embedded in the binary (run at start and by `curbpay migrate`).
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
+/// A pool of Postgres connections.
 pub type DbPool = Pool<AsyncPgConnection>;
+/// A connection taken from a [`DbPool`].
 pub type DbConn = Object<AsyncPgConnection>;
+/// Why no connection could be taken from a pool.
 pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
 
 /// A connection for reads that may lag behind the primary: from the read replica when
@@ -56,6 +61,7 @@ impl std::ops::DerefMut for ReadConn {
 pub struct StatementCounter(Arc<AtomicU64>);
 
 impl StatementCounter {
+    /// The statements sent so far.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -102,8 +108,11 @@ impl Instrumentation for Instrument {
 
 /// Pool settings.
 pub struct PoolSettings {
+    /// The most connections the pool opens.
     pub max_size: usize,
+    /// How long a request waits for a connection before it is UNAVAILABLE.
     pub wait_timeout: Duration,
+    /// Each connection's `statement_timeout`.
     pub statement_timeout: Duration,
     /// Keep a prepared-statement cache per connection (`CURBPAY_DB_PREPARED_STATEMENTS`).
     pub prepared_statements: bool,

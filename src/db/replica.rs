@@ -37,6 +37,7 @@ const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(50);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ReplicaState {
+    /// Serves reads that may lag.
     Serving = 0,
     /// No connection could be made to it.
     Down = 1,
@@ -71,6 +72,7 @@ pub enum Unusable {
     Busy(PoolError),
 }
 
+/// The read replica: its pool and whether it serves now (kept up to date by its monitor).
 pub struct Replica {
     pool: DbPool,
     state: AtomicU8,
@@ -80,6 +82,7 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// A replica reached through `pool`; `max_lag` bounds how far behind it may serve.
     pub fn new(pool: DbPool, max_lag: Option<Duration>) -> Arc<Replica> {
         crate::metrics::replica_serving(true);
         Arc::new(Replica {
@@ -90,10 +93,12 @@ impl Replica {
         })
     }
 
+    /// The replica's pool.
     pub fn pool(&self) -> &DbPool {
         &self.pool
     }
 
+    /// Whether the replica serves reads now.
     pub fn state(&self) -> ReplicaState {
         ReplicaState::from_u8(self.state.load(Ordering::Relaxed))
     }

@@ -28,12 +28,15 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Pause before retrying after the database failed a read.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Something that happened, as the viewer is allowed to see it.
+/// An event row and the audience it is shown to.
 pub struct Event {
     row: EventRow,
     scope: EventScope,
 }
 
+/// Something that happened to an object the viewer may see (a parking session, a
+/// charge token, a link), as the viewer is allowed to see it. The same events are
+/// delivered to the viewer's webhook endpoints.
 #[Object]
 impl Event {
     /// The event's id (`evt_…`): the same in the API and in webhook deliveries
@@ -63,13 +66,16 @@ pub struct EventNotification {
     /// Pass as `after` (to the subscription or the `events` query) to resume right
     /// after this event.
     pub cursor: String,
+    /// The event itself.
     pub event: Event,
 }
 
+/// A log position as a cursor: `tx:seq`.
 pub fn encode_cursor(cursor: EventCursor) -> String {
     format!("{}:{}", cursor.tx, cursor.seq)
 }
 
+/// Reads a cursor made by [`encode_cursor`]; anything else is BAD_USER_INPUT.
 pub fn parse_cursor(raw: &str) -> ApiResult<EventCursor> {
     let bad = || ApiError::bad_input("after is not a cursor of the event log");
     let (tx, seq) = raw.trim().split_once(':').ok_or_else(bad)?;
@@ -91,6 +97,7 @@ pub fn parse_types(types: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>>
     Ok(Some(types))
 }
 
+/// The event log queries, merged into `Query`.
 #[derive(Default)]
 pub struct EventsQuery;
 
@@ -103,9 +110,13 @@ impl EventsQuery {
     async fn events(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
+        #[graphql(desc = "The page size: 0 to 100, 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "A cursor from this query (`endCursor`) or the `events` subscription; \
+                          omitted: from the oldest event kept.")]
         after: Option<String>,
-        types: Option<Vec<String>>,
+        #[graphql(desc = "Event types to keep (names from `eventTypes`); omitted: every type.")] types: Option<
+            Vec<String>,
+        >,
     ) -> async_graphql::Result<Connection<String, Event>> {
         let viewer = principal(ctx)?;
         let scope = policy::event_scope(viewer);
@@ -135,6 +146,7 @@ impl EventsQuery {
     }
 }
 
+/// The event log subscription, merged into `Subscription`.
 #[derive(Default)]
 pub struct EventsSubscription;
 
@@ -147,8 +159,12 @@ impl EventsSubscription {
     async fn events(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "A cursor from this subscription or the `events` query: replay every \
+                          event after it first; omitted: only events from now on.")]
         after: Option<String>,
-        types: Option<Vec<String>>,
+        #[graphql(desc = "Event types to keep (names from `eventTypes`); omitted: every type.")] types: Option<
+            Vec<String>,
+        >,
     ) -> async_graphql::Result<impl Stream<Item = EventNotification>> {
         let viewer = principal(ctx)?;
         let scope = policy::event_scope(viewer);

@@ -37,7 +37,9 @@ pub const MAX_EXPANDED_SELECTIONS: usize = 10_000;
 /// Why a document was refused; `limit` names the limit for `extensions.limit`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitError {
+    /// The limit's name, sent as `extensions.limit`.
     pub limit: &'static str,
+    /// What the client sees.
     pub message: String,
 }
 

@@ -166,7 +166,9 @@ impl Loader<Uuid> for SessionRefundsLoader {
 /// `policy::capability_reporters`): all its active links, or one app's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CapabilitiesKey {
+    /// The operator.
     pub operator_id: Uuid,
+    /// The one app whose reports count; `None`: all of the operator's active links.
     pub app_id: Option<Uuid>,
 }
 
@@ -204,6 +206,7 @@ pub struct Loaders {
 }
 
 impl Loaders {
+    /// Loaders for one request (or one WebSocket connection) on `broker`.
     pub fn new(broker: &BrokerState) -> Loaders {
         Loaders { broker: broker.clone(), latest: OnceLock::new(), may_lag: OnceLock::new() }
     }
@@ -220,14 +223,23 @@ impl Loaders {
 
 /// One loader per edge, all reading with one freshness.
 pub struct LoaderSet {
+    /// Apps by id.
     pub apps: DataLoader<AppLoader>,
+    /// Operators by id.
     pub operators: DataLoader<OperatorLoader>,
+    /// Links by id.
     pub links: DataLoader<LinkLoader>,
+    /// Customers by id.
     pub customers: DataLoader<CustomerLoader>,
+    /// Sessions by id.
     pub sessions: DataLoader<SessionLoader>,
+    /// A session's charge tokens, oldest first.
     pub session_tokens: DataLoader<SessionTokensLoader>,
+    /// A session's ledger, oldest first.
     pub session_payments: DataLoader<SessionPaymentsLoader>,
+    /// A session's refunds, oldest first.
     pub session_refunds: DataLoader<SessionRefundsLoader>,
+    /// An operator's capabilities, as the reporting links agree on them.
     pub capabilities: DataLoader<CapabilitiesLoader>,
 }
 

@@ -35,6 +35,7 @@ pub use mutations::MutationRoot;
 pub use queries::QueryRoot;
 pub use subscriptions::SubscriptionRoot;
 
+/// The async-graphql schema type of the API.
 pub type CurbpaySchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Largest page a list returns.
@@ -81,6 +82,7 @@ fn build(broker: Option<BrokerState>, writes: bool) -> CurbpaySchema {
         .limit_recursive_depth(32)
         .limit_directives(16)
         .limit_aliases(64);
+    builder = describe_connections(builder);
     if writes {
         builder = builder.extension(scopes::WriteScope);
     }
@@ -97,6 +99,41 @@ fn build(broker: Option<BrokerState>, writes: bool) -> CurbpaySchema {
     builder.finish()
 }
 
+/// Describes the connection types, which async-graphql generates without a description
+/// (their fields, `PageInfo` and the edges are described by async-graphql).
+fn describe_connections(
+    builder: async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot>,
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    use async_graphql::connection::Connection;
+    use connection::Conn;
+    builder
+        .override_output_type_description::<Conn<types::App>>(
+            "A page of apps, oldest first. Pass `pageInfo.endCursor` as `after` for the next page.",
+        )
+        .override_output_type_description::<Conn<types::Operator>>(
+            "A page of operators, oldest first. Pass `pageInfo.endCursor` as `after` for the next page.",
+        )
+        .override_output_type_description::<Conn<types::Link>>(
+            "A page of links, oldest first. Pass `pageInfo.endCursor` as `after` for the next page.",
+        )
+        .override_output_type_description::<Conn<types::Customer>>(
+            "A page of customers, oldest first. Pass `pageInfo.endCursor` as `after` for the next page.",
+        )
+        .override_output_type_description::<Conn<types::ParkingSession>>(
+            "A page of parking sessions, oldest first. Pass `pageInfo.endCursor` as `after` for the next page.",
+        )
+        .override_output_type_description::<Connection<String, events::Event>>(
+            "A page of the event log, oldest first. Pass `pageInfo.endCursor` as `after` for the next page, \
+             or to the `events` subscription to follow the log live from there.",
+        )
+        .override_output_type_description::<Connection<String, webhooks::WebhookEndpoint>>(
+            "A page of webhook endpoints, oldest first. Pass `pageInfo.endCursor` as `after` for the next page.",
+        )
+        .override_output_type_description::<Connection<String, webhooks::WebhookDeliveryAttempt>>(
+            "A page of delivery attempts, oldest first. Pass `pageInfo.endCursor` as `after` for the next page.",
+        )
+}
+
 /// The SDL as published in `schema.graphql`.
 pub fn sdl() -> String {
     build(None, false).sdl()
@@ -111,6 +148,7 @@ pub enum Auth {
     Invalid(String),
     /// The credentials could not be checked (the database did not answer).
     Unavailable,
+    /// A valid token: the caller.
     Principal(Principal),
 }
 

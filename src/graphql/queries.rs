@@ -11,6 +11,10 @@ use crate::models::parking_sessions::SessionFilter;
 use crate::models::{self};
 use crate::payments::{customers, parties, policy};
 
+/// The entry points for reads. Every field but `eventTypes` needs a bearer token; each
+/// party sees only what concerns it (admins see everything). Lists are Relay connections, oldest first.
+/// Queries may read from a replica, so right after a mutation read its own payload
+/// rather than querying for what it wrote.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
 pub struct QueryRoot(
@@ -23,6 +27,7 @@ pub struct QueryRoot(
     super::webhooks::WebhookQuery,
 );
 
+/// The viewer query, merged into `Query`.
 #[derive(Default)]
 pub struct ViewerQuery;
 
@@ -34,13 +39,18 @@ impl ViewerQuery {
     }
 }
 
+/// Apps and operators, merged into `Query`.
 #[derive(Default)]
 pub struct PartyQuery;
 
 #[Object]
 impl PartyQuery {
     /// An app: admins see all, an app itself, an operator the apps it is linked to.
-    async fn app(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<App>> {
+    async fn app(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The app's id.")] id: ID,
+    ) -> async_graphql::Result<Option<App>> {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut conn = read_db(ctx).await?;
@@ -55,8 +65,8 @@ impl PartyQuery {
     async fn apps(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "The page size: 0 to 100, 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page; omitted: the first page.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<App>> {
         let viewer = principal(ctx)?;
         let scope = policy::app_scope(viewer);
@@ -67,7 +77,11 @@ impl PartyQuery {
     }
 
     /// An operator (operators form a directory every role can read).
-    async fn operator(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Operator>> {
+    async fn operator(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The operator's id.")] id: ID,
+    ) -> async_graphql::Result<Option<Operator>> {
         principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut conn = read_db(ctx).await?;
@@ -79,8 +93,8 @@ impl PartyQuery {
     async fn operators(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "The page size: 0 to 100, 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page; omitted: the first page.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<Operator>> {
         principal(ctx)?;
         let page = connection::page(first, after.as_deref())?;
@@ -90,13 +104,18 @@ impl PartyQuery {
     }
 }
 
+/// Links, merged into `Query`.
 #[derive(Default)]
 pub struct LinkQuery;
 
 #[Object]
 impl LinkQuery {
     /// A link the viewer is party to (admins: any).
-    async fn link(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Link>> {
+    async fn link(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The link's id.")] id: ID,
+    ) -> async_graphql::Result<Option<Link>> {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut conn = read_db(ctx).await?;
@@ -108,11 +127,11 @@ impl LinkQuery {
     async fn links(
         &self,
         ctx: &Context<'_>,
-        app_id: Option<ID>,
-        operator_id: Option<ID>,
-        status: Option<LinkStatus>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Only the links of this app.")] app_id: Option<ID>,
+        #[graphql(desc = "Only the links of this operator.")] operator_id: Option<ID>,
+        #[graphql(desc = "Only the links in this status.")] status: Option<LinkStatus>,
+        #[graphql(desc = "The page size: 0 to 100, 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page; omitted: the first page.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<Link>> {
         principal(ctx)?;
         let filter = LinkFilter {
@@ -124,13 +143,18 @@ impl LinkQuery {
     }
 }
 
+/// Customers, merged into `Query`.
 #[derive(Default)]
 pub struct CustomerQuery;
 
 #[Object]
 impl CustomerQuery {
     /// A customer: its app's, or (for an operator) one with a session there.
-    async fn customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Customer>> {
+    async fn customer(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The customer's id.")] id: ID,
+    ) -> async_graphql::Result<Option<Customer>> {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut conn = read_db(ctx).await?;
@@ -142,8 +166,8 @@ impl CustomerQuery {
     async fn customers(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "The page size: 0 to 100, 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page; omitted: the first page.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<Customer>> {
         let viewer = principal(ctx)?;
         let scope = policy::customer_scope(viewer);
@@ -154,13 +178,18 @@ impl CustomerQuery {
     }
 }
 
+/// Parking sessions and charge tokens, merged into `Query`.
 #[derive(Default)]
 pub struct SessionQuery;
 
 #[Object]
 impl SessionQuery {
     /// A parking session of the viewer's (its app's or its operator's).
-    async fn parking_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ParkingSession>> {
+    async fn parking_session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The session's id.")] id: ID,
+    ) -> async_graphql::Result<Option<ParkingSession>> {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut conn = read_db(ctx).await?;
@@ -175,9 +204,9 @@ impl SessionQuery {
     async fn parking_sessions(
         &self,
         ctx: &Context<'_>,
-        status: Option<SessionStatus>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Only the sessions in this status.")] status: Option<SessionStatus>,
+        #[graphql(desc = "The page size: 0 to 100, 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page; omitted: the first page.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<ParkingSession>> {
         let viewer = principal(ctx)?;
         let filter =
@@ -189,7 +218,11 @@ impl SessionQuery {
     }
 
     /// A charge token: its operator's, or its session's app's (without the value).
-    async fn charge_token(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ChargeToken>> {
+    async fn charge_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The charge token's id.")] id: ID,
+    ) -> async_graphql::Result<Option<ChargeToken>> {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut conn = read_db(ctx).await?;

@@ -27,6 +27,9 @@ const BATCH: i64 = 100;
 /// Pause before retrying after the database failed a read.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// Live streams over a GraphQL WebSocket (`graphql-transport-ws`, or the older
+/// `graphql-ws`). Each stream can resume: pass the `cursor` of the last event received
+/// as `after` when reconnecting and nothing is missed. A stream ends when the token that opened it expires.
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(TokenSubscription, LinkSubscription, super::events::EventsSubscription);
@@ -74,6 +77,7 @@ where
     }
 }
 
+/// The charge token stream, merged into `Subscription`.
 #[derive(Default)]
 pub struct TokenSubscription;
 
@@ -85,6 +89,8 @@ impl TokenSubscription {
     async fn charge_token_issued(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The `cursor` of the last event received: replay every token issued \
+                          after it first; omitted: only tokens issued from now on.")]
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = ChargeTokenEvent>> {
         let viewer = principal(ctx)?;
@@ -135,6 +141,7 @@ impl TokenSubscription {
     }
 }
 
+/// The link status stream, merged into `Subscription`.
 #[derive(Default)]
 pub struct LinkSubscription;
 
@@ -145,6 +152,8 @@ impl LinkSubscription {
     async fn link_status_changed(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The `cursor` of the last event received: replay every change after \
+                          it first; omitted: only changes from now on.")]
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = LinkStatusChange>> {
         let viewer = principal(ctx)?;

@@ -15,7 +15,10 @@ use crate::payments::webhook_endpoints::{self as service, CreateEndpoint, Update
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(name = "WebhookEndpointStatus")]
 pub enum WebhookEndpointStatus {
+    /// Events are delivered to the endpoint.
     Enabled,
+    /// Nothing is delivered: its owner disabled it, it answered 410 Gone, or every
+    /// attempt failed for 5 days. Setting it `ENABLED` again resumes deliveries.
     Disabled,
 }
 
@@ -37,11 +40,16 @@ impl From<WebhookEndpointStatus> for EndpointStatus {
     }
 }
 
-/// An HTTPS endpoint that receives the owner's events as signed Standard Webhooks.
+/// An endpoint row as the API shows it (the signing secrets never leave the row).
 pub struct WebhookEndpoint(rows::Endpoint);
 
+/// An HTTPS endpoint that receives its owner's events as signed Standard Webhooks. Its
+/// owner is one app or one operator; only the owner and admins see it. The signing
+/// secret is not a field: it is returned once, by `createWebhookEndpoint` and
+/// `rotateWebhookSecret`.
 #[Object]
 impl WebhookEndpoint {
+    /// The endpoint's id.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -65,6 +73,7 @@ impl WebhookEndpoint {
     async fn failing_since(&self) -> Option<DateTime<Utc>> {
         self.0.failing_since
     }
+    /// The owner's note on what the endpoint is for (null when none was given).
     async fn description(&self) -> Option<&str> {
         self.0.description.as_deref()
     }
@@ -80,6 +89,7 @@ impl WebhookEndpoint {
     async fn previous_secret_expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.previous_secret_expires_at.filter(|t| *t > Utc::now())
     }
+    /// When the endpoint was registered.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -90,14 +100,20 @@ impl WebhookEndpoint {
 pub enum WebhookAttemptStatus {
     /// A 2xx answer within the timeout.
     Succeeded,
+    /// Any other outcome: a non-2xx answer, a timeout, a refused address or a
+    /// connection error. The event is tried again later, unless the endpoint answered
+    /// 410 Gone or the retry schedule is spent.
     Failed,
 }
 
-/// One HTTP attempt to deliver an event to an endpoint.
+/// A delivery attempt row as the API shows it.
 pub struct WebhookDeliveryAttempt(rows::Attempt);
 
+/// One HTTP attempt to deliver an event to an endpoint, as logged for the endpoint's
+/// owner (and admins).
 #[Object]
 impl WebhookDeliveryAttempt {
+    /// The attempt's id.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -109,6 +125,7 @@ impl WebhookDeliveryAttempt {
     async fn attempt(&self) -> i32 {
         self.0.attempt
     }
+    /// Whether the endpoint accepted the delivery.
     async fn status(&self) -> WebhookAttemptStatus {
         if self.0.succeeded { WebhookAttemptStatus::Succeeded } else { WebhookAttemptStatus::Failed }
     }
@@ -124,11 +141,13 @@ impl WebhookDeliveryAttempt {
     async fn error(&self) -> Option<&str> {
         self.0.error.as_deref()
     }
+    /// When the attempt was made.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 }
 
+/// The webhook queries, merged into `Query`.
 #[derive(Default)]
 pub struct WebhookQuery;
 
@@ -139,8 +158,8 @@ impl WebhookQuery {
     async fn webhook_endpoints(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "The page size: 0 to 100, 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page; omitted: the first page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, WebhookEndpoint>> {
         let viewer = principal(ctx)?;
         let page = connection::page(first, after.as_deref())?;
@@ -157,10 +176,13 @@ impl WebhookQuery {
     async fn webhook_deliveries(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The endpoint whose attempts to list; it must be the caller's (admins: any).")]
         endpoint_id: ID,
-        first: Option<i32>,
-        after: Option<String>,
-        status: Option<WebhookAttemptStatus>,
+        #[graphql(desc = "The page size: 0 to 100, 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page; omitted: the first page.")] after: Option<String>,
+        #[graphql(desc = "Only the attempts with this outcome; omitted: all of them.")] status: Option<
+            WebhookAttemptStatus,
+        >,
     ) -> async_graphql::Result<Connection<String, WebhookDeliveryAttempt>> {
         let viewer = principal(ctx)?;
         let endpoint_id = parse_id("endpointId", &endpoint_id)?;
@@ -183,6 +205,7 @@ pub struct CreateWebhookEndpointInput {
     pub url: String,
     /// Event types to deliver; omitted or empty: every type.
     pub event_types: Option<Vec<String>>,
+    /// A note on what the endpoint is for, shown back to its owner.
     pub description: Option<String>,
     /// Admins only: the app to create it for.
     pub app_id: Option<ID>,
@@ -193,6 +216,7 @@ pub struct CreateWebhookEndpointInput {
 /// A new endpoint and its signing secret.
 #[derive(SimpleObject)]
 pub struct WebhookEndpointWithSecret {
+    /// The endpoint created or rotated.
     pub endpoint: WebhookEndpoint,
     /// The Standard Webhooks signing secret (`whsec_…`). Shown only now: store it.
     pub secret: String,
@@ -201,8 +225,11 @@ pub struct WebhookEndpointWithSecret {
 /// Input of `updateWebhookEndpoint`; omitted fields stay as they are.
 #[derive(InputObject)]
 pub struct UpdateWebhookEndpointInput {
+    /// The endpoint to change; it must be the caller's (admins: any).
     pub id: ID,
+    /// A new `https` URL (the address it resolves to must be public).
     pub url: Option<String>,
+    /// The event types to deliver from now on; empty: every type.
     pub event_types: Option<Vec<String>>,
     /// null clears it.
     pub description: MaybeUndefined<String>,
@@ -210,38 +237,53 @@ pub struct UpdateWebhookEndpointInput {
     pub status: Option<WebhookEndpointStatus>,
 }
 
+/// Result of `updateWebhookEndpoint`.
 #[derive(SimpleObject)]
 pub struct UpdateWebhookEndpointPayload {
+    /// The endpoint as it is after the change.
     pub endpoint: WebhookEndpoint,
 }
 
+/// Input of `deleteWebhookEndpoint`.
 #[derive(InputObject)]
 pub struct DeleteWebhookEndpointInput {
+    /// The endpoint to delete; it must be the caller's (admins: any).
     pub id: ID,
 }
 
+/// Result of `deleteWebhookEndpoint`.
 #[derive(SimpleObject)]
 pub struct DeleteWebhookEndpointPayload {
+    /// The id of the endpoint deleted.
     pub deleted_endpoint_id: ID,
 }
 
+/// Input of `rotateWebhookSecret`.
 #[derive(InputObject)]
 pub struct RotateWebhookSecretInput {
+    /// The endpoint whose secret to replace; it must be the caller's (admins: any).
     pub id: ID,
 }
 
+/// Input of `redeliverEvent`.
 #[derive(InputObject)]
 pub struct RedeliverEventInput {
+    /// The endpoint to deliver to; it must be the caller's (admins: any).
     pub endpoint_id: ID,
+    /// The event to deliver again (its `Event.id`, the `webhook-id` of its deliveries).
     pub event_id: ID,
 }
 
+/// Result of `redeliverEvent`.
 #[derive(SimpleObject)]
 pub struct RedeliverEventPayload {
+    /// The endpoint the event is queued for.
     pub endpoint: WebhookEndpoint,
+    /// The event queued for delivery.
     pub event_id: ID,
 }
 
+/// The webhook mutations, merged into `Mutation`.
 #[derive(Default)]
 pub struct WebhookMutation;
 
@@ -252,7 +294,7 @@ impl WebhookMutation {
     async fn create_webhook_endpoint(
         &self,
         ctx: &Context<'_>,
-        input: CreateWebhookEndpointInput,
+        #[graphql(desc = "The endpoint to register.")] input: CreateWebhookEndpointInput,
     ) -> async_graphql::Result<WebhookEndpointWithSecret> {
         let viewer = principal(ctx)?;
         let (endpoint, secret) = service::create(
@@ -274,7 +316,7 @@ impl WebhookMutation {
     async fn update_webhook_endpoint(
         &self,
         ctx: &Context<'_>,
-        input: UpdateWebhookEndpointInput,
+        #[graphql(desc = "The endpoint and the changes to make.")] input: UpdateWebhookEndpointInput,
     ) -> async_graphql::Result<UpdateWebhookEndpointPayload> {
         let viewer = principal(ctx)?;
         let id = parse_id("id", &input.id)?;
@@ -302,7 +344,7 @@ impl WebhookMutation {
     async fn delete_webhook_endpoint(
         &self,
         ctx: &Context<'_>,
-        input: DeleteWebhookEndpointInput,
+        #[graphql(desc = "The endpoint to delete.")] input: DeleteWebhookEndpointInput,
     ) -> async_graphql::Result<DeleteWebhookEndpointPayload> {
         let viewer = principal(ctx)?;
         let id = service::delete(broker(ctx), viewer, parse_id("id", &input.id)?).await?;
@@ -314,7 +356,7 @@ impl WebhookMutation {
     async fn rotate_webhook_secret(
         &self,
         ctx: &Context<'_>,
-        input: RotateWebhookSecretInput,
+        #[graphql(desc = "The endpoint whose secret to rotate.")] input: RotateWebhookSecretInput,
     ) -> async_graphql::Result<WebhookEndpointWithSecret> {
         let viewer = principal(ctx)?;
         let (endpoint, secret) = service::rotate(broker(ctx), viewer, parse_id("id", &input.id)?).await?;
@@ -325,7 +367,7 @@ impl WebhookMutation {
     async fn redeliver_event(
         &self,
         ctx: &Context<'_>,
-        input: RedeliverEventInput,
+        #[graphql(desc = "The endpoint and the event to deliver again.")] input: RedeliverEventInput,
     ) -> async_graphql::Result<RedeliverEventPayload> {
         let viewer = principal(ctx)?;
         let endpoint_id = parse_id("endpointId", &input.endpoint_id)?;

@@ -8,50 +8,79 @@ use uuid::Uuid;
 use super::Page;
 use crate::db::schema::{apps, links};
 
+/// An `apps` row: a parking app and its platform account at the processor.
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = apps)]
 pub struct App {
+    /// The app's id (UUIDv7, so ids sort by creation).
     pub id: Uuid,
+    /// Display name.
     pub name: String,
+    /// The processor holding the platform account (`sandbox` or `stripe`).
     pub processor: String,
+    /// The platform account's id at the processor.
     pub processor_account_id: String,
+    /// The platform account's publishable key (public by design).
     pub publishable_key: String,
+    /// When the app was created.
     pub created_at: DateTime<Utc>,
+    /// When the row last changed.
     pub updated_at: DateTime<Utc>,
+    /// The Connect OAuth client id of the platform (Stripe: `ca_…`), when it has one.
     pub connect_client_id: Option<String>,
+    /// The platform's secret API key, encrypted with the keyring (`crypto`).
     pub secret_key_ciphertext: Option<Vec<u8>>,
+    /// The keyring key that encrypted `secret_key_ciphertext`.
     pub secret_key_key_id: Option<String>,
+    /// The processor's webhook signing secret for the platform, encrypted with the keyring.
     pub webhook_secret_ciphertext: Option<Vec<u8>>,
+    /// The keyring key that encrypted `webhook_secret_ciphertext`.
     pub webhook_secret_key_id: Option<String>,
+    /// The app's cut of each charge, in basis points of the amount.
     pub platform_fee_bps: Option<i32>,
 }
 
+/// A new app; secrets arrive already encrypted.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = apps)]
 pub struct NewApp<'a> {
+    /// The new app's id (UUIDv7).
     pub id: Uuid,
+    /// Display name.
     pub name: &'a str,
+    /// The processor holding the platform account.
     pub processor: &'a str,
+    /// The platform account's id at the processor.
     pub processor_account_id: &'a str,
+    /// The platform account's publishable key.
     pub publishable_key: &'a str,
+    /// The Connect OAuth client id, when the platform has one.
     pub connect_client_id: Option<&'a str>,
+    /// The secret API key, encrypted.
     pub secret_key_ciphertext: Option<&'a [u8]>,
+    /// The keyring key of `secret_key_ciphertext`.
     pub secret_key_key_id: Option<&'a str>,
+    /// The webhook signing secret, encrypted.
     pub webhook_secret_ciphertext: Option<&'a [u8]>,
+    /// The keyring key of `webhook_secret_ciphertext`.
     pub webhook_secret_key_id: Option<&'a str>,
+    /// The app's cut of each charge, in basis points.
     pub platform_fee_bps: Option<i32>,
 }
 
 /// Which apps a query may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppScope {
+    /// Every app (admins).
     All,
+    /// This app only (the app itself).
     Only(Uuid),
     /// Apps with a link (in any state) to this operator.
     LinkedTo(Uuid),
 }
 
 impl NewApp<'_> {
+    /// Inserts the app.
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<App> {
         diesel::insert_into(apps::table).values(self).returning(App::as_returning()).get_result(conn).await
     }
@@ -74,14 +103,17 @@ impl App {
         diesel::select(diesel::dsl::exists(apps::table.find(id))).get_result(conn).await
     }
 
+    /// The app with this id, if any.
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<App>> {
         apps::table.find(id).select(App::as_select()).first(conn).await.optional()
     }
 
+    /// The apps with these ids (for the loaders), in no particular order.
     pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<App>> {
         apps::table.filter(apps::id.eq_any(ids)).select(App::as_select()).load(conn).await
     }
 
+    /// A page of apps in `scope`, by id.
     pub async fn list(conn: &mut AsyncPgConnection, scope: AppScope, page: Page) -> QueryResult<Vec<App>> {
         let mut query = scoped(scope).select(App::as_select()).order(apps::id.asc()).limit(page.limit);
         if let Some(after) = page.after {
@@ -90,6 +122,7 @@ impl App {
         query.load(conn).await
     }
 
+    /// How many apps `scope` holds.
     pub async fn count(conn: &mut AsyncPgConnection, scope: AppScope) -> QueryResult<i64> {
         scoped(scope).count().get_result(conn).await
     }

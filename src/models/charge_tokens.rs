@@ -14,31 +14,52 @@ use crate::db::schema::charge_tokens;
 text_enum! {
     /// The state of a charge token. PENDING is internal: such tokens are never shown.
     ChargeTokenStatus {
+        /// Reserved while the processor makes the token; never shown.
         Pending = "PENDING",
+        /// Issued to the operator and usable.
         Issued = "ISSUED",
+        /// The operator confirmed receipt; still usable.
         Acknowledged = "ACKNOWLEDGED",
+        /// Spent on the session's hold: the operator is paid by capture.
         Held = "HELD",
+        /// Used for the session's charge.
         Consumed = "CONSUMED",
+        /// Past its expiry unused.
         Expired = "EXPIRED",
+        /// Voided: the link was revoked, or the session canceled or declined.
         Voided = "VOIDED",
     }
 }
 
+/// A `charge_tokens` row: a single-use token on the operator's connected account for one session.
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = charge_tokens)]
 pub struct ChargeToken {
+    /// The token's id (UUIDv7).
     pub id: Uuid,
+    /// The session it pays for.
     pub session_id: Uuid,
+    /// The operator it is issued to.
     pub operator_id: Uuid,
+    /// The link it was made on.
     pub link_id: Uuid,
+    /// The stored state; `effective_status` also counts an unused token past its expiry as expired.
     pub status: ChargeTokenStatus,
+    /// The processor's single-use token; null while PENDING. Only its operator may read it.
     pub token: Option<String>,
+    /// Its position in the operator's delivery stream (from `operators.token_seq`).
     pub cursor: Option<i64>,
+    /// When it was issued.
     pub issued_at: Option<DateTime<Utc>>,
+    /// When it stops being usable.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When the operator acknowledged it.
     pub acknowledged_at: Option<DateTime<Utc>>,
+    /// When it was used for the charge.
     pub consumed_at: Option<DateTime<Utc>>,
+    /// When it was voided.
     pub voided_at: Option<DateTime<Utc>>,
+    /// When the row was written.
     pub created_at: DateTime<Utc>,
 }
 
@@ -64,6 +85,7 @@ impl ChargeToken {
         matches!(self.effective_status(now), ChargeTokenStatus::Issued | ChargeTokenStatus::Acknowledged)
     }
 
+    /// Reserves a PENDING token for the session before the processor makes it.
     pub async fn insert_pending(
         conn: &mut AsyncPgConnection,
         session_id: Uuid,
@@ -83,14 +105,17 @@ impl ChargeToken {
             .await
     }
 
+    /// The token with this id, if any.
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ChargeToken>> {
         charge_tokens::table.find(id).select(ChargeToken::as_select()).first(conn).await.optional()
     }
 
+    /// The token with this id, locked for the rest of the transaction.
     pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ChargeToken>> {
         charge_tokens::table.find(id).select(ChargeToken::as_select()).for_update().first(conn).await.optional()
     }
 
+    /// The tokens with these ids (for the loaders), in no particular order.
     pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<ChargeToken>> {
         charge_tokens::table.filter(charge_tokens::id.eq_any(ids)).select(ChargeToken::as_select()).load(conn).await
     }

@@ -10,25 +10,38 @@ use super::Page;
 use crate::db::schema::{customers, parking_sessions};
 use crate::domain::cards::CardFacts;
 
+/// A `customers` row: an app's end user and the card on file.
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = customers)]
 pub struct Customer {
+    /// The customer's id (UUIDv7).
     pub id: Uuid,
+    /// The app the customer belongs to.
     pub app_id: Uuid,
+    /// The app's own reference for the user (unique per app).
     pub external_ref: String,
+    /// The customer's id on the app's platform account; null until the processor made it.
     pub processor_customer_id: Option<String>,
+    /// The card's brand, as the processor names it.
     pub card_brand: Option<String>,
+    /// The card's last four digits.
     pub card_last4: Option<String>,
+    /// The card's expiry month, 1–12.
     pub card_exp_month: Option<i16>,
+    /// The card's expiry year, four digits.
     pub card_exp_year: Option<i16>,
+    /// When the customer was created.
     pub created_at: DateTime<Utc>,
+    /// When the customer (or its card) last changed.
     pub updated_at: DateTime<Utc>,
 }
 
 /// Which customers a query may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CustomerScope {
+    /// Every customer (admins).
     All,
+    /// This app's customers.
     App(Uuid),
     /// Customers with a parking session at this operator.
     SessionsAt(Uuid),
@@ -51,6 +64,7 @@ fn scoped(scope: CustomerScope) -> customers::BoxedQuery<'static, diesel::pg::Pg
 }
 
 impl Customer {
+    /// The card facts, when the row has all of them.
     pub fn card(&self) -> Option<CardFacts> {
         Some(CardFacts {
             brand: self.card_brand.clone()?,
@@ -60,14 +74,17 @@ impl Customer {
         })
     }
 
+    /// The customer with this id, if any.
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Customer>> {
         customers::table.find(id).select(Customer::as_select()).first(conn).await.optional()
     }
 
+    /// The customers with these ids (for the loaders), in no particular order.
     pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Customer>> {
         customers::table.filter(customers::id.eq_any(ids)).select(Customer::as_select()).load(conn).await
     }
 
+    /// A page of customers in `scope`, by id (customers without a processor record are left out).
     pub async fn list(conn: &mut AsyncPgConnection, scope: CustomerScope, page: Page) -> QueryResult<Vec<Customer>> {
         let mut query = scoped(scope).select(Customer::as_select()).order(customers::id.asc()).limit(page.limit);
         if let Some(after) = page.after {
@@ -76,6 +93,7 @@ impl Customer {
         query.load(conn).await
     }
 
+    /// How many customers `scope` holds.
     pub async fn count(conn: &mut AsyncPgConnection, scope: CustomerScope) -> QueryResult<i64> {
         scoped(scope).count().get_result(conn).await
     }

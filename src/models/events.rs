@@ -18,47 +18,70 @@ use crate::db::schema::events;
 /// Transactions older than this are finished: their rows are final.
 const HORIZON: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 
+/// An `events` row: one event, appended in the transaction of the change it describes.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = events)]
 pub struct EventRow {
+    /// The row's position in insertion order (not commit order: see `tx`).
     pub seq: i64,
+    /// The event's id (`evt_…`), the same in the API and in webhook deliveries.
     pub id: String,
+    /// The event type (`session.charged`, …).
     pub type_: String,
+    /// The id of the transaction that wrote the row; readers page by `(tx, seq)`.
     pub tx: i64,
+    /// The app the event concerns, if any.
     pub app_id: Option<Uuid>,
+    /// The operator the event concerns, if any.
     pub operator_id: Option<Uuid>,
+    /// The object as the app (and admins) see it.
     pub data: serde_json::Value,
+    /// The operator's copy when it differs (a charge token's value).
     pub operator_data: Option<serde_json::Value>,
+    /// When the row was written.
     pub created_at: DateTime<Utc>,
 }
 
+/// A new event.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = events)]
 pub struct NewEvent {
+    /// The event's id (`evt_…`).
     pub id: String,
+    /// The event type.
     pub type_: String,
+    /// The app the event concerns, if any.
     pub app_id: Option<Uuid>,
+    /// The operator the event concerns, if any.
     pub operator_id: Option<Uuid>,
+    /// The object as the app (and admins) see it.
     pub data: serde_json::Value,
+    /// The operator's copy when it differs.
     pub operator_data: Option<serde_json::Value>,
 }
 
 /// Whose events a reader sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventScope {
+    /// Every event (admins).
     All,
+    /// This app's events.
     App(Uuid),
+    /// This operator's events.
     Operator(Uuid),
 }
 
 /// A position in the log: after `(tx, seq)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct EventCursor {
+    /// The writing transaction's id.
     pub tx: i64,
+    /// The row's `seq` within the log.
     pub seq: i64,
 }
 
 impl EventRow {
+    /// The position right after this event.
     pub fn cursor(&self) -> EventCursor {
         EventCursor { tx: self.tx, seq: self.seq }
     }
@@ -131,14 +154,17 @@ impl EventRow {
         Ok(EventCursor { tx: horizon - 1, seq: i64::MAX })
     }
 
+    /// The event with this id, if any.
     pub async fn find(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<Option<EventRow>> {
         events::table.filter(events::id.eq(id)).select(EventRow::as_select()).first(conn).await.optional()
     }
 
+    /// The event at this `seq`, if any.
     pub async fn find_seq(conn: &mut AsyncPgConnection, seq: i64) -> QueryResult<Option<EventRow>> {
         events::table.find(seq).select(EventRow::as_select()).first(conn).await.optional()
     }
 
+    /// How many events `scope` sees, of `types` when given.
     pub async fn count(conn: &mut AsyncPgConnection, scope: EventScope, types: Option<&[String]>) -> QueryResult<i64> {
         scoped(scope, types).count().get_result(conn).await
     }

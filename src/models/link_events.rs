@@ -12,22 +12,32 @@ use crate::db::schema::link_events;
 /// has seen `seq` N never later finds a smaller one committed.
 const LINK_EVENTS_LOCK: i64 = 7274148914;
 
+/// A `link_events` row: one change of a link's status, in commit order (`seq`).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = link_events)]
 pub struct LinkEvent {
+    /// The change's position in the log (the subscription cursor).
     pub seq: i64,
+    /// The link that changed.
     pub link_id: Uuid,
+    /// The link's app.
     pub app_id: Uuid,
+    /// The link's operator.
     pub operator_id: Uuid,
+    /// The status it changed to.
     pub status: LinkStatus,
+    /// When it changed.
     pub occurred_at: DateTime<Utc>,
 }
 
 /// Whose link events a reader sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkEventScope {
+    /// Every link's changes (admins).
     All,
+    /// This app's links' changes.
     App(Uuid),
+    /// This operator's links' changes.
     Operator(Uuid),
 }
 
@@ -51,6 +61,7 @@ impl LinkEvent {
             .await
     }
 
+    /// At most `limit` changes after `after` in `scope`, in order.
     pub async fn after(
         conn: &mut AsyncPgConnection,
         scope: LinkEventScope,
@@ -71,6 +82,7 @@ impl LinkEvent {
         query.load(conn).await
     }
 
+    /// The latest change's `seq` (0 when there is none): where a new subscriber starts.
     pub async fn last_seq(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
         link_events::table
             .select(diesel::dsl::max(link_events::seq))

@@ -12,27 +12,44 @@ use crate::db::schema::{apps, links, operators};
 text_enum! {
     /// The state of a link.
     LinkStatus {
+        /// Waiting for the operator to authorize the app's platform.
         Pending = "PENDING",
+        /// Authorized: sessions can start and tokens are issued.
         Active = "ACTIVE",
+        /// Ended by either side.
         Revoked = "REVOKED",
     }
 }
 
+/// A `links` row: an app's platform account linked to an operator's processor account.
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = links)]
 pub struct Link {
+    /// The link's id (UUIDv7).
     pub id: Uuid,
+    /// The app side.
     pub app_id: Uuid,
+    /// The operator side.
     pub operator_id: Uuid,
+    /// Current state.
     pub status: LinkStatus,
+    /// The operator's connected account id at the processor, once ACTIVE.
     pub connected_account_id: Option<String>,
+    /// The OAuth `state` nonce of the pending authorization (single use); cleared when it ends.
     pub state_nonce: Option<Uuid>,
+    /// Why the last authorization attempt failed.
     pub failure_reason: Option<String>,
+    /// When the link was created.
     pub created_at: DateTime<Utc>,
+    /// When the row last changed.
     pub updated_at: DateTime<Utc>,
+    /// When the operator authorized it.
     pub activated_at: Option<DateTime<Utc>>,
+    /// When it was revoked.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether the connected account can take charges, as the processor last reported (null: unknown).
     pub charges_enabled: Option<bool>,
+    /// Whether the connected account can receive payouts, as last reported (null: unknown).
     pub payouts_enabled: Option<bool>,
     /// A processor account an authorization yielded that is not the operator's known
     /// one; the link stays PENDING until an admin accepts it.
@@ -44,17 +61,24 @@ pub struct Link {
 /// What the processor last reported on one active link (see `Link::capabilities`).
 #[derive(Debug, Clone, Queryable)]
 pub struct LinkCapabilities {
+    /// The link's operator.
     pub operator_id: Uuid,
+    /// The link's app.
     pub app_id: Uuid,
+    /// Whether the account can take charges (null: unknown).
     pub charges_enabled: Option<bool>,
+    /// Whether the account can receive payouts (null: unknown).
     pub payouts_enabled: Option<bool>,
 }
 
 /// Filters of a links listing; the scope fields come from the caller's role.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LinkFilter {
+    /// Only this app's links.
     pub app_id: Option<Uuid>,
+    /// Only this operator's links.
     pub operator_id: Option<Uuid>,
+    /// Only links in this state.
     pub status: Option<LinkStatus>,
 }
 
@@ -89,6 +113,7 @@ impl Link {
             .await
     }
 
+    /// The link with this id, if any.
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Link>> {
         links::table.find(id).select(Link::as_select()).first(conn).await.optional()
     }
@@ -98,10 +123,12 @@ impl Link {
         links::table.find(id).select(Link::as_select()).for_update().first(conn).await.optional()
     }
 
+    /// The links with these ids (for the loaders), in no particular order.
     pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Link>> {
         links::table.filter(links::id.eq_any(ids)).select(Link::as_select()).load(conn).await
     }
 
+    /// The link between this app and this operator, if any (there is at most one).
     pub async fn find_pair(conn: &mut AsyncPgConnection, app_id: Uuid, operator_id: Uuid) -> QueryResult<Option<Link>> {
         links::table
             .filter(links::app_id.eq(app_id))
@@ -112,6 +139,7 @@ impl Link {
             .optional()
     }
 
+    /// A page of the links matching `filter`, by id.
     pub async fn list(conn: &mut AsyncPgConnection, filter: LinkFilter, page: Page) -> QueryResult<Vec<Link>> {
         let mut query = filtered(filter).select(Link::as_select()).order(links::id.asc()).limit(page.limit);
         if let Some(after) = page.after {
@@ -140,6 +168,7 @@ impl Link {
         query.load(conn).await
     }
 
+    /// How many links match `filter`.
     pub async fn count(conn: &mut AsyncPgConnection, filter: LinkFilter) -> QueryResult<i64> {
         filtered(filter).count().get_result(conn).await
     }
@@ -281,6 +310,7 @@ impl Link {
             .await
     }
 
+    /// Revokes the link: clears its pending authorization and held account.
     pub async fn revoke(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Link> {
         diesel::update(links::table.find(id))
             .set((

@@ -27,7 +27,9 @@ pub use refunds::{Refund, RefundReason};
 /// A page request: rows after `after` (by id, which is time-ordered), at most `limit`.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
+    /// Only rows with an id greater than this (the cursor of the previous page).
     pub after: Option<uuid::Uuid>,
+    /// At most this many rows (the page size plus one, to learn whether more follow).
     pub limit: i64,
 }
 
@@ -43,6 +45,7 @@ macro_rules! text_enum {
         }
 
         impl $name {
+            /// The value as stored (and as the CHECK constraint spells it).
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }

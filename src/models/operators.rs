@@ -9,13 +9,19 @@ use uuid::Uuid;
 use super::Page;
 use crate::db::schema::operators;
 
+/// An `operators` row: a parking operator.
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = operators)]
 pub struct Operator {
+    /// The operator's id (UUIDv7).
     pub id: Uuid,
+    /// Display name.
     pub name: String,
+    /// The last delivery cursor handed out to the operator's charge tokens (see `next_cursor`).
     pub token_seq: i64,
+    /// When the operator was created.
     pub created_at: DateTime<Utc>,
+    /// When the row last changed.
     pub updated_at: DateTime<Utc>,
     /// The processor account the operator is known by: the first it ever connected, or
     /// one an admin accepted. Another account from a later authorization waits for an
@@ -23,14 +29,18 @@ pub struct Operator {
     pub processor_account_id: Option<String>,
 }
 
+/// A new operator.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = operators)]
 pub struct NewOperator<'a> {
+    /// The new operator's id (UUIDv7).
     pub id: Uuid,
+    /// Display name.
     pub name: &'a str,
 }
 
 impl NewOperator<'_> {
+    /// Inserts the operator.
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<Operator> {
         diesel::insert_into(operators::table).values(self).returning(Operator::as_returning()).get_result(conn).await
     }
@@ -42,14 +52,17 @@ impl Operator {
         diesel::select(diesel::dsl::exists(operators::table.find(id))).get_result(conn).await
     }
 
+    /// The operator with this id, if any.
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Operator>> {
         operators::table.find(id).select(Operator::as_select()).first(conn).await.optional()
     }
 
+    /// The operators with these ids (for the loaders), in no particular order.
     pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Operator>> {
         operators::table.filter(operators::id.eq_any(ids)).select(Operator::as_select()).load(conn).await
     }
 
+    /// A page of all operators, by id.
     pub async fn list(conn: &mut AsyncPgConnection, page: Page) -> QueryResult<Vec<Operator>> {
         let mut query =
             operators::table.select(Operator::as_select()).order(operators::id.asc()).limit(page.limit).into_boxed();
@@ -59,6 +72,7 @@ impl Operator {
         query.load(conn).await
     }
 
+    /// How many operators there are.
     pub async fn count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
         operators::table.count().get_result(conn).await
     }

@@ -15,15 +15,25 @@ use crate::db::schema::parking_sessions;
 text_enum! {
     /// The state of a parking session.
     SessionStatus {
+        /// Its hold is being authorized; not yet delivered to the operator.
         Authorizing = "AUTHORIZING",
+        /// Parking; the operator holds a charge token.
         Active = "ACTIVE",
+        /// The hold was refused; nothing was delivered or charged.
         Declined = "DECLINED",
+        /// Parking ended with an amount owed; waiting for the charge.
         Ended = "ENDED",
+        /// Paid.
         Charged = "CHARGED",
+        /// The charge was declined.
         PaymentFailed = "PAYMENT_FAILED",
+        /// Canceled while active: tokens voided, hold released, nothing charged.
         Canceled = "CANCELED",
+        /// Part of the captured amount was refunded.
         PartiallyRefunded = "PARTIALLY_REFUNDED",
+        /// Everything captured was refunded.
         Refunded = "REFUNDED",
+        /// The cardholder disputed the charge.
         Disputed = "DISPUTED",
     }
 }
@@ -31,8 +41,11 @@ text_enum! {
 text_enum! {
     /// Who set a session's amount.
     AmountSetBy {
+        /// The session's app.
         App = "APP",
+        /// The session's operator (its amount stands).
         Operator = "OPERATOR",
+        /// An admin.
         Admin = "ADMIN",
     }
 }
@@ -40,47 +53,80 @@ text_enum! {
 text_enum! {
     /// Why a session was canceled (`EXPIRED`: by curbpay, after the maximum duration).
     CancelReason {
+        /// The end user asked.
         RequestedByCustomer = "REQUESTED_BY_CUSTOMER",
+        /// Started twice by mistake.
         Duplicate = "DUPLICATE",
+        /// Any other reason.
         Other = "OTHER",
+        /// Set by curbpay: still active after the maximum duration.
         Expired = "EXPIRED",
     }
 }
 
+/// A `parking_sessions` row: an end user parking at an operator, paid through the app's customer.
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = parking_sessions)]
 pub struct ParkingSession {
+    /// The session's id (UUIDv7).
     pub id: Uuid,
+    /// The app selling the session.
     pub app_id: Uuid,
+    /// The operator where the vehicle parks.
     pub operator_id: Uuid,
+    /// The paying customer.
     pub customer_id: Uuid,
+    /// The link the session runs on.
     pub link_id: Uuid,
+    /// The parking zone (the operator's own code).
     pub zone: String,
+    /// The vehicle's plate.
     pub vehicle_plate: String,
+    /// Current state.
     pub status: SessionStatus,
+    /// The app's idempotency key of `startParkingSession`, unique per app.
     pub idempotency_key: String,
+    /// When parking started.
     pub started_at: DateTime<Utc>,
+    /// When parking ended.
     pub ended_at: Option<DateTime<Utc>>,
+    /// The amount owed, in minor units of `currency`, once ended.
     pub amount: Option<i64>,
+    /// The currency of `amount` (ISO 4217, upper case).
     pub currency: Option<String>,
+    /// When the charge succeeded.
     pub charged_at: Option<DateTime<Utc>>,
+    /// The processor's charge id, once charged.
     pub processor_charge_id: Option<String>,
+    /// The processor's error code of the failed charge.
     pub failure_code: Option<String>,
+    /// The issuer's decline code of the failed charge, when given.
     pub failure_decline_code: Option<String>,
+    /// A message fit to show the end user, for the failed charge.
     pub failure_message: Option<String>,
+    /// When the row was written.
     pub created_at: DateTime<Utc>,
+    /// When the row last changed.
     pub updated_at: DateTime<Utc>,
+    /// When the app expects parking to end (extensions move it).
     pub expected_end_at: Option<DateTime<Utc>>,
     /// The hold's currency; `None` for a session without a hold.
     pub hold_currency: Option<String>,
+    /// Whether the processor allows raising the hold in place (incremental authorization).
     pub hold_incremental: Option<bool>,
+    /// Who set `amount`.
     pub amount_set_by: Option<AmountSetBy>,
+    /// Why the session was canceled.
     pub cancel_reason: Option<CancelReason>,
     /// Ledger totals (minor units), maintained by the database.
     pub held_amount: i64,
+    /// Everything captured or charged (minor units).
     pub captured_amount: i64,
+    /// What was left of holds and given back (minor units).
     pub released_amount: i64,
+    /// Everything refunded (minor units).
     pub refunded_amount: i64,
+    /// Refunds asked for whose outcome is not known yet (minor units).
     pub refund_pending_amount: i64,
 }
 
@@ -107,19 +153,31 @@ impl ParkingSession {
     }
 }
 
+/// A new session, inserted while its hold (if any) is authorized.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = parking_sessions)]
 pub struct NewParkingSession<'a> {
+    /// The new session's id (UUIDv7).
     pub id: Uuid,
+    /// The app selling it.
     pub app_id: Uuid,
+    /// The operator where the vehicle parks.
     pub operator_id: Uuid,
+    /// The paying customer.
     pub customer_id: Uuid,
+    /// The link it runs on.
     pub link_id: Uuid,
+    /// The parking zone.
     pub zone: &'a str,
+    /// The vehicle's plate.
     pub vehicle_plate: &'a str,
+    /// The initial state.
     pub status: SessionStatus,
+    /// The app's idempotency key, unique per app.
     pub idempotency_key: &'a str,
+    /// When the app expects parking to end.
     pub expected_end_at: Option<DateTime<Utc>>,
+    /// The hold's currency; `None` for a session without a hold.
     pub hold_currency: Option<&'a str>,
 }
 
@@ -141,8 +199,11 @@ impl NewParkingSession<'_> {
 /// Which sessions a query may return, and an optional status filter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SessionFilter {
+    /// Only this app's sessions.
     pub app_id: Option<Uuid>,
+    /// Only this operator's sessions.
     pub operator_id: Option<Uuid>,
+    /// Only sessions in this state.
     pub status: Option<SessionStatus>,
 }
 
@@ -163,11 +224,24 @@ fn filtered(filter: SessionFilter) -> parking_sessions::BoxedQuery<'static, dies
 /// How a charge attempt ended, as recorded on the session.
 #[derive(Debug, Clone)]
 pub enum ChargeRecord<'a> {
-    Charged { processor_charge_id: &'a str },
-    Failed { code: &'a str, decline_code: Option<&'a str>, message: &'a str },
+    /// The charge succeeded.
+    Charged {
+        /// The processor's charge id.
+        processor_charge_id: &'a str,
+    },
+    /// The charge was declined or failed.
+    Failed {
+        /// The processor's error code.
+        code: &'a str,
+        /// The issuer's decline code, when given.
+        decline_code: Option<&'a str>,
+        /// A message fit to show the end user.
+        message: &'a str,
+    },
 }
 
 impl ParkingSession {
+    /// The session with this id, if any.
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ParkingSession>> {
         parking_sessions::table.find(id).select(ParkingSession::as_select()).first(conn).await.optional()
     }
@@ -177,6 +251,7 @@ impl ParkingSession {
         parking_sessions::table.find(id).select(ParkingSession::as_select()).for_update().first(conn).await.optional()
     }
 
+    /// The sessions with these ids (for the loaders), in no particular order.
     pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<ParkingSession>> {
         parking_sessions::table
             .filter(parking_sessions::id.eq_any(ids))
@@ -185,6 +260,7 @@ impl ParkingSession {
             .await
     }
 
+    /// The app's session started with this idempotency key, if any.
     pub async fn find_by_key(
         conn: &mut AsyncPgConnection,
         app_id: Uuid,
@@ -199,6 +275,7 @@ impl ParkingSession {
             .optional()
     }
 
+    /// A page of the sessions matching `filter`, by id.
     pub async fn list(
         conn: &mut AsyncPgConnection,
         filter: SessionFilter,
@@ -212,6 +289,7 @@ impl ParkingSession {
         query.load(conn).await
     }
 
+    /// How many sessions match `filter`.
     pub async fn count(conn: &mut AsyncPgConnection, filter: SessionFilter) -> QueryResult<i64> {
         filtered(filter).count().get_result(conn).await
     }

@@ -13,7 +13,9 @@ use crate::db::schema::{webhook_attempts, webhook_deliveries, webhook_endpoints}
 text_enum! {
     /// Whether an endpoint receives deliveries.
     EndpointStatus {
+        /// Deliveries are made.
         Enabled = "ENABLED",
+        /// Nothing is delivered (by its owner, a 410 Gone, or 5 days of failures).
         Disabled = "DISABLED",
     }
 }
@@ -21,51 +23,83 @@ text_enum! {
 text_enum! {
     /// Where a delivery stands.
     DeliveryStatus {
+        /// Waiting for its next attempt.
         Pending = "PENDING",
+        /// An attempt succeeded.
         Delivered = "DELIVERED",
+        /// Every attempt of the retry schedule failed; given up.
         Failed = "FAILED",
     }
 }
 
+/// A `webhook_endpoints` row: where an app's or an operator's events are delivered.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = webhook_endpoints)]
 pub struct Endpoint {
+    /// The endpoint's id (UUIDv7).
     pub id: Uuid,
+    /// The owning app (exactly one of `app_id` and `operator_id` is set).
     pub app_id: Option<Uuid>,
+    /// The owning operator.
     pub operator_id: Option<Uuid>,
+    /// The `https` URL deliveries are POSTed to.
     pub url: String,
+    /// The event types delivered; empty: every type.
     pub event_types: Vec<String>,
+    /// The owner's note on the endpoint.
     pub description: Option<String>,
+    /// Whether deliveries are made.
     pub status: EndpointStatus,
+    /// Why it was disabled (by its owner, a 410 Gone, or failures).
     pub disabled_reason: Option<String>,
+    /// The signing secret, encrypted with the keyring (`crypto`).
     pub secret_ciphertext: Vec<u8>,
+    /// The keyring key that encrypted `secret_ciphertext`.
     pub secret_key_id: String,
+    /// After a rotation: the previous secret, encrypted; it signs too until it expires.
     pub previous_secret_ciphertext: Option<Vec<u8>>,
+    /// The keyring key that encrypted `previous_secret_ciphertext`.
     pub previous_secret_key_id: Option<String>,
+    /// Until when the previous secret still signs deliveries.
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// Since when every attempt has failed (null while deliveries succeed).
     pub failing_since: Option<DateTime<Utc>>,
+    /// When the endpoint was registered.
     pub created_at: DateTime<Utc>,
+    /// When the row last changed.
     pub updated_at: DateTime<Utc>,
 }
 
+/// A new endpoint; its secret arrives already encrypted.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = webhook_endpoints)]
 pub struct NewEndpoint<'a> {
+    /// The new endpoint's id (UUIDv7).
     pub id: Uuid,
+    /// The owning app (exactly one of the owners is set).
     pub app_id: Option<Uuid>,
+    /// The owning operator.
     pub operator_id: Option<Uuid>,
+    /// The `https` URL deliveries are POSTed to.
     pub url: &'a str,
+    /// The event types delivered; empty: every type.
     pub event_types: Vec<String>,
+    /// The owner's note on the endpoint.
     pub description: Option<&'a str>,
+    /// The signing secret, encrypted.
     pub secret_ciphertext: Vec<u8>,
+    /// The keyring key of `secret_ciphertext`.
     pub secret_key_id: String,
 }
 
 /// Whose endpoints a reader sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointScope {
+    /// Every endpoint (admins).
     All,
+    /// This app's endpoints.
     App(Uuid),
+    /// This operator's endpoints.
     Operator(Uuid),
 }
 
@@ -73,15 +107,22 @@ pub enum EndpointScope {
 #[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = webhook_endpoints)]
 pub struct EndpointChanges {
+    /// A new URL.
     pub url: Option<String>,
+    /// New event types (empty: every type).
     pub event_types: Option<Vec<String>>,
+    /// A new note; `Some(None)` clears it.
     pub description: Option<Option<String>>,
+    /// Enabled or disabled.
     pub status: Option<EndpointStatus>,
+    /// Why it is disabled; `Some(None)` clears it.
     pub disabled_reason: Option<Option<String>>,
+    /// Since when deliveries fail; `Some(None)` clears the failure record.
     pub failing_since: Option<Option<DateTime<Utc>>>,
 }
 
 impl NewEndpoint<'_> {
+    /// Inserts the endpoint.
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<Endpoint> {
         diesel::insert_into(webhook_endpoints::table)
             .values(self)
@@ -92,10 +133,12 @@ impl NewEndpoint<'_> {
 }
 
 impl Endpoint {
+    /// The endpoint with this id, if any.
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Endpoint>> {
         webhook_endpoints::table.find(id).select(Endpoint::as_select()).first(conn).await.optional()
     }
 
+    /// A page of the endpoints in `scope`, by id.
     pub async fn list(
         conn: &mut AsyncPgConnection,
         scope: EndpointScope,
@@ -114,6 +157,7 @@ impl Endpoint {
         query.limit(page.limit).load(conn).await
     }
 
+    /// Applies `changes` and stamps `updated_at`.
     pub async fn update(conn: &mut AsyncPgConnection, id: Uuid, changes: &EndpointChanges) -> QueryResult<Endpoint> {
         diesel::update(webhook_endpoints::table.find(id))
             .set((changes, webhook_endpoints::updated_at.eq(diesel::dsl::now)))
@@ -146,6 +190,7 @@ impl Endpoint {
             .await
     }
 
+    /// Deletes the endpoint; its deliveries and attempts go with it. Returns the rows deleted (0 or 1).
     pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
         diesel::delete(webhook_endpoints::table.find(id)).execute(conn).await
     }
@@ -187,10 +232,13 @@ impl Endpoint {
 /// A delivery claimed by this process, with what is needed to send it.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct Claimed {
+    /// The delivery's id.
     #[diesel(sql_type = SqlUuid)]
     pub id: Uuid,
+    /// The endpoint to send to.
     #[diesel(sql_type = SqlUuid)]
     pub endpoint_id: Uuid,
+    /// The event to send (its `events.seq`).
     #[diesel(sql_type = BigInt)]
     pub event_seq: i64,
     /// This attempt's number (1 for the first).
@@ -309,26 +357,39 @@ pub async fn redeliver(conn: &mut AsyncPgConnection, endpoint_id: Uuid, event_se
     .await
 }
 
+/// A `webhook_attempts` row: one HTTP attempt to deliver an event to an endpoint.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = webhook_attempts)]
 pub struct Attempt {
+    /// The attempt's id (UUIDv7).
     pub id: Uuid,
+    /// The delivery it belongs to.
     pub delivery_id: Uuid,
+    /// The endpoint it was sent to.
     pub endpoint_id: Uuid,
+    /// The event sent (`webhook-id`).
     pub event_id: String,
+    /// 1 for the first attempt; retries count up.
     pub attempt: i32,
+    /// Whether the endpoint answered 2xx within the timeout.
     pub succeeded: bool,
+    /// The HTTP status answered (null when there was no answer).
     pub http_status: Option<i32>,
+    /// How long the attempt took, in milliseconds.
     pub duration_ms: i32,
+    /// What went wrong (a refused address, a timeout, the start of an error answer).
     pub error: Option<String>,
+    /// When the attempt was made.
     pub created_at: DateTime<Utc>,
 }
 
 impl Attempt {
+    /// Inserts the attempt.
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<usize> {
         diesel::insert_into(webhook_attempts::table).values(self).execute(conn).await
     }
 
+    /// A page of an endpoint's attempts, by id; `succeeded` keeps one outcome only.
     pub async fn list(
         conn: &mut AsyncPgConnection,
         endpoint_id: Uuid,
@@ -349,6 +410,7 @@ impl Attempt {
         query.limit(page.limit).load(conn).await
     }
 
+    /// Deletes the attempts made before `before` (retention). Returns how many.
     pub async fn prune(conn: &mut AsyncPgConnection, before: DateTime<Utc>) -> QueryResult<usize> {
         diesel::delete(webhook_attempts::table.filter(webhook_attempts::created_at.lt(before))).execute(conn).await
     }

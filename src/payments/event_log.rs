@@ -28,12 +28,15 @@ macro_rules! event_types {
         }
 
         impl EventType {
+            /// Every event type, in the order the API lists them.
             pub const ALL: &'static [EventType] = &[$(EventType::$variant),+];
 
+            /// The type's name (`session.charged`, …).
             pub fn as_str(self) -> &'static str {
                 match self { $(EventType::$variant => $text),+ }
             }
 
+            /// The type this name names, if any.
             pub fn parse(raw: &str) -> Option<EventType> {
                 match raw { $($text => Some(EventType::$variant),)+ _ => None }
             }
@@ -57,8 +60,11 @@ event_types! {
 
 /// An event about to be appended.
 pub struct Event {
+    /// The event's type.
     pub kind: EventType,
+    /// The app it concerns (it sees the event), if any.
     pub app_id: Option<Uuid>,
+    /// The operator it concerns (it sees the event), if any.
     pub operator_id: Option<Uuid>,
     /// The object as the app (and admins) see it.
     pub data: Value,
@@ -214,6 +220,7 @@ pub fn announce(broker: &Broker, emitted: &EventRow) {
     announce_audience(broker, emitted.app_id, emitted.operator_id);
 }
 
+/// After commit: wakes the event streams of these parties and the delivery workers.
 pub fn announce_audience(broker: &Broker, app_id: Option<Uuid>, operator_id: Option<Uuid>) {
     for party in [app_id, operator_id].into_iter().flatten() {
         broker.events.publish(Topic::PartyEvents(party));

@@ -126,9 +126,13 @@ pub async fn authorize_first(broker: &Broker, session: ParkingSession) -> ApiRes
 
 /// What `extendParkingSession` asks for.
 pub struct Extend<'a> {
+    /// The session to extend.
     pub session_id: Uuid,
+    /// The new expected end, if it moves.
     pub expected_end_at: Option<DateTime<Utc>>,
+    /// The amount to add to the hold.
     pub additional: Money,
+    /// The caller's key for this request: a retry with it gets the original result.
     pub idempotency_key: &'a str,
 }
 

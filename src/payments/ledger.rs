@@ -23,13 +23,18 @@ pub fn application_fee(platform_fee_bps: Option<i32>, amount: i64) -> Option<i64
 
 /// What the processor needs to act on a session's money.
 pub struct Context {
+    /// The app's platform account (and its credentials).
     pub platform: Platform,
+    /// The app's cut of each charge, in basis points.
     pub platform_fee_bps: Option<i32>,
+    /// The operator's connected account at the processor.
     pub connected_account_id: String,
+    /// The customer's id on the platform account.
     pub customer_ref: String,
 }
 
 impl Context {
+    /// Reads the session's app, link and customer; CONFLICT while the link or the customer is not ready for payments.
     pub async fn load(broker: &Broker, session: &ParkingSession) -> ApiResult<Context> {
         let mut conn = broker.db().await?;
         let platform = models::App::find(&mut conn, session.app_id).await?.ok_or(ApiError::NotFound("app"))?;
@@ -63,12 +68,14 @@ pub fn hold_total(ledger: &[Payment], authorization: &Payment) -> i64 {
 
 /// What a row's execution ended with, for the flow to act on.
 pub enum Executed {
+    /// The processor decided; the row has its outcome.
     Settled(Payment),
     /// The processor accepted the request and decides later (a refund in progress).
     Pending(Payment),
 }
 
 impl Executed {
+    /// The row, whatever its state.
     pub fn row(&self) -> &Payment {
         match self {
             Executed::Settled(row) | Executed::Pending(row) => row,
@@ -76,6 +83,7 @@ impl Executed {
     }
 }
 
+/// Records a PENDING row's outcome; when a concurrent attempt recorded it first, returns that row.
 pub async fn settle(broker: &Broker, id: Uuid, settlement: Settlement<'_>) -> ApiResult<Payment> {
     let mut conn = broker.db().await?;
     match Payment::settle(&mut conn, id, settlement).await? {

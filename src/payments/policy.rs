@@ -28,6 +28,7 @@ pub fn require_write(principal: &Principal) -> ApiResult<()> {
     }
 }
 
+/// Admins only.
 pub fn require_admin(principal: &Principal) -> ApiResult<()> {
     match principal.role {
         Role::Admin => Ok(()),
@@ -54,6 +55,7 @@ pub fn may_act_for_app(principal: &Principal, app_id: Uuid) -> bool {
     }
 }
 
+/// A link is seen by its app, its operator and admins.
 pub fn may_see_link(principal: &Principal, link: &Link) -> bool {
     match principal.role {
         Role::Admin => true,
@@ -106,6 +108,7 @@ pub fn capability_reporters(principal: &Principal, operator_id: Uuid) -> Option<
     }
 }
 
+/// A session is seen by its app, its operator and admins.
 pub fn may_see_session(principal: &Principal, session: &ParkingSession) -> bool {
     match principal.role {
         Role::Admin => true,
@@ -132,12 +135,15 @@ pub fn may_read_token_value(principal: &Principal, token: &ChargeToken) -> bool 
 /// returned as the question to ask (`payments::parties::may_see_app` asks it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppVisibility {
+    /// Visible without asking the database.
     Visible,
     /// Visible when the app has a link (in any state) with this operator.
     IfLinkedTo(Uuid),
+    /// Never visible.
     Hidden,
 }
 
+/// Whether the viewer may see the app (or the question to ask the database, for an operator).
 pub fn app_visibility(principal: &Principal, app_id: Uuid) -> AppVisibility {
     match principal.role {
         Role::Admin => AppVisibility::Visible,
@@ -161,12 +167,15 @@ pub fn app_scope(principal: &Principal) -> AppScope {
 /// needs the database (`payments::customers::visible` asks it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CustomerVisibility {
+    /// Visible without asking the database.
     Visible,
     /// Visible when the customer has a parking session at this operator.
     IfSessionAt(Uuid),
+    /// Never visible.
     Hidden,
 }
 
+/// Whether the viewer may see a customer of this app (or the question to ask the database, for an operator).
 pub fn customer_visibility(principal: &Principal, customer_app_id: Uuid) -> CustomerVisibility {
     match principal.role {
         Role::Admin => CustomerVisibility::Visible,

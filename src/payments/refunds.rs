@@ -21,10 +21,13 @@ use crate::processor::RefundState;
 
 /// What `refundSession` asks for.
 pub struct RefundInput<'a> {
+    /// The session to refund.
     pub session_id: Uuid,
     /// `None`: everything not yet refunded.
     pub amount: Option<Money>,
+    /// Why the money goes back.
     pub reason: RefundReason,
+    /// The caller's key for this request: a retry with it gets the original refund.
     pub idempotency_key: &'a str,
 }
 

@@ -19,19 +19,27 @@ use diesel_async::AsyncConnection;
 
 /// What `startParkingSession` asks for.
 pub struct StartSession<'a> {
+    /// The paying customer (one of the caller's).
     pub customer_id: Uuid,
+    /// The operator where the vehicle parks (the session runs on the app's link to it).
     pub operator_id: Uuid,
+    /// The parking zone (the operator's own code).
     pub zone: &'a str,
+    /// The vehicle's plate.
     pub vehicle_plate: &'a str,
+    /// The app's key for this request: a retry with it gets the original session.
     pub idempotency_key: &'a str,
     /// An amount to authorize before the session becomes ACTIVE.
     pub hold: Option<Money>,
+    /// When the app expects parking to end.
     pub expected_end_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A started session, and whether it came from an earlier request with the same key.
 pub struct Started {
+    /// The session as it is now.
     pub session: ParkingSession,
+    /// Whether an earlier request with the same idempotency key started it.
     pub replayed: bool,
 }
 

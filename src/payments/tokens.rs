@@ -31,9 +31,13 @@ pub async fn issue(broker: &Broker, pending: &ChargeToken) -> ApiResult<ChargeTo
 
 /// The rows a token is issued with: its session, the session's customer, link and app.
 pub struct Parties<'a> {
+    /// The session the token pays for.
     pub session: &'a ParkingSession,
+    /// The paying customer.
     pub customer: &'a Customer,
+    /// The session's link (its connected account receives the token).
     pub link: &'a Link,
+    /// The session's app (its platform account makes the token).
     pub platform: &'a models::App,
 }
 

@@ -72,14 +72,19 @@ fn check_description(description: Option<String>) -> ApiResult<Option<String>> {
 
 /// What `createWebhookEndpoint` asks for.
 pub struct CreateEndpoint {
+    /// An `https` URL whose address must be public.
     pub url: String,
+    /// Event types to deliver; omitted or empty: every type.
     pub event_types: Option<Vec<String>>,
+    /// A note on the endpoint (at most 500 characters).
     pub description: Option<String>,
     /// Admins: the owner.
     pub app_id: Option<Uuid>,
+    /// Admins: the owner.
     pub operator_id: Option<Uuid>,
 }
 
+/// `createWebhookEndpoint`: registers an endpoint for its owner (the caller, or for admins the owner named) and returns its signing secret, once.
 pub async fn create(
     broker: &Broker,
     principal: &Principal,
@@ -132,13 +137,19 @@ async fn find_visible(conn: &mut AsyncPgConnection, principal: &Principal, id: U
         .ok_or(ApiError::NotFound("webhook endpoint"))
 }
 
+/// What `updateWebhookEndpoint` changes; `None` leaves a field as it is.
 pub struct UpdateEndpoint {
+    /// A new `https` URL whose address must be public.
     pub url: Option<String>,
+    /// New event types (empty: every type).
     pub event_types: Option<Vec<String>>,
+    /// A new note; `Some(None)` clears it.
     pub description: Option<Option<String>>,
+    /// `Enabled` also clears the failure record; `Disabled` stops deliveries.
     pub status: Option<EndpointStatus>,
 }
 
+/// `updateWebhookEndpoint`: changes an endpoint the caller may manage.
 pub async fn update(broker: &Broker, principal: &Principal, id: Uuid, input: UpdateEndpoint) -> ApiResult<Endpoint> {
     visible(broker, principal, id).await?;
     let mut changes = EndpointChanges {
@@ -164,6 +175,7 @@ pub async fn update(broker: &Broker, principal: &Principal, id: Uuid, input: Upd
     Ok(endpoint)
 }
 
+/// `deleteWebhookEndpoint`: deletes the endpoint with its pending deliveries and attempts; returns its id.
 pub async fn delete(broker: &Broker, principal: &Principal, id: Uuid) -> ApiResult<Uuid> {
     visible(broker, principal, id).await?;
     let mut conn = broker.db().await?;
@@ -191,11 +203,13 @@ pub async fn rotate(broker: &Broker, principal: &Principal, id: Uuid) -> ApiResu
     Ok((endpoint, secret))
 }
 
+/// The endpoints the caller may see, a page of them (may read a replica).
 pub async fn list(conn: &mut ReadConn, principal: &Principal, page: Page) -> ApiResult<Vec<Endpoint>> {
     let scope = policy::endpoint_scope(principal);
     Ok(Endpoint::list(conn, scope, page).await?)
 }
 
+/// A page of an endpoint's delivery attempts, when the caller may see the endpoint (may read a replica).
 pub async fn attempts(
     conn: &mut ReadConn,
     principal: &Principal,

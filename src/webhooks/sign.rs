@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::crypto::{Keyring, Sealed};
 use crate::models::webhooks::Endpoint;
 
+/// The prefix of every signing secret (Standard Webhooks' `whsec_`).
 pub const PREFIX: &str = "whsec_";
 
 /// A fresh secret: `whsec_` + base64 of 32 random bytes.

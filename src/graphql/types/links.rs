@@ -23,7 +23,7 @@ pub enum LinkStatus {
     Revoked,
 }
 
-/// A connection between an operator's processor account and an app's platform account.
+/// A link row, as the API shows it.
 pub struct Link {
     row: models::Link,
     /// Both sides' rows, when the list that holds the link fetched them with it (in
@@ -32,6 +32,7 @@ pub struct Link {
 }
 
 impl Link {
+    /// A link whose app and operator are read through the loaders.
     pub fn new(row: models::Link) -> Link {
         Link { row, parties: None }
     }
@@ -42,6 +43,9 @@ impl Link {
     }
 }
 
+/// A connection between an operator's processor account and an app's platform
+/// account: once `ACTIVE`, the app can start sessions at the operator and charge them to
+/// its customers' cards. Its app, its operator and admins see it.
 #[Object]
 impl Link {
     /// The link's id.

@@ -24,9 +24,11 @@ pub enum Role {
     Operator,
 }
 
-/// Who the request is authenticated as.
+/// The authenticated principal, as the API shows it.
 pub struct Viewer(pub Principal);
 
+/// Who the request is authenticated as: the role, the party and the scopes its bearer
+/// token grants.
 #[Object]
 impl Viewer {
     /// The token's role.
@@ -61,11 +63,13 @@ impl Viewer {
     }
 }
 
-/// A parking app. curbpay manages a platform account at the processor for it; its
-/// frontend tokenizes cards with that account's publishable key.
+/// An app row, as the API shows it.
 #[derive(Clone)]
 pub struct App(pub models::App);
 
+/// A parking app. curbpay manages a platform account at the processor for it; its
+/// frontend tokenizes cards with that account's publishable key. Admins see every app,
+/// an app sees itself, and an operator sees the apps it is linked to.
 #[Object]
 impl App {
     /// The app's id.
@@ -103,9 +107,9 @@ impl App {
     async fn links(
         &self,
         ctx: &Context<'_>,
-        status: Option<LinkStatus>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Only the links in this status.")] status: Option<LinkStatus>,
+        #[graphql(desc = "The page size: 0 to 100, 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page; omitted: the first page.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<Link>> {
         let filter = LinkFilter { app_id: Some(self.0.id), operator_id: None, status: status.map(Into::into) };
         links_page(ctx, filter, first, after).await
@@ -137,10 +141,13 @@ pub(crate) async fn links_page(
     Ok(connection::build(rows, page, |l| l.id, Link::new, CountQuery::Links(filter)))
 }
 
-/// A parking operator. It keeps its own processor account and links it to apps.
+/// An operator row, as the API shows it.
 #[derive(Clone)]
 pub struct Operator(pub models::Operator);
 
+/// A parking operator. It keeps its own processor account and links it to apps.
+/// Operators form a directory every role can read; what the processor reports about
+/// an operator's account is shown only to the parties of its links.
 #[Object]
 impl Operator {
     /// The operator's id.
@@ -171,9 +178,9 @@ impl Operator {
     async fn links(
         &self,
         ctx: &Context<'_>,
-        status: Option<LinkStatus>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Only the links in this status.")] status: Option<LinkStatus>,
+        #[graphql(desc = "The page size: 0 to 100, 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page; omitted: the first page.")] after: Option<String>,
     ) -> async_graphql::Result<Conn<Link>> {
         let filter = LinkFilter { app_id: None, operator_id: Some(self.0.id), status: status.map(Into::into) };
         links_page(ctx, filter, first, after).await
@@ -202,9 +209,11 @@ pub struct Card {
     pub exp_year: i32,
 }
 
-/// An app's end user, as a customer on the app's platform account.
+/// A customer row, as the API shows it.
 pub struct Customer(pub models::Customer);
 
+/// An app's end user, as a customer on the app's platform account. Its app and admins
+/// see it; an operator sees the customers with a session at it.
 #[Object]
 impl Customer {
     /// The customer's id.

@@ -111,8 +111,7 @@ pub enum RefundReason {
     Other,
 }
 
-/// One movement of a session's money. Rows never change, except a `PENDING` row's
-/// outcome, once.
+/// A ledger row, as the API shows it.
 pub struct Payment(pub models::Payment);
 
 /// A stored amount as the published `Money`.
@@ -120,18 +119,24 @@ fn money(amount: i64, currency: &str) -> Result<Money, ApiError> {
     Money::try_from(domain::money::Money { amount, currency: currency.to_owned() })
 }
 
+/// One movement of a session's money (a row of its ledger), seen by whoever sees the
+/// session. Rows never change, except a `PENDING` row's outcome, once.
 #[Object]
 impl Payment {
     /// The row's id (also the processor request's idempotency key).
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// What the row records.
     async fn kind(&self) -> PaymentKind {
         self.0.kind.into()
     }
+    /// The money moved, in minor units of the session's currency (positive whatever the
+    /// direction; `kind` says which way it went).
     async fn amount(&self) -> async_graphql::Result<Money> {
         Ok(money(self.0.amount, &self.0.currency)?)
     }
+    /// The outcome at the processor.
     async fn status(&self) -> PaymentStatus {
         self.0.status.into()
     }
@@ -147,6 +152,7 @@ impl Payment {
     async fn reason(&self) -> Option<&str> {
         self.0.reason.as_deref()
     }
+    /// When the row was written (the request was sent, or the processor reported it).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -177,23 +183,31 @@ pub struct Balance {
     pub capturable: Money,
 }
 
-/// A refund of (part of) a session's captured money.
+/// A refund row, as the API shows it.
 pub struct Refund(pub models::Refund);
 
+/// A refund of (part of) a session's captured money, made with `refundSession`; seen by
+/// whoever sees the session. Its movement of money is also in the session's `payments`
+/// (kind `REFUND`).
 #[Object]
 impl Refund {
+    /// The refund's id.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// The money returned to the card, in minor units of the session's currency.
     async fn amount(&self) -> async_graphql::Result<Money> {
         Ok(money(self.0.amount, &self.0.currency)?)
     }
+    /// Why the money goes back, as given to `refundSession`.
     async fn reason(&self) -> RefundReason {
         self.0.reason.into()
     }
+    /// The refund's outcome at the processor: `PENDING` until it answers.
     async fn status(&self) -> PaymentStatus {
         self.0.status.into()
     }
+    /// When the refund was asked for.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -215,10 +229,13 @@ pub enum DisputeStatus {
 pub struct Dispute {
     /// The processor's dispute id.
     pub id: String,
+    /// The money disputed, in minor units of the session's currency.
     pub amount: Money,
     /// The processor's reason (`fraudulent`, `product_not_received`, …).
     pub reason: Option<String>,
+    /// Whether the dispute is open, won or lost.
     pub status: DisputeStatus,
+    /// When the processor reported the dispute.
     pub created_at: DateTime<Utc>,
 }
 
@@ -273,9 +290,11 @@ pub struct PaymentFailure {
     pub message: String,
 }
 
-/// An end user parking at an operator, paid through the app's customer.
+/// A session row, as the API shows it.
 pub struct ParkingSession(pub models::ParkingSession);
 
+/// An end user parking at an operator, paid through the app's customer. Its app, its
+/// operator and admins see it.
 #[Object]
 impl ParkingSession {
     /// The session's id.
@@ -430,10 +449,12 @@ pub enum ChargeTokenStatus {
     Voided,
 }
 
-/// A single-use token on the operator's connected account, made from the app's
-/// customer for one parking session. Only the operator it was issued to sees its value.
+/// A charge token row, as the API shows it.
 pub struct ChargeToken(pub models::ChargeToken);
 
+/// A single-use token on the operator's connected account, made from the app's
+/// customer for one parking session. The operator it was issued to, the session's app
+/// and admins see it; only that operator sees its value (`token`).
 #[Object]
 impl ChargeToken {
     /// The charge token's id (for `acknowledgeChargeToken`).
