@@ -35,6 +35,7 @@ impl CustomerMutation {
     async fn tokenize_customer(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The card token from the app's frontend and the app's reference for its user.")]
         input: TokenizeCustomerInput,
     ) -> async_graphql::Result<TokenizeCustomerPayload> {
         let (customer, created) =

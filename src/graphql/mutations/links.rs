@@ -96,7 +96,7 @@ impl LinkMutation {
     async fn link_operator(
         &self,
         ctx: &Context<'_>,
-        input: LinkOperatorInput,
+        #[graphql(desc = "The app and the operator to link.")] input: LinkOperatorInput,
     ) -> async_graphql::Result<LinkOperatorPayload> {
         let app_id = parse_id("appId", &input.app_id)?;
         let operator_id = parse_id("operatorId", &input.operator_id)?;
@@ -113,6 +113,7 @@ impl LinkMutation {
     async fn complete_link(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The link and the authorization code the processor's redirect carried.")]
         input: CompleteLinkInput,
     ) -> async_graphql::Result<CompleteLinkPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
@@ -127,7 +128,7 @@ impl LinkMutation {
     async fn accept_link_account(
         &self,
         ctx: &Context<'_>,
-        input: AcceptLinkAccountInput,
+        #[graphql(desc = "The link whose held account to accept.")] input: AcceptLinkAccountInput,
     ) -> async_graphql::Result<AcceptLinkAccountPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
         let link = links::accept_held_account(broker(ctx), principal(ctx)?, link_id).await?;
@@ -135,7 +136,11 @@ impl LinkMutation {
     }
 
     /// Changes a link's settings. The link's operator or an admin (`FORBIDDEN` for the app).
-    async fn update_link(&self, ctx: &Context<'_>, input: UpdateLinkInput) -> async_graphql::Result<UpdateLinkPayload> {
+    async fn update_link(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The link and the settings to change.")] input: UpdateLinkInput,
+    ) -> async_graphql::Result<UpdateLinkPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
         let link = links::update_link(broker(ctx), principal(ctx)?, link_id, input.app_may_refund).await?;
         Ok(UpdateLinkPayload { link: Link::new(link) })
@@ -146,7 +151,7 @@ impl LinkMutation {
     async fn unlink_operator(
         &self,
         ctx: &Context<'_>,
-        input: UnlinkOperatorInput,
+        #[graphql(desc = "The link to revoke.")] input: UnlinkOperatorInput,
     ) -> async_graphql::Result<UnlinkOperatorPayload> {
         let link_id = parse_id("linkId", &input.link_id)?;
         let link = links::unlink(broker(ctx), principal(ctx)?, link_id).await?;

@@ -11,6 +11,10 @@ mod tokens;
 
 use async_graphql::MergedObject;
 
+/// Every change goes through a mutation: each takes one input object and answers a
+/// payload object. Mutations need a token with the `write` scope; those that move money
+/// or start a session take an idempotency key, and a retry with the same key answers what
+/// the first attempt did.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(

@@ -62,7 +62,12 @@ pub struct PartyMutation;
 #[Object]
 impl PartyMutation {
     /// Creates an app and its platform account at the processor. Admin only.
-    async fn create_app(&self, ctx: &Context<'_>, input: CreateAppInput) -> async_graphql::Result<CreateAppPayload> {
+    async fn create_app(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The app's name, its platform fee and (Stripe mode) its platform account's keys.")]
+        input: CreateAppInput,
+    ) -> async_graphql::Result<CreateAppPayload> {
         let credentials = input.stripe.as_ref().map(|s| parties::StripeCredentials {
             secret_key: &s.secret_key,
             publishable_key: &s.publishable_key,
@@ -79,7 +84,7 @@ impl PartyMutation {
     async fn create_operator(
         &self,
         ctx: &Context<'_>,
-        input: CreateOperatorInput,
+        #[graphql(desc = "The operator's name.")] input: CreateOperatorInput,
     ) -> async_graphql::Result<CreateOperatorPayload> {
         let created = parties::create_operator(broker(ctx), principal(ctx)?, &input.name).await?;
         Ok(CreateOperatorPayload { operator: Operator(created) })

@@ -41,6 +41,9 @@ impl RefundMutation {
     async fn refund_session(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The session, the amount to return (omitted: all that is left), why, and the idempotency key."
+        )]
         input: RefundSessionInput,
     ) -> async_graphql::Result<RefundSessionPayload> {
         let session_id = parse_id("sessionId", &input.session_id)?;

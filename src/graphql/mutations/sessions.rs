@@ -125,6 +125,7 @@ impl SessionMutation {
     async fn start_parking_session(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The customer, operator, zone and vehicle, with the idempotency key of this start.")]
         input: StartParkingSessionInput,
     ) -> async_graphql::Result<StartParkingSessionPayload> {
         let started = sessions::start(
@@ -148,7 +149,7 @@ impl SessionMutation {
     async fn end_parking_session(
         &self,
         ctx: &Context<'_>,
-        input: EndParkingSessionInput,
+        #[graphql(desc = "The session and the amount owed.")] input: EndParkingSessionInput,
     ) -> async_graphql::Result<EndParkingSessionPayload> {
         let session_id = parse_id("sessionId", &input.session_id)?;
         let money = Money::parse(input.amount.amount.into(), &input.amount.currency)?;
@@ -162,7 +163,7 @@ impl SessionMutation {
     async fn charge_session(
         &self,
         ctx: &Context<'_>,
-        input: ChargeSessionInput,
+        #[graphql(desc = "The ended session to charge.")] input: ChargeSessionInput,
     ) -> async_graphql::Result<ChargeSessionPayload> {
         let session_id = parse_id("sessionId", &input.session_id)?;
         let session = sessions::charge(broker(ctx), principal(ctx)?, session_id).await?;
@@ -181,6 +182,9 @@ impl SessionMutation {
     async fn extend_parking_session(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The session, the hold to add, its new expected end, and the idempotency key of this change."
+        )]
         input: ExtendParkingSessionInput,
     ) -> async_graphql::Result<ExtendParkingSessionPayload> {
         let session_id = parse_id("sessionId", &input.session_id)?;
@@ -209,7 +213,7 @@ impl SessionMutation {
     async fn cancel_parking_session(
         &self,
         ctx: &Context<'_>,
-        input: CancelParkingSessionInput,
+        #[graphql(desc = "The session and why it is canceled.")] input: CancelParkingSessionInput,
     ) -> async_graphql::Result<CancelParkingSessionPayload> {
         let session_id = parse_id("sessionId", &input.session_id)?;
         let reason: crate::models::CancelReason = input.reason.into();

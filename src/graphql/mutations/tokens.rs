@@ -44,7 +44,7 @@ impl TokenMutation {
     async fn reissue_charge_token(
         &self,
         ctx: &Context<'_>,
-        input: ReissueChargeTokenInput,
+        #[graphql(desc = "The session whose token to replace.")] input: ReissueChargeTokenInput,
     ) -> async_graphql::Result<ReissueChargeTokenPayload> {
         let session_id = parse_id("sessionId", &input.session_id)?;
         let viewer = principal(ctx)?;
@@ -56,7 +56,7 @@ impl TokenMutation {
     async fn acknowledge_charge_token(
         &self,
         ctx: &Context<'_>,
-        input: AcknowledgeChargeTokenInput,
+        #[graphql(desc = "The token the operator received.")] input: AcknowledgeChargeTokenInput,
     ) -> async_graphql::Result<AcknowledgeChargeTokenPayload> {
         let token_id = parse_id("chargeTokenId", &input.charge_token_id)?;
         let viewer = principal(ctx)?;
