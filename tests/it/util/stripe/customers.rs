@@ -197,6 +197,8 @@ pub(super) fn update_customer(db: &mut Db, req: &Req) -> Result<Value, Reply> {
     Ok(customer)
 }
 
+// Sharing a platform customer's card with a connected account.
+
 /// A single-use token on the connected account from a platform customer's default card.
 pub(super) fn create_token(db: &mut Db, req: &Req) -> Result<Value, Reply> {
     let cus = req.need("customer")?;
