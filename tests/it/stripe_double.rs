@@ -1,4 +1,4 @@
-//! Self-tests of the Stripe test double (tests/it/util/stripe.rs), over plain HTTP.
+//! Self-tests of the Stripe test double (tests/it/util/stripe/), over plain HTTP.
 
 use std::time::Duration;
 

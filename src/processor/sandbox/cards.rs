@@ -1,5 +1,6 @@
 //! Stripe's published test card tokens, as the sandbox knows them. A card token names a
-//! test card; no card number is held anywhere.
+//! test card; no card number is held anywhere. The integration tests' Stripe double answers
+//! with the same cards.
 
 /// What a test card is and how charging it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -7,6 +8,8 @@ pub struct TestCard {
     pub token: &'static str,
     pub brand: &'static str,
     pub last4: &'static str,
+    /// Stripe's `funding` of the card: `credit`, `debit` or `prepaid`.
+    pub funding: &'static str,
     /// Stripe's `decline_code` when charging this card fails.
     pub decline: Option<Decline>,
 }
@@ -23,8 +26,8 @@ pub struct Decline {
 pub const EXP_MONTH: i16 = 12;
 pub const EXP_YEAR: i16 = 2034;
 
-const fn ok(token: &'static str, brand: &'static str, last4: &'static str) -> TestCard {
-    TestCard { token, brand, last4, decline: None }
+const fn ok(token: &'static str, brand: &'static str, last4: &'static str, funding: &'static str) -> TestCard {
+    TestCard { token, brand, last4, funding, decline: None }
 }
 
 const fn declined(
@@ -34,23 +37,23 @@ const fn declined(
     decline_code: Option<&'static str>,
     message: &'static str,
 ) -> TestCard {
-    TestCard { token, brand: "Visa", last4, decline: Some(Decline { code, decline_code, message }) }
+    TestCard { token, brand: "Visa", last4, funding: "credit", decline: Some(Decline { code, decline_code, message }) }
 }
 
 /// Every test token the sandbox accepts.
 pub const TEST_CARDS: &[TestCard] = &[
-    ok("tok_visa", "Visa", "4242"),
-    ok("tok_visa_debit", "Visa", "5556"),
-    ok("tok_mastercard", "MasterCard", "4444"),
-    ok("tok_mastercard_debit", "MasterCard", "8210"),
-    ok("tok_mastercard_prepaid", "MasterCard", "5100"),
-    ok("tok_amex", "American Express", "0005"),
-    ok("tok_discover", "Discover", "1117"),
-    ok("tok_diners", "Diners Club", "0004"),
-    ok("tok_jcb", "JCB", "0505"),
-    ok("tok_unionpay", "UnionPay", "0005"),
+    ok("tok_visa", "Visa", "4242", "credit"),
+    ok("tok_visa_debit", "Visa", "5556", "debit"),
+    ok("tok_mastercard", "MasterCard", "4444", "credit"),
+    ok("tok_mastercard_debit", "MasterCard", "8210", "debit"),
+    ok("tok_mastercard_prepaid", "MasterCard", "5100", "prepaid"),
+    ok("tok_amex", "American Express", "0005", "credit"),
+    ok("tok_discover", "Discover", "1117", "credit"),
+    ok("tok_diners", "Diners Club", "0004", "credit"),
+    ok("tok_jcb", "JCB", "0505", "credit"),
+    ok("tok_unionpay", "UnionPay", "0005", "credit"),
     // Charges (and captures) succeed; then the cardholder disputes them.
-    ok("tok_createDispute", "Visa", "0259"),
+    ok("tok_createDispute", "Visa", "0259", "credit"),
     declined("tok_chargeDeclined", "0002", "card_declined", Some("generic_decline"), "Your card was declined."),
     declined(
         "tok_chargeDeclinedInsufficientFunds",
@@ -109,6 +112,7 @@ mod tests {
             assert!(card.token.starts_with("tok_"));
             assert_eq!(card.last4.len(), 4);
             assert!(card.last4.chars().all(|c| c.is_ascii_digit()));
+            assert!(["credit", "debit", "prepaid"].contains(&card.funding));
             assert!(TEST_CARDS[i + 1..].iter().all(|other| other.token != card.token));
         }
     }
