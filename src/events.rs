@@ -86,6 +86,8 @@ impl Topic {
     }
 }
 
+/// The process's wake-up hub: a watch channel per topic with subscribers, the `NOTIFY`
+/// sender and the `LISTEN` connection. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct EventHub {
     inner: Arc<Inner>,
@@ -167,6 +169,8 @@ impl EventHub {
         crate::metrics::listen_state(up, reconnected);
     }
 
+    /// Registers a subscriber of `topic`. Call [`Subscription::mark_seen`] before the
+    /// first read of the table, then wait on [`Subscription::changed`].
     pub fn subscribe(&self, topic: Topic) -> Subscription {
         let mut topics = self.inner.topics.lock().expect("event hub lock");
         let rx = topics.entry(topic).or_insert_with(|| watch::channel(()).0).subscribe();

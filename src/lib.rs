@@ -22,6 +22,8 @@
 //! - [`metrics`]: Prometheus metrics (`/metrics`); [`telemetry`]: OpenTelemetry traces
 //!   (off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod broker;
 pub mod config;

@@ -15,6 +15,7 @@ pub struct NewWebhookEvent<'a> {
     pub id: &'a str,
     /// The app whose signing secret verified the delivery.
     pub app_id: Uuid,
+    /// The event's type (Stripe's, e.g. `refund.updated`; `other` for those ignored).
     pub kind: &'a str,
 }
 

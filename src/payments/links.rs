@@ -66,7 +66,9 @@ pub fn authorization_url(
 /// What a consent page may act on: the link and operator a code is bound to, and the
 /// platform account of the link's app.
 pub struct Consent {
+    /// The link and operator, from the verified state.
     pub authorization: LinkAuthorization,
+    /// The processor's id of the platform account of the link's app.
     pub platform_account_id: String,
 }
 

@@ -38,6 +38,7 @@ pub async fn principal_exists(broker: &Broker, principal: &Principal) -> ApiResu
 
 /// What `createApp` asks for.
 pub struct NewAppRequest<'a> {
+    /// The app's display name (required, at most 200 characters).
     pub name: &'a str,
     /// The app's Stripe platform account (Stripe mode).
     pub credentials: Option<StripeCredentials<'a>>,
@@ -222,6 +223,7 @@ pub async fn rotate_keys(conn: &mut diesel_async::AsyncPgConnection, keyring: &K
     Ok(changed)
 }
 
+/// Creates an operator (admin only); the name is trimmed, at most 200 characters.
 pub async fn create_operator(broker: &Broker, principal: &Principal, name: &str) -> ApiResult<Operator> {
     policy::require_admin(principal)?;
     let name = required_text("name", name, 200)?;
@@ -231,11 +233,12 @@ pub async fn create_operator(broker: &Broker, principal: &Principal, name: &str)
     Ok(created)
 }
 
-/// Whether the caller may see this app: admin, the app itself, or an operator linked to it.
 /// What an operator's processor account can do, as far as a viewer may know.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
+    /// Whether the operator can accept charges; `None` when not known.
     pub charges_enabled: Option<bool>,
+    /// Whether the operator can be paid out; `None` when not known.
     pub payouts_enabled: Option<bool>,
 }
 
@@ -253,6 +256,7 @@ pub fn agreed_capabilities<'a>(reports: impl IntoIterator<Item = &'a LinkCapabil
     Capabilities { charges_enabled: agree(&charges), payouts_enabled: agree(&payouts) }
 }
 
+/// Whether the caller may see this app: admin, the app itself, or an operator linked to it.
 /// A read that may lag: it guards only reads.
 pub async fn may_see_app(conn: &mut ReadConn, principal: &Principal, app_id: Uuid) -> ApiResult<bool> {
     match policy::app_visibility(principal, app_id) {

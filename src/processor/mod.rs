@@ -18,7 +18,9 @@ use crate::domain::cards::CardFacts;
 /// An app's platform account at the processor, as provisioned.
 #[derive(Debug, Clone)]
 pub struct PlatformAccount {
+    /// The processor's id for the account (Stripe: `acct_…`).
     pub account_id: String,
+    /// The key the app's frontend makes card tokens with (Stripe: `pk_…`).
     pub publishable_key: String,
 }
 
@@ -26,9 +28,13 @@ pub struct PlatformAccount {
 /// (Stripe: the account's keys and its Connect settings). Secrets never print.
 #[derive(Debug, Clone)]
 pub struct PlatformCredentials {
+    /// The account's secret key (`sk_…`, or a restricted `rk_…`).
     pub secret_key: SecretString,
+    /// The account's publishable key (`pk_…`).
     pub publishable_key: String,
+    /// The Connect platform's OAuth client id (`ca_…`).
     pub connect_client_id: String,
+    /// The signing secret of the account's webhook endpoint (`whsec_…`).
     pub webhook_secret: SecretString,
 }
 
@@ -36,8 +42,11 @@ pub struct PlatformCredentials {
 /// processor needs them, the account's credentials (decrypted for this call only).
 #[derive(Debug, Clone)]
 pub struct Platform {
+    /// The platform account's id at the processor.
     pub account_id: String,
+    /// The account's secret key; `None` for a processor that needs none (the sandbox).
     pub secret_key: Option<SecretString>,
+    /// The Connect OAuth client id; needed to disconnect an operator at Stripe.
     pub connect_client_id: Option<String>,
 }
 
@@ -51,13 +60,16 @@ impl Platform {
 /// A customer created on an app's platform account.
 #[derive(Debug, Clone)]
 pub struct CreatedCustomer {
+    /// The processor's id for the customer (Stripe: `cus_…`).
     pub customer_id: String,
+    /// The facts of the customer's card that curbpay may keep (never its number).
     pub card: CardFacts,
 }
 
 /// Where a link's authorization should send the operator.
 #[derive(Debug, Clone)]
 pub struct AuthorizationRequest<'a> {
+    /// The app's platform the operator is asked to authorize.
     pub platform: &'a Platform,
     /// Signed, single-use; comes back unchanged on the redirect.
     pub state: &'a str,
@@ -71,22 +83,29 @@ pub struct AuthorizationRequest<'a> {
 /// curbpay then checks against the operator's known account.
 #[derive(Debug, Clone, Copy)]
 pub struct LinkAuthorization {
+    /// The link the authorization was started for.
     pub link_id: uuid::Uuid,
+    /// The operator asked to authorize.
     pub operator_id: uuid::Uuid,
 }
 
 /// A single-use token on a connected account.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
+    /// The token, valid on the connected account only (Stripe: `tok_…`).
     pub token: String,
+    /// When curbpay stops honouring the token (the configured charge token lifetime).
     pub expires_at: DateTime<Utc>,
 }
 
 /// A charge request on an operator's connected account.
 #[derive(Debug, Clone)]
 pub struct ChargeRequest<'a> {
+    /// The app's platform, whose key makes the call.
     pub platform: &'a Platform,
+    /// The operator's account the charge is made on (Stripe: `Stripe-Account`).
     pub connected_account_id: &'a str,
+    /// A token issued on that account by [`Processor::issue_charge_token`].
     pub token: &'a str,
     /// Minor units.
     pub amount: i64,
@@ -94,22 +113,40 @@ pub struct ChargeRequest<'a> {
     pub currency: &'a str,
     /// The app's cut, in minor units, when it takes one.
     pub application_fee: Option<i64>,
+    /// `charge:<charge token id>`: a repeat with the same key returns the first outcome,
+    /// declines included, and never charges twice. Also kept as the charge's metadata,
+    /// which is how a charge whose outcome was lost is found again.
     pub idempotency_key: &'a str,
 }
 
 /// How a charge ended. A decline is an outcome, not an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeOutcome {
-    Succeeded { charge_id: String },
-    Declined { code: String, decline_code: Option<String>, message: String },
+    /// The card was charged.
+    Succeeded {
+        /// The processor's reference for the charge, which refunds and disputes name.
+        charge_id: String,
+    },
+    /// The issuer refused the card; nothing was charged.
+    Declined {
+        /// Stripe's error `code` (`card_declined`, `expired_card`, …).
+        code: String,
+        /// Stripe's `decline_code` (`insufficient_funds`, `lost_card`, …), when given.
+        decline_code: Option<String>,
+        /// The processor's message, fit to show the driver.
+        message: String,
+    },
 }
 
 /// A hold (an authorization captured later) on the operator's connected account, paid
 /// with a single-use token minted from the app's customer.
 #[derive(Debug, Clone)]
 pub struct AuthorizeRequest<'a> {
+    /// The app's platform, whose key makes the call.
     pub platform: &'a Platform,
+    /// The operator's account the hold is placed on.
     pub connected_account_id: &'a str,
+    /// A token issued on that account for this hold.
     pub token: &'a str,
     /// Minor units.
     pub amount: i64,
@@ -119,12 +156,15 @@ pub struct AuthorizeRequest<'a> {
     pub application_fee: Option<i64>,
     /// curbpay's reference for the hold (the ledger row's id), kept as metadata.
     pub reference: &'a str,
+    /// `authorization:<ledger row id>`: a repeat returns the hold (or the decline) the
+    /// key made first.
     pub idempotency_key: &'a str,
 }
 
 /// How an authorization ended. A decline is an outcome, not an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthorizeOutcome {
+    /// The amount is held on the card.
     Authorized {
         /// The processor's hold (Stripe: a PaymentIntent in `requires_capture`).
         authorization_id: String,
@@ -133,9 +173,13 @@ pub enum AuthorizeOutcome {
         /// Whether the hold can be raised in place (incremental authorization).
         incremental: bool,
     },
+    /// The issuer refused the hold; nothing is held.
     Declined {
+        /// Stripe's error `code` (`card_declined`, `expired_card`, …).
         code: String,
+        /// Stripe's `decline_code`, when given.
         decline_code: Option<String>,
+        /// The processor's message, fit to show the driver.
         message: String,
     },
 }
@@ -143,47 +187,72 @@ pub enum AuthorizeOutcome {
 /// Raises a hold in place to a new total.
 #[derive(Debug, Clone)]
 pub struct IncrementRequest<'a> {
+    /// The app's platform, whose key makes the call.
     pub platform: &'a Platform,
+    /// The operator's account that holds the authorization.
     pub connected_account_id: &'a str,
+    /// The hold to raise, as [`AuthorizeOutcome::Authorized`] named it.
     pub authorization_id: &'a str,
     /// The hold's new total, minor units.
     pub total: i64,
     /// The app's cut of the new total, when it takes one.
     pub application_fee: Option<i64>,
+    /// `increment:<ledger row id>`: a repeat returns the first outcome and raises the
+    /// hold once.
     pub idempotency_key: &'a str,
 }
 
 /// How an increment ended: a refusal leaves the hold as it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IncrementOutcome {
+    /// The hold now covers the new total.
     Incremented,
-    Declined { code: String, decline_code: Option<String>, message: String },
+    /// The issuer refused the increase; the hold keeps its former amount.
+    Declined {
+        /// Stripe's error `code`.
+        code: String,
+        /// Stripe's `decline_code`, when given.
+        decline_code: Option<String>,
+        /// The processor's message, fit to show the driver.
+        message: String,
+    },
 }
 
 /// Captures part or all of a hold; the processor releases the rest.
 #[derive(Debug, Clone)]
 pub struct CaptureRequest<'a> {
+    /// The app's platform, whose key makes the call.
     pub platform: &'a Platform,
+    /// The operator's account that holds the authorization.
     pub connected_account_id: &'a str,
+    /// The hold to capture from.
     pub authorization_id: &'a str,
     /// Minor units to capture (at most the hold).
     pub amount: i64,
+    /// The app's cut of the captured amount (minor units), when it takes one.
     pub application_fee: Option<i64>,
+    /// `capture:<ledger row id>`: a repeat returns the first capture; a hold is captured
+    /// once.
     pub idempotency_key: &'a str,
 }
 
 /// A captured hold: the reference refunds and disputes name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Captured {
+    /// The processor's reference for the captured payment (Stripe: the charge).
     pub charge_id: String,
 }
 
 /// Releases a whole hold (nothing captured from it).
 #[derive(Debug, Clone)]
 pub struct ReleaseRequest<'a> {
+    /// The app's platform, whose key makes the call.
     pub platform: &'a Platform,
+    /// The operator's account that holds the authorization.
     pub connected_account_id: &'a str,
+    /// The hold to release.
     pub authorization_id: &'a str,
+    /// `release:<ledger row id>`: a repeat returns the first result.
     pub idempotency_key: &'a str,
 }
 
@@ -191,38 +260,56 @@ pub struct ReleaseRequest<'a> {
 /// proportion.
 #[derive(Debug, Clone)]
 pub struct RefundRequest<'a> {
+    /// The app's platform, whose key makes the call.
     pub platform: &'a Platform,
+    /// The operator's account the payment was made on.
     pub connected_account_id: &'a str,
     /// The capture's or charge's processor reference.
     pub payment_reference: &'a str,
+    /// Minor units to return (at most what is left unrefunded).
     pub amount: i64,
     /// Stripe's reason (`duplicate`, `requested_by_customer`, `fraudulent`), if any.
     pub reason: Option<&'a str>,
+    /// `refund:<ledger row id>`, also kept as the refund's metadata: a repeat returns
+    /// the refund the key made first, never a second one.
     pub idempotency_key: &'a str,
 }
 
 /// Where a refund stands at the processor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundState {
+    /// Accepted, not yet settled; a `RefundUpdated` webhook event tells how it ends.
     Pending,
+    /// The money is on its way back to the card.
     Succeeded,
-    Failed { message: String },
+    /// The refund failed or was canceled; nothing was returned.
+    Failed {
+        /// The processor's reason (Stripe's `failure_reason`), or a generic one.
+        message: String,
+    },
 }
 
+/// A refund as the processor accepted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundOutcome {
+    /// The processor's id for the refund (Stripe: `re_…`); webhook events name it.
     pub refund_id: String,
+    /// Where the refund stands now.
     pub state: RefundState,
 }
 
 /// A dispute the processor reported on a capture or charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenedDispute {
+    /// The processor's id for the dispute (Stripe: `dp_…`).
     pub dispute_id: String,
     /// The capture's or charge's processor reference.
     pub payment_reference: String,
+    /// The disputed amount, minor units.
     pub amount: i64,
+    /// ISO 4217, upper case.
     pub currency: String,
+    /// Stripe's dispute reason (`fraudulent`, `product_not_received`, …).
     pub reason: String,
 }
 
@@ -230,19 +317,62 @@ pub struct OpenedDispute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEvent {
     /// The operator disconnected its account from the app's platform.
-    AccountDeauthorized { event_id: String, connected_account_id: String },
+    AccountDeauthorized {
+        /// The processor's event id; deliveries are deduplicated by it.
+        event_id: String,
+        /// The account that was disconnected.
+        connected_account_id: String,
+    },
     /// The connected account's capabilities changed.
-    AccountUpdated { event_id: String, connected_account_id: String, charges_enabled: bool, payouts_enabled: bool },
+    AccountUpdated {
+        /// The processor's event id; deliveries are deduplicated by it.
+        event_id: String,
+        /// The account whose capabilities changed.
+        connected_account_id: String,
+        /// Whether the account can now accept charges.
+        charges_enabled: bool,
+        /// Whether the account can now be paid out.
+        payouts_enabled: bool,
+    },
     /// A refund changed state (`refund.updated`, and each refund of `charge.refunded`).
-    RefundUpdated { event_id: String, refund_id: String, state: RefundState },
+    RefundUpdated {
+        /// The processor's event id; deliveries are deduplicated by it.
+        event_id: String,
+        /// The refund, as [`RefundOutcome::refund_id`] named it.
+        refund_id: String,
+        /// Where the refund stands now.
+        state: RefundState,
+    },
     /// A cardholder disputed a charge (`charge.dispute.created`).
-    DisputeCreated { event_id: String, dispute: OpenedDispute },
+    DisputeCreated {
+        /// The processor's event id; deliveries are deduplicated by it.
+        event_id: String,
+        /// The dispute and the payment it is about.
+        dispute: OpenedDispute,
+    },
     /// A dispute was decided (`charge.dispute.closed`); `lost` when the cardholder won.
-    DisputeClosed { event_id: String, dispute_id: String, lost: bool },
+    DisputeClosed {
+        /// The processor's event id; deliveries are deduplicated by it.
+        event_id: String,
+        /// The dispute, as [`OpenedDispute::dispute_id`] named it.
+        dispute_id: String,
+        /// Stripe's `lost`: the cardholder keeps the disputed amount.
+        lost: bool,
+    },
     /// A hold was canceled at the processor (`payment_intent.canceled`), e.g. it lapsed.
-    AuthorizationCanceled { event_id: String, authorization_id: String },
+    AuthorizationCanceled {
+        /// The processor's event id; deliveries are deduplicated by it.
+        event_id: String,
+        /// The hold, as [`AuthorizeOutcome::Authorized`] named it.
+        authorization_id: String,
+    },
     /// Anything else, acknowledged and ignored.
-    Other { event_id: String, kind: String },
+    Other {
+        /// The processor's event id.
+        event_id: String,
+        /// The processor's event type (Stripe: `type`, e.g. `customer.updated`).
+        kind: String,
+    },
 }
 
 /// Why a processor call failed.
@@ -272,6 +402,7 @@ impl From<ProcessorError> for crate::error::ApiError {
     }
 }
 
+/// The result of a processor call.
 pub type ProcessorResult<T> = Result<T, ProcessorError>;
 
 /// A consent page the processor serves from curbpay itself (the sandbox's stand-in for
@@ -305,7 +436,9 @@ pub trait Processor: Send + Sync + 'static {
     ) -> ProcessorResult<PlatformAccount>;
 
     /// Creates a customer on the app's platform account from a card token that the
-    /// app's frontend made with the platform's publishable key.
+    /// app's frontend made with the platform's publishable key. Idempotent by key
+    /// (`customer:<customer row id>`): a repeat returns the customer the key made, and
+    /// the same key with another card token is refused.
     async fn create_customer(
         &self,
         platform: &Platform,
@@ -313,7 +446,8 @@ pub trait Processor: Send + Sync + 'static {
         idempotency_key: &str,
     ) -> ProcessorResult<CreatedCustomer>;
 
-    /// Replaces the customer's card with the one behind a new card token.
+    /// Replaces the customer's card with the one behind a new card token. Idempotent by
+    /// key (`customer-card:<customer row id>:<its updated_at>`).
     async fn update_customer_card(
         &self,
         platform: &Platform,
@@ -340,10 +474,13 @@ pub trait Processor: Send + Sync + 'static {
         authorization: &LinkAuthorization,
     ) -> ProcessorResult<String>;
 
-    /// Disconnects the operator's account from the platform.
+    /// Disconnects the operator's account from the platform. Takes no key: an account
+    /// already disconnected counts as done, so a retry is safe.
     async fn revoke_link(&self, platform: &Platform, connected_account_id: &str) -> ProcessorResult<()>;
 
     /// Mints a single-use token on the connected account from the platform's customer.
+    /// Idempotent by key (`charge-token:<charge token row id>`): a repeat returns the
+    /// token the key made.
     async fn issue_charge_token(
         &self,
         platform: &Platform,

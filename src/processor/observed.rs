@@ -14,6 +14,8 @@ use tracing::Instrument;
 use super::*;
 use crate::domain::cards::CardFacts;
 
+/// Counts, times and traces each call to the processor it wraps; the server always
+/// runs its processor wrapped in one.
 pub struct Observed<P: ?Sized>(pub Arc<P>);
 
 use std::sync::Arc;

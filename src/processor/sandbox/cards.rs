@@ -5,8 +5,11 @@
 /// What a test card is and how charging it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TestCard {
+    /// Stripe's test token for the card (`tok_visa`, …).
     pub token: &'static str,
+    /// The brand as Stripe spells it (`Visa`, `American Express`, …).
     pub brand: &'static str,
+    /// The last four digits of Stripe's test card number.
     pub last4: &'static str,
     /// Stripe's `funding` of the card: `credit`, `debit` or `prepaid`.
     pub funding: &'static str,
@@ -14,16 +17,20 @@ pub struct TestCard {
     pub decline: Option<Decline>,
 }
 
+/// How a test card is declined, in Stripe's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decline {
     /// Stripe's error `code` (`card_declined`, `expired_card`, ...).
     pub code: &'static str,
+    /// Stripe's `decline_code` (`insufficient_funds`, `lost_card`, ...), when it gives one.
     pub decline_code: Option<&'static str>,
+    /// Stripe's message for the decline.
     pub message: &'static str,
 }
 
-/// Test cards expire far in the future, as Stripe's do.
+/// Test cards expire far in the future, as Stripe's do: the month...
 pub const EXP_MONTH: i16 = 12;
+/// ...and the year.
 pub const EXP_YEAR: i16 = 2034;
 
 const fn ok(token: &'static str, brand: &'static str, last4: &'static str, funding: &'static str) -> TestCard {
@@ -82,6 +89,7 @@ pub const TEST_CARDS: &[TestCard] = &[
     ),
 ];
 
+/// The test card behind a token; `None` for anything else (a card number included).
 pub fn lookup(token: &str) -> Option<&'static TestCard> {
     TEST_CARDS.iter().find(|card| card.token == token)
 }

@@ -30,6 +30,7 @@ use super::{
 use crate::db::DbPool;
 use crate::domain::cards::CardFacts;
 
+/// Stripe Connect's flows in process, its state in the `sandbox_*` tables.
 pub struct SandboxProcessor {
     pool: DbPool,
     /// Base URL of this server: the sandbox's consent page is served here.
@@ -55,6 +56,9 @@ fn object_id(prefix: &str) -> String {
 }
 
 impl SandboxProcessor {
+    /// A sandbox keeping its state in `pool`'s database, serving its consent page under
+    /// `public_url`, and issuing charge tokens that live `token_ttl` (15 minutes if that
+    /// does not fit).
     pub fn new(pool: DbPool, public_url: url::Url, token_ttl: std::time::Duration) -> Self {
         let token_ttl = Duration::from_std(token_ttl).unwrap_or(Duration::minutes(15));
         SandboxProcessor { pool, public_url, token_ttl }

@@ -22,8 +22,11 @@ use stripe_client_core::{CustomizedStripeRequest, RequestStrategy, StripeClient,
 /// Attempts per request, and the backoff between them.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
+    /// Attempts in all, the first included (`CURBPAY_STRIPE_MAX_ATTEMPTS`).
     pub max_attempts: u32,
+    /// The backoff's unit: the first wait is up to twice this (`CURBPAY_STRIPE_RETRY_BASE_DELAY`).
     pub base_delay: Duration,
+    /// The longest wait between two attempts.
     pub max_delay: Duration,
     /// Per-attempt timeout.
     pub timeout: Duration,
@@ -64,13 +67,17 @@ pub enum CallError {
     /// Stripe answered with an error.
     #[error("stripe answered {status} ({kind}/{code}), request {request_id}")]
     Api {
+        /// The HTTP status.
         status: u16,
         /// Stripe's error `type` (`card_error`, `invalid_request_error`, `api_error`, …).
         kind: String,
+        /// Stripe's error `code` (`resource_missing`, `card_declined`, …), empty when none.
         code: String,
+        /// Stripe's `decline_code` on a card error, when given.
         decline_code: Option<String>,
         /// Stripe's message; shown to end users only for card errors.
         message: String,
+        /// Stripe's `Request-Id`, for the log and for Stripe's support.
         request_id: String,
         /// False when Stripe said not to retry a 5xx: the outcome is unknown.
         should_retry: Option<bool>,
@@ -105,15 +112,20 @@ impl CallError {
 pub struct StripeHttp {
     http: reqwest::Client,
     api_base: url::Url,
+    /// The retries of every request made through this client, Connect OAuth's included.
     pub policy: RetryPolicy,
 }
 
 impl StripeHttp {
+    /// A client for the Stripe API at `api_base` (`CURBPAY_STRIPE_API_BASE`; a mock in
+    /// tests), each attempt timing out after the policy's `timeout`.
     pub fn new(api_base: url::Url, policy: RetryPolicy) -> anyhow::Result<StripeHttp> {
         let http = reqwest::Client::builder().timeout(policy.timeout).build()?;
         Ok(StripeHttp { http, api_base, policy })
     }
 
+    /// The underlying HTTP client, for the Connect OAuth calls that async-stripe does not
+    /// cover.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }

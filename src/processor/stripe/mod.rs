@@ -55,6 +55,7 @@ fn recent() -> stripe_types::RangeQueryTs {
     stripe_types::RangeQueryTs::gte(Utc::now().timestamp() - RECONCILE_WINDOW_SECONDS)
 }
 
+/// Stripe Connect as the processor: each app's own platform account, by its secret key.
 pub struct StripeProcessor {
     http: StripeHttp,
     connect_base: url::Url,
@@ -108,6 +109,9 @@ fn account_id(id: &str) -> AccountId {
 }
 
 impl StripeProcessor {
+    /// A processor calling Stripe through `http` and Connect OAuth at `connect_base`,
+    /// keeping its attempt numbers in `pool`'s database, and letting operators hold a
+    /// charge token for `token_ttl` (15 minutes if that does not fit).
     pub fn new(http: StripeHttp, connect_base: url::Url, pool: DbPool, token_ttl: std::time::Duration) -> Self {
         StripeProcessor {
             http,
