@@ -46,7 +46,7 @@ pub struct Platform {
     pub account_id: String,
     /// The account's secret key; `None` for a processor that needs none (the sandbox).
     pub secret_key: Option<SecretString>,
-    /// The Connect OAuth client id; needed to disconnect an operator at Stripe.
+    /// The Connect OAuth client id; Stripe needs it to connect and disconnect operators.
     pub connect_client_id: Option<String>,
 }
 
@@ -114,8 +114,8 @@ pub struct ChargeRequest<'a> {
     /// The app's cut, in minor units, when it takes one.
     pub application_fee: Option<i64>,
     /// `charge:<charge token id>`: a repeat with the same key returns the first outcome,
-    /// declines included, and never charges twice. Also kept as the charge's metadata,
-    /// which is how a charge whose outcome was lost is found again.
+    /// declines included, and never charges twice. Stripe also keeps it as the charge's
+    /// metadata, which is how a charge whose outcome was lost is found again.
     pub idempotency_key: &'a str,
 }
 
@@ -127,7 +127,7 @@ pub enum ChargeOutcome {
         /// The processor's reference for the charge, which refunds and disputes name.
         charge_id: String,
     },
-    /// The issuer refused the card; nothing was charged.
+    /// The card was declined; nothing was charged.
     Declined {
         /// Stripe's error `code` (`card_declined`, `expired_card`, …).
         code: String,
@@ -270,7 +270,7 @@ pub struct RefundRequest<'a> {
     pub amount: i64,
     /// Stripe's reason (`duplicate`, `requested_by_customer`, `fraudulent`), if any.
     pub reason: Option<&'a str>,
-    /// `refund:<ledger row id>`, also kept as the refund's metadata: a repeat returns
+    /// `refund:<ledger row id>` (at Stripe also the refund's metadata): a repeat returns
     /// the refund the key made first, never a second one.
     pub idempotency_key: &'a str,
 }
