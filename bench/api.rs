@@ -90,11 +90,20 @@ pub struct Scale {
     pub cross: usize,
     /// No phase issues new requests after this long.
     budget: Duration,
+    /// The phases to run (`CURBPAY_BENCH_ONLY`, comma-separated); `None`: all.
+    only: Option<Vec<String>>,
 }
 
 impl Scale {
     fn new() -> Scale {
         let quick = cfg!(debug_assertions) || std::env::var_os("CURBPAY_BENCH_QUICK").is_some();
+        let only: Option<Vec<String>> = std::env::var("CURBPAY_BENCH_ONLY")
+            .ok()
+            .map(|list| list.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect());
+        if let Some(phases) = &only {
+            let unknown: Vec<&String> = phases.iter().filter(|p| !PHASES.contains(&p.as_str())).collect();
+            assert!(unknown.is_empty(), "CURBPAY_BENCH_ONLY: unknown phases {unknown:?}; the phases are {PHASES:?}");
+        }
         if quick {
             Scale {
                 quick,
@@ -109,6 +118,7 @@ impl Scale {
                 rate_for: Duration::from_secs(2),
                 cross: 20,
                 budget: Duration::from_secs(3),
+                only,
             }
         } else {
             Scale {
@@ -124,10 +134,19 @@ impl Scale {
                 rate_for: Duration::from_secs(10),
                 cross: 300,
                 budget: Duration::from_secs(10),
+                only,
             }
         }
     }
+
+    /// Whether `phase` (one of [`PHASES`]) runs.
+    fn wants(&self, phase: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| only.iter().any(|p| p == phase))
+    }
 }
+
+/// The phases `CURBPAY_BENCH_ONLY` can pick; each section's baseline always runs.
+const PHASES: &[&str] = &["reads", "starts", "cycles", "sequential", "webhooks", "sockets", "processes"];
 
 /// The server's settings: the sandbox processor, no rate limit (one principal sends all
 /// the load), room for the WebSockets, webhooks to the bench's loopback receiver.
@@ -323,36 +342,41 @@ async fn concurrent_rows(probe: &mut Probe, scale: &Scale, client: &Client, worl
         client.gql(admin, VIEWER, json!({})).await;
     })
     .await;
-    let links = measure(probe, scale, n, c, |_| async move {
-        client.gql(admin, LINKS, json!({ "n": 50 })).await;
-    })
-    .await;
-    let named = measure(probe, scale, n, c, |_| async move {
-        client.gql(admin, LINKS_NAMED, json!({ "n": 50 })).await;
-    })
-    .await;
-    let link = measure(probe, scale, n, c, |i| {
-        let variables = json!({ "id": world.links[i % world.links.len()] });
-        async move {
-            client.gql(admin, LINK, variables).await;
-        }
-    })
-    .await;
-    let starts = measure(probe, scale, scale.starts, c, |i| async move {
-        start(client, world, operator, format!("start-{i}")).await;
-    })
-    .await;
-    let cycles = measure(probe, scale, scale.cycles, c, |i| cycle(client, world, format!("cycle-{i}"))).await;
-    let held = measure(probe, scale, scale.cycles, c, |i| held_cycle(client, world, format!("held-{i}"))).await;
-    vec![
-        row("viewer { role } (baseline)", baseline, 0),
-        row("links(first: 50) { id status }", links, 0),
-        row("links(first: 50) with app { name } operator { name }", named, 0),
-        row("link(id) with app { name } operator { name }", link, 0),
-        row("startParkingSession", starts, 0),
-        row("start→end→chargeSession (per cycle)", cycles, 0),
-        row("held start→end→capture (per cycle)", held, 0),
-    ]
+    let mut rows = vec![row("viewer { role } (baseline)", baseline, 0)];
+    if scale.wants("reads") {
+        let links = measure(probe, scale, n, c, |_| async move {
+            client.gql(admin, LINKS, json!({ "n": 50 })).await;
+        })
+        .await;
+        rows.push(row("links(first: 50) { id status }", links, 0));
+        let named = measure(probe, scale, n, c, |_| async move {
+            client.gql(admin, LINKS_NAMED, json!({ "n": 50 })).await;
+        })
+        .await;
+        rows.push(row("links(first: 50) with app { name } operator { name }", named, 0));
+        let link = measure(probe, scale, n, c, |i| {
+            let variables = json!({ "id": world.links[i % world.links.len()] });
+            async move {
+                client.gql(admin, LINK, variables).await;
+            }
+        })
+        .await;
+        rows.push(row("link(id) with app { name } operator { name }", link, 0));
+    }
+    if scale.wants("starts") {
+        let starts = measure(probe, scale, scale.starts, c, |i| async move {
+            start(client, world, operator, format!("start-{i}")).await;
+        })
+        .await;
+        rows.push(row("startParkingSession", starts, 0));
+    }
+    if scale.wants("cycles") {
+        let cycles = measure(probe, scale, scale.cycles, c, |i| cycle(client, world, format!("cycle-{i}"))).await;
+        rows.push(row("start→end→chargeSession (per cycle)", cycles, 0));
+        let held = measure(probe, scale, scale.cycles, c, |i| held_cycle(client, world, format!("held-{i}"))).await;
+        rows.push(row("held start→end→capture (per cycle)", held, 0));
+    }
+    rows
 }
 
 /// The sequential phases, after `first` rows; the first of them is their baseline.
@@ -451,28 +475,43 @@ async fn main() {
     );
 
     let mut rows = concurrent_rows(&mut probe, &scale, client, world).await;
-    rows.extend(sequential_rows(&mut probe, &scale, client, world, &server, rows.len()).await);
+    if scale.wants("sequential") {
+        rows.extend(sequential_rows(&mut probe, &scale, client, world, &server, rows.len()).await);
+    }
     print_table(&rows);
 
-    let target = webhooks::Target {
-        graphql_url: format!("{}graphql", server.base),
-        app_token: &world.app,
-        customer_id: world.customer_id.to_string(),
-        operator_id: world.operators[0].0.to_string(),
+    if scale.wants("webhooks") {
+        let target = webhooks::Target {
+            graphql_url: format!("{}graphql", server.base),
+            app_token: &world.app,
+            customer_id: world.customer_id.to_string(),
+            operator_id: world.operators[0].0.to_string(),
+        };
+        let (one, hundred) = if scale.quick { (50, 5) } else { (500, 50) };
+        let hooks =
+            [webhooks::run(&target, 1, one, "hook-1").await, webhooks::run(&target, 100, hundred, "hook-100").await];
+        webhooks::print(&hooks);
+    }
+
+    let fan = match scale.wants("sockets") {
+        true => Some(fanout::idle_sockets(&mut probe, &scale, client, world, &server).await),
+        false => None,
     };
-    let (one, hundred) = if scale.quick { (50, 5) } else { (500, 50) };
-    let hooks =
-        [webhooks::run(&target, 1, one, "hook-1").await, webhooks::run(&target, 100, hundred, "hook-100").await];
-    webhooks::print(&hooks);
+    if let Some(fan) = &fan {
+        fan.print();
+    }
+    let cross = match scale.wants("processes") {
+        true => {
+            let second = start_server(&db).await;
+            let cross = fanout::two_processes(&scale, client, &Client::new(&second), world, &server, &second).await;
+            cross.print();
+            second.stop().await;
+            Some(cross)
+        }
+        false => None,
+    };
 
-    let fan = fanout::idle_sockets(&mut probe, &scale, client, world, &server).await;
-    fan.print();
-    let second = start_server(&db).await;
-    let cross = fanout::two_processes(&scale, client, &Client::new(&second), world, &server, &second).await;
-    cross.print();
-    second.stop().await;
-
-    summary(&rows, &statements, &idle, &fan, &cross);
+    summary(&rows, &statements, &idle, fan.as_ref(), cross.as_ref());
     println!("p50 ratio: p50 / p50 of its section's baseline ({CONCURRENCY} in flight, then 1 in flight)");
     server.stop().await;
     drop(probe);

@@ -76,7 +76,13 @@ pub fn print_table(rows: &[Row]) {
     }
 }
 
-pub fn summary(rows: &[Row], statements: &[(u32, f64)], idle: &Cost, fan: &fanout::Figures, cross: &fanout::Cross) {
+pub fn summary(
+    rows: &[Row],
+    statements: &[(u32, f64)],
+    idle: &Cost,
+    fan: Option<&fanout::Figures>,
+    cross: Option<&fanout::Cross>,
+) {
     println!("\nSummary (quoted in README):\n");
     println!("| operation | req/s | p50 ms | p99 ms | server µs/req | Postgres µs/req | SQL/req |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
@@ -91,6 +97,10 @@ pub fn summary(rows: &[Row], statements: &[(u32, f64)], idle: &Cost, fan: &fanou
     let pages: Vec<String> = statements.iter().map(|(page, n)| format!("{page}: {n:.1}")).collect();
     println!("\nSQL statements per `links(first: n)` with names, one at a time (n: statements): {}", pages.join(", "));
     println!("At rest, per second: {:.1} SQL statements (background work)", idle.statements);
-    fan.print();
-    cross.print();
+    if let Some(fan) = fan {
+        fan.print();
+    }
+    if let Some(cross) = cross {
+        cross.print();
+    }
 }
