@@ -196,7 +196,7 @@ impl SessionQuery {
         Ok(models::ParkingSession::find(&mut conn, id)
             .await?
             .filter(|s| policy::may_see_session(viewer, s))
-            .map(ParkingSession))
+            .map(ParkingSession::new))
     }
 
     /// The viewer's parking sessions, optionally by status, oldest first.
@@ -214,7 +214,7 @@ impl SessionQuery {
         let page = connection::page(first, after.as_deref())?;
         let mut conn = read_db(ctx).await?;
         let rows = models::ParkingSession::list(&mut conn, filter, page).await?;
-        Ok(connection::build(rows, page, |s| s.id, ParkingSession, CountQuery::Sessions(filter)))
+        Ok(connection::build(rows, page, |s| s.id, ParkingSession::new, CountQuery::Sessions(filter)))
     }
 
     /// A charge token: its operator's, or its session's app's (without the value).

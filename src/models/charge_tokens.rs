@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::events::NewEvent;
 use super::text_enum;
 use crate::db::schema::charge_tokens;
 
@@ -32,7 +33,7 @@ text_enum! {
 }
 
 /// A `charge_tokens` row: a single-use token on the operator's connected account for one session.
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
 #[diesel(table_name = charge_tokens)]
 pub struct ChargeToken {
     /// The token's id (UUIDv7).
@@ -61,6 +62,19 @@ pub struct ChargeToken {
     pub voided_at: Option<DateTime<Utc>>,
     /// When the row was written.
     pub created_at: DateTime<Utc>,
+}
+
+/// What the processor issued, as [`ChargeToken::issue`] records it. The times are given
+/// (at microsecond precision, as stored) so the event written with the token shows the
+/// row exactly.
+#[derive(Debug, Clone, Copy)]
+pub struct IssuedValue<'a> {
+    /// The processor's token.
+    pub token: &'a str,
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+    /// When it stops being usable.
+    pub expires_at: DateTime<Utc>,
 }
 
 const OUTSTANDING: [ChargeTokenStatus; 3] =
@@ -176,27 +190,49 @@ impl ChargeToken {
             .await
     }
 
-    /// PENDING → ISSUED. `None` if the token was no longer pending (a concurrent request
-    /// issued it first).
-    pub async fn mark_issued(
+    /// PENDING → ISSUED in one statement, committed on its own: takes the operator's next
+    /// delivery cursor (`operators.token_seq`, whose row lock makes cursors commit in
+    /// order, so a reader never skips one) and appends `event` (`charge_token.issued`).
+    /// The lock is held only for this statement and its commit. `None` (and nothing
+    /// written) when the token is no longer PENDING: a concurrent request issued it, or
+    /// it was voided.
+    pub async fn issue(
         conn: &mut AsyncPgConnection,
         id: Uuid,
-        token: &str,
-        cursor: i64,
-        expires_at: DateTime<Utc>,
+        issued: IssuedValue<'_>,
+        event: &NewEvent,
     ) -> QueryResult<Option<ChargeToken>> {
-        diesel::update(charge_tokens::table.find(id).filter(charge_tokens::status.eq(ChargeTokenStatus::Pending)))
-            .set((
-                charge_tokens::status.eq(ChargeTokenStatus::Issued),
-                charge_tokens::token.eq(token),
-                charge_tokens::cursor.eq(cursor),
-                charge_tokens::issued_at.eq(diesel::dsl::now),
-                charge_tokens::expires_at.eq(expires_at),
-            ))
-            .returning(ChargeToken::as_returning())
-            .get_result(conn)
-            .await
-            .optional()
+        use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        diesel::sql_query(
+            "WITH pending AS (
+               SELECT id, operator_id FROM charge_tokens WHERE id = $1 AND status = 'PENDING' FOR UPDATE
+             ), next AS (
+               UPDATE operators o SET token_seq = o.token_seq + 1 FROM pending
+               WHERE o.id = pending.operator_id RETURNING o.token_seq
+             ), issued AS (
+               UPDATE charge_tokens t
+               SET status = 'ISSUED', token = $2, cursor = next.token_seq, issued_at = $3, expires_at = $4
+               FROM next WHERE t.id = $1
+               RETURNING t.*
+             ), event AS (
+               INSERT INTO events (id, type, app_id, operator_id, data, operator_data)
+               SELECT $5, $6, $7, $8, $9, $10 FROM issued
+             )
+             SELECT * FROM issued",
+        )
+        .bind::<SqlUuid, _>(id)
+        .bind::<Text, _>(issued.token)
+        .bind::<Timestamptz, _>(issued.issued_at)
+        .bind::<Timestamptz, _>(issued.expires_at)
+        .bind::<Text, _>(&event.id)
+        .bind::<Text, _>(&event.type_)
+        .bind::<Nullable<SqlUuid>, _>(event.app_id)
+        .bind::<Nullable<SqlUuid>, _>(event.operator_id)
+        .bind::<Jsonb, _>(&event.data)
+        .bind::<Nullable<Jsonb>, _>(&event.operator_data)
+        .get_result(conn)
+        .await
+        .optional()
     }
 
     /// ISSUED → ACKNOWLEDGED; a token in any other state only records the first

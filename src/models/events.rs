@@ -42,9 +42,10 @@ pub struct EventRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// A new event.
+/// A new event. A `None` is written as NULL (the columns' default), so the statement's
+/// text never varies and its prepared form is reused.
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = events)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct NewEvent {
     /// The event's id (`evt_…`).
     pub id: String,

@@ -153,9 +153,11 @@ impl ParkingSession {
     }
 }
 
-/// A new session, inserted while its hold (if any) is authorized.
+/// A new session, inserted while its hold (if any) is authorized. A `None` is written
+/// as NULL (each column's default is NULL anyway), so the statement's text never
+/// varies and its prepared form is reused.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = parking_sessions)]
+#[diesel(table_name = parking_sessions, treat_none_as_default_value = false)]
 pub struct NewParkingSession<'a> {
     /// The new session's id (UUIDv7).
     pub id: Uuid,
@@ -182,19 +184,23 @@ pub struct NewParkingSession<'a> {
 }
 
 impl NewParkingSession<'_> {
-    /// Inserts the session unless the app already used this idempotency key; returns
-    /// `None` then (the caller loads the original).
-    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<Option<ParkingSession>> {
+    /// Inserts the session. An idempotency key the app already used fails with the
+    /// unique violation of [`KEY_CONSTRAINT`] (and a vehicle with an active session in
+    /// the zone with that of `parking_sessions_one_active_per_vehicle`): the caller then
+    /// looks the key up. A plain insert, rather than `ON CONFLICT DO NOTHING`, is a
+    /// statement the connection prepares once, and the key is checked by its unique
+    /// index alone.
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<ParkingSession> {
         diesel::insert_into(parking_sessions::table)
             .values(self)
-            .on_conflict((parking_sessions::app_id, parking_sessions::idempotency_key))
-            .do_nothing()
             .returning(ParkingSession::as_returning())
             .get_result(conn)
             .await
-            .optional()
     }
 }
+
+/// The unique constraint on an app's idempotency keys.
+pub const KEY_CONSTRAINT: &str = "parking_sessions_app_id_idempotency_key_key";
 
 /// Which sessions a query may return, and an optional status filter.
 #[derive(Debug, Clone, Copy, Default)]

@@ -246,13 +246,36 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
+/// `'PENDING'` written into the statement's text rather than bound: only then can a
+/// prepared statement's generic plan use the partial index `webhook_deliveries_due`
+/// (`WHERE status = 'PENDING'`). With a bound value Postgres planned the statement anew on
+/// every run. Unlike `diesel::dsl::sql`, it leaves the statement cacheable.
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId, diesel::expression::ValidGrouping)]
+struct PendingText;
+
+impl Expression for PendingText {
+    type SqlType = diesel::sql_types::Text;
+}
+
+impl<QS> AppearsOnTable<QS> for PendingText {}
+
+impl<QS> SelectableExpression<QS> for PendingText {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PendingText {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        out.push_sql("'PENDING'");
+        Ok(())
+    }
+}
+
 /// Whether any delivery is pending and due (whoever holds it): a cheap, prepared check on
 /// the partial index, so that a wake-up with nothing to send skips [`claim_due`], which is
 /// planned on every run.
 pub async fn any_due(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
+    debug_assert_eq!(DeliveryStatus::Pending.as_str(), "PENDING");
     diesel::select(diesel::dsl::exists(
         webhook_deliveries::table
-            .filter(webhook_deliveries::status.eq("PENDING"))
+            .filter(webhook_deliveries::status.eq(PendingText))
             .filter(webhook_deliveries::next_attempt_at.le(diesel::dsl::now)),
     ))
     .get_result(conn)

@@ -184,8 +184,9 @@ pub fn new_event_id() -> String {
     format!("evt_{}", Uuid::now_v7().simple())
 }
 
-/// Appends `event`; call inside the transaction of the change it describes.
-pub async fn emit(conn: &mut AsyncPgConnection, event: Event) -> QueryResult<EventRow> {
+/// The row `event` is appended as, under a new id (for a statement that writes it along
+/// with its change, as issuing a charge token does).
+pub fn new_row(event: Event) -> NewEvent {
     NewEvent {
         id: new_event_id(),
         type_: event.kind.as_str().to_owned(),
@@ -194,8 +195,11 @@ pub async fn emit(conn: &mut AsyncPgConnection, event: Event) -> QueryResult<Eve
         data: event.data,
         operator_data: event.operator_data,
     }
-    .insert(conn)
-    .await
+}
+
+/// Appends `event`; call inside the transaction of the change it describes.
+pub async fn emit(conn: &mut AsyncPgConnection, event: Event) -> QueryResult<EventRow> {
+    new_row(event).insert(conn).await
 }
 
 /// Appends `event` under a caller-chosen id unless an event with that id exists: for an

@@ -9,7 +9,7 @@ use crate::auth::{Principal, Role};
 use crate::broker::Broker;
 use crate::domain::money::Money;
 use crate::error::{ApiError, ApiResult};
-use crate::models::parking_sessions::{ChargeRecord, NewParkingSession, record_amount_change};
+use crate::models::parking_sessions::{ChargeRecord, KEY_CONSTRAINT, NewParkingSession, record_amount_change};
 use crate::models::{
     self, AmountSetBy, ChargeToken, ChargeTokenStatus, Customer, Link, LinkStatus, NewPayment, ParkingSession, Payment,
     PaymentKind, SessionStatus, Settlement,
@@ -41,6 +41,8 @@ pub struct Started {
     pub session: ParkingSession,
     /// Whether an earlier request with the same idempotency key started it.
     pub replayed: bool,
+    /// The charge token this request issued, if it issued one: the session's latest.
+    pub issued: Option<ChargeToken>,
 }
 
 fn same_request(session: &ParkingSession, input: &StartSession<'_>, zone: &str, plate: &str) -> bool {
@@ -49,6 +51,69 @@ fn same_request(session: &ParkingSession, input: &StartSession<'_>, zone: &str, 
         && session.zone == zone
         && session.vehicle_plate == plate
         && session.hold_currency.as_deref() == input.hold.as_ref().map(|h| h.currency.as_str())
+}
+
+/// A key's first request: the app's customer and its active link to the operator, then,
+/// in one transaction, the session with its PENDING charge token and its event (and a
+/// hold's pending ledger row). The rows are handed on, so the token is issued without
+/// reading them back.
+async fn insert_fresh(
+    conn: &mut diesel_async::AsyncPgConnection,
+    app_id: uuid::Uuid,
+    input: &StartSession<'_>,
+    zone: &str,
+    plate: &str,
+    key: &str,
+) -> ApiResult<(ParkingSession, ChargeToken, Customer, Link)> {
+    let customer = Customer::find(conn, input.customer_id)
+        .await?
+        .filter(|c| c.app_id == app_id && c.processor_customer_id.is_some())
+        .ok_or(ApiError::NotFound("customer"))?;
+    let link = match Link::find_pair(conn, app_id, input.operator_id).await? {
+        Some(link) if link.status == LinkStatus::Active => link,
+        // A link names its operator (a foreign key): only without one can the operator
+        // be unknown.
+        found => {
+            if found.is_none() && models::Operator::find(conn, input.operator_id).await?.is_none() {
+                return Err(ApiError::NotFound("operator"));
+            }
+            return Err(ApiError::conflict("the app has no active link to this operator"));
+        }
+    };
+    let (session, token) = conn
+        .transaction(async |conn| {
+            let new = NewParkingSession {
+                id: Uuid::now_v7(),
+                app_id,
+                operator_id: input.operator_id,
+                customer_id: customer.id,
+                link_id: link.id,
+                zone,
+                vehicle_plate: plate,
+                status: if input.hold.is_some() { SessionStatus::Authorizing } else { SessionStatus::Active },
+                idempotency_key: key,
+                expected_end_at: input.expected_end_at,
+                hold_currency: input.hold.as_ref().map(|h| h.currency.as_str()),
+            };
+            let session = new.insert(conn).await.map_err(|err| match &err {
+                diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)
+                    if info.constraint_name() == Some(KEY_CONSTRAINT) =>
+                {
+                    ApiError::conflict("idempotencyKey was already used")
+                }
+                _ => ApiError::from(err),
+            })?;
+            let token = ChargeToken::insert_pending(conn, session.id, session.operator_id, session.link_id).await?;
+            event_log::emit(conn, Event::session(EventType::SessionStarted, &session)).await?;
+            if let Some(hold) = &input.hold {
+                NewPayment::pending(session.id, PaymentKind::Authorization, hold.amount, &hold.currency)
+                    .insert(conn)
+                    .await?;
+            }
+            Ok::<_, ApiError>((session, token))
+        })
+        .await?;
+    Ok((session, token, customer, link))
 }
 
 /// `startParkingSession`. The session and its PENDING charge token are written in one
@@ -65,87 +130,15 @@ pub async fn start(broker: &Broker, principal: &Principal, input: StartSession<'
     }
 
     let mut conn = broker.db().await?;
-    let existing = ParkingSession::find_by_key(&mut conn, app_id, key).await?;
-    // What a first request read and wrote: the token is then issued without reading
-    // any of it back.
-    let mut fresh: Option<(ChargeToken, Customer, Link)> = None;
-    let (session, replayed) = match existing {
-        Some(session) => (session, true),
-        None => {
-            let customer = Customer::find(&mut conn, input.customer_id)
-                .await?
-                .filter(|c| c.app_id == app_id && c.processor_customer_id.is_some())
-                .ok_or(ApiError::NotFound("customer"))?;
-            let link = match Link::find_pair(&mut conn, app_id, input.operator_id).await? {
-                Some(link) if link.status == LinkStatus::Active => link,
-                // A link names its operator (a foreign key): only without one can the
-                // operator be unknown.
-                found => {
-                    if found.is_none() && models::Operator::find(&mut conn, input.operator_id).await?.is_none() {
-                        return Err(ApiError::NotFound("operator"));
-                    }
-                    return Err(ApiError::conflict("the app has no active link to this operator"));
-                }
-            };
-            let inserted = conn
-                .transaction(async |conn| {
-                    let new = NewParkingSession {
-                        id: Uuid::now_v7(),
-                        app_id,
-                        operator_id: input.operator_id,
-                        customer_id: customer.id,
-                        link_id: link.id,
-                        zone,
-                        vehicle_plate: plate,
-                        status: if input.hold.is_some() { SessionStatus::Authorizing } else { SessionStatus::Active },
-                        idempotency_key: key,
-                        expected_end_at: input.expected_end_at,
-                        hold_currency: input.hold.as_ref().map(|h| h.currency.as_str()),
-                    };
-                    match new.insert(conn).await? {
-                        Some(session) => {
-                            let token =
-                                ChargeToken::insert_pending(conn, session.id, session.operator_id, session.link_id)
-                                    .await?;
-                            event_log::emit(conn, Event::session(EventType::SessionStarted, &session)).await?;
-                            if let Some(hold) = &input.hold {
-                                NewPayment::pending(
-                                    session.id,
-                                    PaymentKind::Authorization,
-                                    hold.amount,
-                                    &hold.currency,
-                                )
-                                .insert(conn)
-                                .await?;
-                            }
-                            Ok::<_, ApiError>((session, Some(token)))
-                        }
-                        // A concurrent request with the same key committed first.
-                        None => Ok((
-                            ParkingSession::find_by_key(conn, app_id, key)
-                                .await?
-                                .ok_or(ApiError::NotFound("session"))?,
-                            None,
-                        )),
-                    }
-                })
-                .await;
-            match inserted {
-                // Postgres may check the one-active-session-per-vehicle index before the
-                // idempotency key's: a concurrent request with the same key then fails on
-                // the vehicle. Its session is this request's answer, as a replay.
-                Err(ApiError::DuplicateSession) => match ParkingSession::find_by_key(&mut conn, app_id, key).await? {
-                    Some(session) => (session, true),
-                    None => return Err(ApiError::DuplicateSession),
-                },
-                Ok((session, Some(token))) => {
-                    fresh = Some((token, customer, link));
-                    (session, false)
-                }
-                Ok((session, None)) => (session, true),
-                Err(err) => return Err(err),
-            }
-        }
+    // The first request with a key reads the customer and the link and inserts; the key
+    // is looked up only when that fails: a retry (its insert meets the key's unique
+    // index), or a refusal, which a retry of a session that did start must not see.
+    let (session, replayed, fresh) = match insert_fresh(&mut conn, app_id, &input, zone, plate, key).await {
+        Ok((session, token, customer, link)) => (session, false, Some((token, customer, link))),
+        Err(refused) => match ParkingSession::find_by_key(&mut conn, app_id, key).await? {
+            Some(session) => (session, true, None),
+            None => return Err(refused),
+        },
     };
     if replayed && !same_request(&session, &input, zone, plate) {
         return Err(ApiError::conflict("idempotencyKey was already used for a different session request"));
@@ -165,7 +158,7 @@ pub async fn start(broker: &Broker, principal: &Principal, input: StartSession<'
         }
         drop(conn);
         let session = super::holds::authorize_first(broker, session).await?;
-        return Ok(Started { session, replayed });
+        return Ok(Started { session, replayed, issued: None });
     }
     if !replayed {
         event_log::announce_audience(broker, Some(session.app_id), Some(session.operator_id));
@@ -173,15 +166,17 @@ pub async fn start(broker: &Broker, principal: &Principal, input: StartSession<'
     }
     // Issue the token: the first attempt, or (a retry after an interrupted one) finish it
     // if it is still pending.
+    let mut issued = None;
     if let Some((token, customer, link)) = fresh {
         let platform = models::App::find(&mut conn, app_id).await?.ok_or(ApiError::NotFound("app"))?;
         drop(conn);
-        tokens::issue_with(
+        let token = tokens::issue_with(
             broker,
             &token,
             tokens::Parties { session: &session, customer: &customer, link: &link, platform: &platform },
         )
         .await?;
+        issued = Some(token);
     } else if let Some(token) = ChargeToken::outstanding_for_session(&mut conn, session.id).await?
         && token.status == ChargeTokenStatus::Pending
     {
@@ -194,7 +189,7 @@ pub async fn start(broker: &Broker, principal: &Principal, input: StartSession<'
         broker.events.publish(crate::events::Topic::OperatorTokens(session.operator_id));
         event_log::announce_audience(broker, Some(session.app_id), Some(session.operator_id));
     }
-    Ok(Started { session, replayed })
+    Ok(Started { session, replayed, issued })
 }
 
 /// Who is setting an amount.

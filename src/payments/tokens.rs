@@ -9,9 +9,9 @@ use crate::auth::Principal;
 use crate::broker::Broker;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Topic;
-use crate::models::{
-    self, ChargeToken, ChargeTokenStatus, Customer, Link, LinkStatus, Operator, ParkingSession, SessionStatus,
-};
+use crate::models::charge_tokens::IssuedValue;
+use crate::models::{self, ChargeToken, ChargeTokenStatus, Customer, Link, LinkStatus, ParkingSession, SessionStatus};
+use chrono::{SubsecRound, Utc};
 use diesel_async::AsyncConnection;
 
 /// Issues a PENDING token at the processor and records it ISSUED with the operator's
@@ -52,23 +52,27 @@ pub async fn issue_with(broker: &Broker, pending: &ChargeToken, parties: Parties
         .processor
         .issue_charge_token(&super::parties::platform(broker, platform)?, customer_ref, account, &key)
         .await?;
+    // Stored at microsecond precision: the event written with the row shows it exactly.
+    let value = IssuedValue {
+        token: &issued.token,
+        issued_at: Utc::now().trunc_subsecs(6),
+        expires_at: issued.expires_at.trunc_subsecs(6),
+    };
+    let shown = ChargeToken {
+        status: ChargeTokenStatus::Issued,
+        token: Some(issued.token.clone()),
+        issued_at: Some(value.issued_at),
+        expires_at: Some(value.expires_at),
+        ..pending.clone()
+    };
+    let event = event_log::new_row(Event::charge_token_issued(&shown, session.app_id));
     let mut conn = broker.db().await?;
-    let token = conn
-        .transaction(async |conn| {
-            let current = ChargeToken::lock(conn, pending.id).await?.ok_or(ApiError::NotFound("charge token"))?;
-            if current.status != ChargeTokenStatus::Pending {
-                // A concurrent request issued it (or the link was revoked meanwhile).
-                return Ok((current, false));
-            }
-            let cursor = Operator::next_token_cursor(conn, current.operator_id).await?;
-            let token = ChargeToken::mark_issued(conn, current.id, &issued.token, cursor, issued.expires_at)
-                .await?
-                .ok_or_else(|| ApiError::internal("pending token changed under its row lock"))?;
-            event_log::emit(conn, Event::charge_token_issued(&token, session.app_id)).await?;
-            Ok::<_, ApiError>((token, true))
-        })
-        .await;
-    let (token, newly) = token?;
+    let (token, newly) = match ChargeToken::issue(&mut conn, pending.id, value, &event).await? {
+        Some(token) => (token, true),
+        // A concurrent request issued it (or the link was revoked meanwhile).
+        None => (ChargeToken::find(&mut conn, pending.id).await?.ok_or(ApiError::NotFound("charge token"))?, false),
+    };
+    drop(conn);
     if newly {
         crate::metrics::charge_token_issued();
         broker.events.publish(Topic::OperatorTokens(token.operator_id));

@@ -319,3 +319,26 @@ async fn cancel_and_dispute_emit_their_events_once() {
     assert_eq!(disputed["dispute"]["reason"], "fraudulent");
     assert!(disputed["dispute"]["id"].as_str().unwrap().starts_with("dp_"));
 }
+
+/// The `charge_token.issued` event is written with the token in one statement: it shows
+/// the token exactly as stored, and so does the start's response.
+#[tokio::test]
+async fn the_issued_event_shows_the_token_as_stored() {
+    const TOKEN: &str = "query($id: ID!) { chargeToken(id: $id) { id status token issuedAt expiresAt } }";
+    let t = TestApp::new().await;
+    let w = t.world().await;
+    let started = t.start_session(&w, "exact").await;
+    let token_id = started["session"]["chargeToken"]["id"].clone();
+    assert_eq!(started["session"]["chargeToken"]["status"], "ISSUED", "{started}");
+    let stored = t.ok(&w.operator_token, TOKEN, json!({ "id": token_id })).await["chargeToken"].clone();
+    let events = session_events(&t, &w.operator_token, 2).await;
+    assert_eq!(types_of(&events), ["session.started", "charge_token.issued"]);
+    let shown = &events[1]["node"]["data"]["chargeToken"];
+    let instant = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert_eq!(shown["id"], stored["id"]);
+    assert_eq!(shown["status"], "ISSUED");
+    assert_eq!(shown["token"], stored["token"]);
+    assert!(stored["token"].as_str().unwrap().starts_with("tok_"), "{stored}");
+    assert_eq!(instant(&shown["issuedAt"]), instant(&stored["issuedAt"]));
+    assert_eq!(instant(&shown["expiresAt"]), instant(&stored["expiresAt"]));
+}

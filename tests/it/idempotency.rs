@@ -55,6 +55,25 @@ async fn a_retried_start_returns_the_same_session_and_issues_nothing_new() {
     assert_eq!(data["startParkingSession"]["replayed"], false);
 }
 
+/// A retry is answered with its session even when the start could not be made now:
+/// the key is looked up when the customer or link check refuses.
+#[tokio::test]
+async fn a_retry_after_the_link_ended_still_gets_its_session() {
+    let t = TestApp::new().await;
+    let w = t.world().await;
+    let first = t.start_session(&w, "key-1").await;
+    exec(&t, "UPDATE links SET status = 'REVOKED', revoked_at = now()").await;
+    let again = t.start_session(&w, "key-1").await;
+    assert_eq!(again["replayed"], true);
+    assert_eq!(first["session"]["id"], again["session"]["id"]);
+
+    // A new key is refused, and creates nothing.
+    let vars = json!({ "c": w.customer_id, "o": w.operator_id, "k": "key-2", "z": "Z-12", "p": "B-CP 2" });
+    let response = t.post(Some(&w.app_token), START_SESSION, vars).await;
+    assert_eq!(code_of(&response).as_deref(), Some("CONFLICT"), "{response}");
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM parking_sessions").await, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_starts_with_one_key_make_one_session() {
     let t = TestApp::new().await;

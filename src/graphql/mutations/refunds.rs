@@ -59,6 +59,6 @@ impl RefundMutation {
             },
         )
         .await?;
-        Ok(RefundSessionPayload { session: ParkingSession(session), refund: Refund(refund) })
+        Ok(RefundSessionPayload { session: ParkingSession::new(session), refund: Refund(refund) })
     }
 }

@@ -142,7 +142,10 @@ impl SessionMutation {
             },
         )
         .await?;
-        Ok(StartParkingSessionPayload { session: ParkingSession(started.session), replayed: started.replayed })
+        Ok(StartParkingSessionPayload {
+            session: ParkingSession::with_issued(started.session, started.issued),
+            replayed: started.replayed,
+        })
     }
 
     /// Ends a session with the amount owed. The session's app or operator (or admin).
@@ -154,7 +157,7 @@ impl SessionMutation {
         let session_id = parse_id("sessionId", &input.session_id)?;
         let money = Money::parse(input.amount.amount.into(), &input.amount.currency)?;
         let session = sessions::end(broker(ctx), principal(ctx)?, session_id, money).await?;
-        Ok(EndParkingSessionPayload { session: ParkingSession(session) })
+        Ok(EndParkingSessionPayload { session: ParkingSession::new(session) })
     }
 
     /// Charges an ended session's amount with its token on the operator's account. The
@@ -173,7 +176,7 @@ impl SessionMutation {
             decline_code: session.failure_decline_code.clone(),
             message: session.failure_message.clone().unwrap_or_default(),
         });
-        Ok(ChargeSessionPayload { session: ParkingSession(session), succeeded, failure })
+        Ok(ChargeSessionPayload { session: ParkingSession::new(session), succeeded, failure })
     }
 
     /// Raises an `ACTIVE` held session's hold and moves its expected end. The session's
@@ -205,7 +208,7 @@ impl SessionMutation {
             decline_code: row.failure_decline_code.clone(),
             message: row.failure_message.clone().unwrap_or_default(),
         });
-        Ok(ExtendParkingSessionPayload { session: ParkingSession(session), failure })
+        Ok(ExtendParkingSessionPayload { session: ParkingSession::new(session), failure })
     }
 
     /// Cancels an `ACTIVE` session: its charge tokens become `VOIDED`, its hold is
@@ -221,6 +224,6 @@ impl SessionMutation {
             return Err(crate::error::ApiError::bad_input("EXPIRED is set by curbpay only").into());
         }
         let session = holds::cancel(broker(ctx), principal(ctx)?, session_id, reason).await?;
-        Ok(CancelParkingSessionPayload { session: ParkingSession(session) })
+        Ok(CancelParkingSessionPayload { session: ParkingSession::new(session) })
     }
 }

@@ -290,8 +290,21 @@ pub struct PaymentFailure {
     pub message: String,
 }
 
-/// A session row, as the API shows it.
-pub struct ParkingSession(pub models::ParkingSession);
+/// A session row, as the API shows it, with the charge token the request that returns
+/// it issued (then `chargeToken` needs no read).
+pub struct ParkingSession(pub models::ParkingSession, Option<models::ChargeToken>);
+
+impl ParkingSession {
+    /// The session as read or written.
+    pub fn new(row: models::ParkingSession) -> ParkingSession {
+        ParkingSession(row, None)
+    }
+
+    /// A session whose latest charge token is `issued` (just issued by this request).
+    pub fn with_issued(row: models::ParkingSession, issued: Option<models::ChargeToken>) -> ParkingSession {
+        ParkingSession(row, issued)
+    }
+}
 
 /// An end user parking at an operator, paid through the app's customer. Its app, its
 /// operator and admins see it.
@@ -421,6 +434,9 @@ impl ParkingSession {
     }
     /// The latest charge token issued for the session.
     async fn charge_token(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ChargeToken>> {
+        if let Some(issued) = &self.1 {
+            return Ok(Some(ChargeToken(issued.clone())));
+        }
         let tokens = crate::graphql::loader_set(ctx).session_tokens.load_one(self.0.id).await?;
         Ok(tokens.and_then(|mut t| t.pop()).map(ChargeToken))
     }
@@ -517,7 +533,7 @@ impl ChargeToken {
         let viewer = principal(ctx)?;
         let row = crate::graphql::loader_set(ctx).sessions.load_one(self.0.session_id).await?;
         row.filter(|session| policy::may_see_token(viewer, &self.0, session.app_id))
-            .map(ParkingSession)
+            .map(ParkingSession::new)
             .ok_or_else(|| ApiError::NotFound("parking session").into())
     }
     /// The operator it was issued to.
