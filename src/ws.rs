@@ -16,9 +16,10 @@
 //! On the legacy protocol, refusals of single operations (a duplicate id included) are
 //! `error` messages too, and a refused `connection_init` is its `connection_error`.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use async_graphql::Data;
 use async_graphql::http::{WebSocket as GraphQLWebSocket, WebSocketProtocols, WsMessage};
@@ -101,20 +102,26 @@ struct Envelope {
 
 /// Serves one upgraded socket. `authenticate` reads the `connection_init` payload and
 /// returns the operations' data and the principal, or why it refuses.
-pub async fn serve<F, Fut>(
+///
+/// The future lives as long as the socket, so its size is memory per connection: the
+/// socket is split and the protocol handler built before it, and only the halves and
+/// the handler are moved in (an `async fn` would also keep the whole `WebSocket` it was
+/// given in its state).
+pub fn serve<F, Fut>(
     socket: WebSocket,
     schema: Api,
     protocol: WebSocketProtocols,
     limits: Arc<Limits>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
     authenticate: F,
-) where
+) -> impl Future<Output = ()> + Send + 'static
+where
     F: FnOnce(serde_json::Value) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(Data, Principal), String>> + Send + 'static,
 {
-    let _open = OpenSocket::new();
+    let open = OpenSocket::new();
     let (mut sink, mut client) = socket.split();
-    let (to_graphql, mut input) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let to_graphql = Inbox::default();
     let outcome: InitOutcome = Arc::default();
     let on_init = {
         let (outcome, limits) = (outcome.clone(), limits.clone());
@@ -144,124 +151,164 @@ pub async fn serve<F, Fut>(
             Err(message.into())
         }
     };
-    let input = futures_util::stream::poll_fn(move |cx| input.poll_recv(cx));
-    let graphql = GraphQLWebSocket::new(schema, input, protocol).on_connection_init(on_init);
-    tokio::pin!(graphql);
-    let init_deadline = tokio::time::sleep(limits.ws_init_timeout);
-    tokio::pin!(init_deadline);
-
-    let stop_signal = async move {
-        if stopping.wait_for(|stop| *stop).await.is_err() {
-            std::future::pending::<()>().await;
-        }
+    let input = {
+        let inbox = to_graphql.clone();
+        futures_util::stream::poll_fn(move |cx| inbox.poll_next(cx))
     };
-    tokio::pin!(stop_signal);
-    let mut session: Option<Session> = None;
-    let mut init_sent = false;
-    // Operations running, and the ids the client completed whose echo is still to come.
-    let mut running: HashSet<String> = HashSet::new();
-    let mut completed_by_client: HashSet<String> = HashSet::new();
-    loop {
-        tokio::select! {
-            // While `connection_init` is being answered, later messages wait: they are
-            // judged with the session it yields.
-            incoming = client.next(), if !init_sent || session.is_some() => {
-                let bytes = match incoming {
-                    Some(Ok(Message::Text(text))) => Bytes::from(text),
-                    Some(Ok(Message::Binary(bytes))) => bytes,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                };
-                let envelope = serde_json::from_slice::<Envelope>(&bytes).ok();
-                let (kind, id) = match &envelope {
-                    Some(Envelope { kind, id }) => (kind.as_str(), id.clone()),
-                    None => ("", None),
-                };
-                match (kind, id, &session) {
-                    ("connection_init", _, None) => init_sent = true,
-                    ("subscribe" | "start", Some(id), Some(session)) => {
-                        let refusal = if running.contains(&id) {
-                            if protocol == WebSocketProtocols::GraphQLWS {
-                                let reason = format!("Subscriber for {id} already exists");
-                                let _ = sink.send(close_frame(close::SUBSCRIBER_EXISTS, &reason)).await;
-                                break;
+    let mut graphql = GraphQLWebSocket::new(schema, input, protocol).on_connection_init(on_init);
+    async move {
+        let _open = open;
+        let init_deadline = tokio::time::sleep(limits.ws_init_timeout);
+        tokio::pin!(init_deadline);
+
+        let stop_signal = async move {
+            if stopping.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::pin!(stop_signal);
+        let mut session: Option<Session> = None;
+        let mut init_sent = false;
+        // Operations running, and the ids the client completed whose echo is still to come.
+        let mut running: HashSet<String> = HashSet::new();
+        let mut completed_by_client: HashSet<String> = HashSet::new();
+        loop {
+            tokio::select! {
+                // While `connection_init` is being answered, later messages wait: they are
+                // judged with the session it yields.
+                incoming = client.next(), if !init_sent || session.is_some() => {
+                    let bytes = match incoming {
+                        Some(Ok(Message::Text(text))) => Bytes::from(text),
+                        Some(Ok(Message::Binary(bytes))) => bytes,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    };
+                    let envelope = serde_json::from_slice::<Envelope>(&bytes).ok();
+                    let (kind, id) = match &envelope {
+                        Some(Envelope { kind, id }) => (kind.as_str(), id.clone()),
+                        None => ("", None),
+                    };
+                    match (kind, id, &session) {
+                        ("connection_init", _, None) => init_sent = true,
+                        ("subscribe" | "start", Some(id), Some(session)) => {
+                            let refusal = if running.contains(&id) {
+                                if protocol == WebSocketProtocols::GraphQLWS {
+                                    let reason = format!("Subscriber for {id} already exists");
+                                    let _ = sink.send(close_frame(close::SUBSCRIBER_EXISTS, &reason)).await;
+                                    break;
+                                }
+                                Some(ApiError::LimitExceeded(format!("an operation with id {id} is already running")))
+                            } else if running.len() >= limits.ws_max_subscriptions {
+                                Some(ApiError::LimitExceeded(format!(
+                                    "too many operations on this WebSocket (at most {}); complete one first",
+                                    limits.ws_max_subscriptions
+                                )))
+                            } else {
+                                limits.rate.check(&session.caller).err()
+                            };
+                            if let Some(refusal) = refusal {
+                                if matches!(refusal, ApiError::RateLimited { .. }) {
+                                    crate::metrics::rate_limited("websocket");
+                                }
+                                if sink.send(Message::Text(operation_error(protocol, &id, &refusal).into())).await.is_err() {
+                                    break;
+                                }
+                                continue;
                             }
-                            Some(ApiError::LimitExceeded(format!("an operation with id {id} is already running")))
-                        } else if running.len() >= limits.ws_max_subscriptions {
-                            Some(ApiError::LimitExceeded(format!(
-                                "too many operations on this WebSocket (at most {}); complete one first",
-                                limits.ws_max_subscriptions
-                            )))
-                        } else {
-                            limits.rate.check(&session.caller).err()
-                        };
-                        if let Some(refusal) = refusal {
-                            if matches!(refusal, ApiError::RateLimited { .. }) {
-                                crate::metrics::rate_limited("websocket");
-                            }
-                            if sink.send(Message::Text(operation_error(protocol, &id, &refusal).into())).await.is_err() {
-                                break;
-                            }
-                            continue;
+                            running.insert(id);
                         }
-                        running.insert(id);
+                        ("complete" | "stop", Some(id), _) if running.remove(&id) => {
+                            completed_by_client.insert(id);
+                        }
+                        _ => {}
                     }
-                    ("complete" | "stop", Some(id), _) if running.remove(&id) => {
-                        completed_by_client.insert(id);
-                    }
-                    _ => {}
+                    to_graphql.push(bytes);
                 }
-                if to_graphql.send(bytes).is_err() {
+                outgoing = graphql.next() => {
+                    let message = match outgoing {
+                        None => break,
+                        Some(WsMessage::Text(text)) => {
+                            if session.is_none() && text.starts_with(r#"{"type":"connection_ack""#) {
+                                session = outcome.lock().expect("init outcome lock").take().and_then(Result::ok);
+                            } else if let Some(id) = completed_id(&text)
+                                && !completed_by_client.remove(&id)
+                            {
+                                running.remove(&id);
+                            }
+                            Message::Text(text.into())
+                        }
+                        Some(WsMessage::Close(code, reason)) => {
+                            let refusal = outcome.lock().expect("init outcome lock").take();
+                            let code = match (code, refusal) {
+                                (1002, Some(Err(Refusal::Unauthorized))) => close::FORBIDDEN,
+                                (1002, Some(Err(Refusal::TooManySockets))) => close::TRY_AGAIN_LATER,
+                                (1002, _) => close::BAD_REQUEST,
+                                (1011, _) => close::UNAUTHORIZED,
+                                (code, _) => code,
+                            };
+                            let _ = sink.send(close_frame(code, &reason)).await;
+                            break;
+                        }
+                    };
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                // The process is stopping: end every operation properly, then ask the
+                // client to reconnect (to another process) with 1012; it resumes
+                // subscriptions from its last cursor.
+                () = &mut stop_signal => {
+                    for id in running.drain() {
+                        let complete = json!({ "id": id, "type": "complete" }).to_string();
+                        if sink.send(Message::Text(complete.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = sink.send(close_frame(close::SERVICE_RESTART, "service restart")).await;
+                    break;
+                }
+                () = &mut init_deadline, if session.is_none() => {
+                    tracing::debug!("closing a WebSocket that sent no connection_init in time");
+                    let _ = sink.send(close_frame(close::INIT_TIMEOUT, "Connection initialisation timeout")).await;
                     break;
                 }
             }
-            outgoing = graphql.next() => {
-                let message = match outgoing {
-                    None => break,
-                    Some(WsMessage::Text(text)) => {
-                        if session.is_none() && text.starts_with(r#"{"type":"connection_ack""#) {
-                            session = outcome.lock().expect("init outcome lock").take().and_then(Result::ok);
-                        } else if let Some(id) = completed_id(&text)
-                            && !completed_by_client.remove(&id)
-                        {
-                            running.remove(&id);
-                        }
-                        Message::Text(text.into())
-                    }
-                    Some(WsMessage::Close(code, reason)) => {
-                        let refusal = outcome.lock().expect("init outcome lock").take();
-                        let code = match (code, refusal) {
-                            (1002, Some(Err(Refusal::Unauthorized))) => close::FORBIDDEN,
-                            (1002, Some(Err(Refusal::TooManySockets))) => close::TRY_AGAIN_LATER,
-                            (1002, _) => close::BAD_REQUEST,
-                            (1011, _) => close::UNAUTHORIZED,
-                            (code, _) => code,
-                        };
-                        let _ = sink.send(close_frame(code, &reason)).await;
-                        break;
-                    }
-                };
-                if sink.send(message).await.is_err() {
-                    break;
+        }
+    }
+}
+
+/// The client's messages on their way to async-graphql's protocol handler, which polls
+/// them in the same task. A queue of its own rather than a channel: a tokio channel
+/// allocates a 32-slot block up front, a kilobyte per socket that almost always stays
+/// empty.
+#[derive(Clone, Default)]
+struct Inbox(Arc<Mutex<InboxState>>);
+
+#[derive(Default)]
+struct InboxState {
+    queue: VecDeque<Bytes>,
+    waker: Option<Waker>,
+}
+
+impl Inbox {
+    fn push(&self, message: Bytes) {
+        let mut state = self.0.lock().expect("inbox lock");
+        state.queue.push_back(message);
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// The next message; the stream never ends (the socket's loop ends first).
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let mut state = self.0.lock().expect("inbox lock");
+        match state.queue.pop_front() {
+            Some(message) => Poll::Ready(Some(message)),
+            None => {
+                if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    state.waker = Some(cx.waker().clone());
                 }
-            }
-            // The process is stopping: end every operation properly, then ask the
-            // client to reconnect (to another process) with 1012; it resumes
-            // subscriptions from its last cursor.
-            () = &mut stop_signal => {
-                for id in running.drain() {
-                    let complete = json!({ "id": id, "type": "complete" }).to_string();
-                    if sink.send(Message::Text(complete.into())).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = sink.send(close_frame(close::SERVICE_RESTART, "service restart")).await;
-                break;
-            }
-            () = &mut init_deadline, if session.is_none() => {
-                tracing::debug!("closing a WebSocket that sent no connection_init in time");
-                let _ = sink.send(close_frame(close::INIT_TIMEOUT, "Connection initialisation timeout")).await;
-                break;
+                Poll::Pending
             }
         }
     }

@@ -10,6 +10,7 @@ use async_graphql::{Context, ID, Json, Object, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 
+use super::subscriptions::boxed_read;
 use super::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, broker, principal};
 use crate::broker::BrokerState;
 use crate::error::{ApiError, ApiResult};
@@ -178,8 +179,11 @@ impl EventsSubscription {
         let mut cursor = match after.as_deref().map(parse_cursor).transpose()? {
             Some(cursor) => cursor,
             None => {
-                let mut conn = broker.db().await?;
-                EventRow::head(&mut conn).await.map_err(ApiError::from)?
+                boxed_read(async {
+                    let mut conn = broker.db().await?;
+                    EventRow::head(&mut conn).await.map_err(ApiError::from)
+                })
+                .await?
             }
         };
         let mut wake = broker.events.subscribe(topic);
@@ -188,13 +192,11 @@ impl EventsSubscription {
             let mut rechecks = 0u32;
             loop {
                 wake.mark_seen();
-                let rows = match broker.db().await {
-                    Ok(mut conn) => EventRow::after(&mut conn, scope, types.as_deref(), cursor, BATCH)
-                        .await
-                        .map_err(ApiError::from),
-                    Err(err) => Err(err),
-                };
-                match rows {
+                let rows = boxed_read(async {
+                    let mut conn = broker.db().await?;
+                    EventRow::after(&mut conn, scope, types.as_deref(), cursor, BATCH).await.map_err(ApiError::from)
+                });
+                match rows.await {
                     Ok(rows) => {
                         let full = rows.len() as i64 == BATCH;
                         for row in rows {

@@ -198,11 +198,13 @@ impl Loader<CapabilitiesKey> for CapabilitiesLoader {
 }
 
 /// The loaders of one request (or of one WebSocket connection): a set per freshness,
-/// each made on first use.
+/// each made on first use. Boxed, so a connection whose subscriptions never resolve
+/// an edge (most of them, most of the time) holds two empty cells, not two
+/// kilobyte-sized sets' worth of space.
 pub struct Loaders {
     broker: BrokerState,
-    latest: OnceLock<LoaderSet>,
-    may_lag: OnceLock<LoaderSet>,
+    latest: OnceLock<Box<LoaderSet>>,
+    may_lag: OnceLock<Box<LoaderSet>>,
 }
 
 impl Loaders {
@@ -217,7 +219,7 @@ impl Loaders {
             Freshness::Latest => &self.latest,
             Freshness::MayLag => &self.may_lag,
         };
-        cell.get_or_init(|| LoaderSet::new(&self.broker, freshness))
+        cell.get_or_init(|| Box::new(LoaderSet::new(&self.broker, freshness)))
     }
 }
 

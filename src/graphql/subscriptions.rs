@@ -10,8 +10,10 @@
 
 use async_graphql::{Context, MergedSubscription, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use std::time::Duration;
+use uuid::Uuid;
 
 use super::types::{ChargeToken, Link, LinkStatus};
 use super::{broker, principal};
@@ -54,6 +56,17 @@ pub struct LinkStatusChange {
     pub occurred_at: DateTime<Utc>,
     /// The link as it is now.
     pub link: Link,
+}
+
+/// Runs one database read in a future of its own on the heap. A stream holds its state
+/// for as long as the subscription lives, and almost all of that time it waits for a
+/// wake-up; a query's future awaited in place would size that state for the query
+/// (kilobytes per subscriber). Boxed, the query's state exists only while it runs.
+pub(crate) fn boxed_read<'a, T, F>(read: F) -> BoxFuture<'a, ApiResult<T>>
+where
+    F: Future<Output = ApiResult<T>> + Send + 'a,
+{
+    Box::pin(read)
 }
 
 fn parse_cursor(after: Option<String>) -> ApiResult<Option<i64>> {
@@ -99,8 +112,11 @@ impl TokenSubscription {
         let mut cursor = match parse_cursor(after)? {
             Some(cursor) => cursor,
             None => {
-                let mut conn = broker.db().await?;
-                Operator::last_token_cursor(&mut conn, operator_id).await.map_err(ApiError::from)?
+                boxed_read(async {
+                    let mut conn = broker.db().await?;
+                    Operator::last_token_cursor(&mut conn, operator_id).await.map_err(ApiError::from)
+                })
+                .await?
             }
         };
         let mut wake = broker.events.subscribe(Topic::OperatorTokens(operator_id));
@@ -108,13 +124,7 @@ impl TokenSubscription {
             let _active = crate::metrics::GaugeGuard::subscription("chargeTokenIssued");
             loop {
                 wake.mark_seen();
-                let rows = match broker.db().await {
-                    Ok(mut conn) => models::ChargeToken::delivered_after(&mut conn, operator_id, cursor, BATCH)
-                        .await
-                        .map_err(ApiError::from),
-                    Err(err) => Err(err),
-                };
-                match rows {
+                match read_tokens(&broker, operator_id, cursor).await {
                     Ok(rows) => {
                         let full = rows.len() as i64 == BATCH;
                         for row in rows {
@@ -139,6 +149,18 @@ impl TokenSubscription {
         };
         Ok(until_expiry(stream, viewer.expires_at))
     }
+}
+
+/// The operator's tokens after `cursor`, at most a batch.
+fn read_tokens(
+    broker: &BrokerState,
+    operator_id: Uuid,
+    cursor: i64,
+) -> BoxFuture<'_, ApiResult<Vec<models::ChargeToken>>> {
+    boxed_read(async move {
+        let mut conn = broker.db().await?;
+        models::ChargeToken::delivered_after(&mut conn, operator_id, cursor, BATCH).await.map_err(ApiError::from)
+    })
 }
 
 /// The link status stream, merged into `Subscription`.
@@ -166,8 +188,11 @@ impl LinkSubscription {
         let mut cursor = match parse_cursor(after)? {
             Some(cursor) => cursor,
             None => {
-                let mut conn = broker.db().await?;
-                LinkEvent::last_seq(&mut conn).await.map_err(ApiError::from)?
+                boxed_read(async {
+                    let mut conn = broker.db().await?;
+                    LinkEvent::last_seq(&mut conn).await.map_err(ApiError::from)
+                })
+                .await?
             }
         };
         let mut wake = broker.events.subscribe(topic);
@@ -175,13 +200,13 @@ impl LinkSubscription {
             let _active = crate::metrics::GaugeGuard::subscription("linkStatusChanged");
             loop {
                 wake.mark_seen();
-                let read = async {
+                let read = boxed_read(async {
                     let mut conn = broker.db().await?;
                     let events = LinkEvent::after(&mut conn, scope, cursor, BATCH).await?;
                     let ids: Vec<_> = events.iter().map(|e| e.link_id).collect();
                     let links = models::Link::find_many(&mut conn, &ids).await?;
                     Ok::<_, ApiError>((events, links))
-                };
+                });
                 match read.await {
                     Ok((events, links)) => {
                         let full = events.len() as i64 == BATCH;

@@ -25,9 +25,11 @@ pub(super) fn upgrade(state: HttpState, upgrade: WebSocketUpgrade) -> Response {
     let HttpState { broker, schema, limits } = state;
     let stopping = broker.stopping.subscribe();
     upgrade
-        // The default 128 KiB read buffer per socket dominated the memory of idle
-        // subscribers; GraphQL messages here are small.
-        .read_buffer_size(4096)
+        // The read buffer is allocated per socket for as long as it is open: the default
+        // 128 KiB dominated the memory of idle subscribers. Client messages here are
+        // small (`connection_init` with a JWT, `subscribe` with a query); a larger one
+        // grows the buffer to fit.
+        .read_buffer_size(1024)
         .write_buffer_size(4096)
         .max_message_size(MAX_BODY_BYTES)
         .on_upgrade(move |socket| {
