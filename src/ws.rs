@@ -16,10 +16,9 @@
 //! On the legacy protocol, refusals of single operations (a duplicate id included) are
 //! `error` messages too, and a refused `connection_init` is its `connection_error`.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 
 use async_graphql::Data;
 use async_graphql::http::{WebSocket as GraphQLWebSocket, WebSocketProtocols, WsMessage};
@@ -121,7 +120,9 @@ where
 {
     let open = OpenSocket::new();
     let (mut sink, mut client) = socket.split();
-    let to_graphql = Inbox::default();
+    // A futures channel rather than tokio's: tokio's unbounded channel allocates a
+    // 32-slot block up front, a kilobyte per socket that almost always stays empty.
+    let (to_graphql, input) = futures_channel::mpsc::unbounded::<Bytes>();
     let outcome: InitOutcome = Arc::default();
     let on_init = {
         let (outcome, limits) = (outcome.clone(), limits.clone());
@@ -150,10 +151,6 @@ where
             *outcome.lock().expect("init outcome lock") = Some(result);
             Err(message.into())
         }
-    };
-    let input = {
-        let inbox = to_graphql.clone();
-        futures_util::stream::poll_fn(move |cx| inbox.poll_next(cx))
     };
     let mut graphql = GraphQLWebSocket::new(schema, input, protocol).on_connection_init(on_init);
     async move {
@@ -222,7 +219,9 @@ where
                         }
                         _ => {}
                     }
-                    to_graphql.push(bytes);
+                    if to_graphql.unbounded_send(bytes).is_err() {
+                        break;
+                    }
                 }
                 outgoing = graphql.next() => {
                     let message = match outgoing {
@@ -272,43 +271,6 @@ where
                     let _ = sink.send(close_frame(close::INIT_TIMEOUT, "Connection initialisation timeout")).await;
                     break;
                 }
-            }
-        }
-    }
-}
-
-/// The client's messages on their way to async-graphql's protocol handler, which polls
-/// them in the same task. A queue of its own rather than a channel: a tokio channel
-/// allocates a 32-slot block up front, a kilobyte per socket that almost always stays
-/// empty.
-#[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<InboxState>>);
-
-#[derive(Default)]
-struct InboxState {
-    queue: VecDeque<Bytes>,
-    waker: Option<Waker>,
-}
-
-impl Inbox {
-    fn push(&self, message: Bytes) {
-        let mut state = self.0.lock().expect("inbox lock");
-        state.queue.push_back(message);
-        if let Some(waker) = state.waker.take() {
-            waker.wake();
-        }
-    }
-
-    /// The next message; the stream never ends (the socket's loop ends first).
-    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        let mut state = self.0.lock().expect("inbox lock");
-        match state.queue.pop_front() {
-            Some(message) => Poll::Ready(Some(message)),
-            None => {
-                if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    state.waker = Some(cx.waker().clone());
-                }
-                Poll::Pending
             }
         }
     }
