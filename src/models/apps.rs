@@ -115,11 +115,11 @@ impl App {
 
     /// A page of apps in `scope`, by id.
     pub async fn list(conn: &mut AsyncPgConnection, scope: AppScope, page: Page) -> QueryResult<Vec<App>> {
-        let mut query = scoped(scope).select(App::as_select()).order(apps::id.asc()).limit(page.limit);
+        let mut query = scoped(scope).select(App::as_select()).order(apps::id.asc());
         if let Some(after) = page.after {
             query = query.filter(apps::id.gt(after));
         }
-        query.load(conn).await
+        super::limited(query, page.limit).load(conn).await
     }
 
     /// How many apps `scope` holds.

@@ -180,14 +180,12 @@ impl ChargeToken {
         cursor: i64,
         limit: i64,
     ) -> QueryResult<Vec<ChargeToken>> {
-        charge_tokens::table
+        let query = charge_tokens::table
             .filter(charge_tokens::operator_id.eq(operator_id))
             .filter(charge_tokens::cursor.gt(cursor))
             .select(ChargeToken::as_select())
-            .order(charge_tokens::cursor.asc())
-            .limit(limit)
-            .load(conn)
-            .await
+            .order(charge_tokens::cursor.asc());
+        super::limited(query, limit).load(conn).await
     }
 
     /// PENDING → ISSUED in one statement, committed on its own: takes the operator's next

@@ -86,11 +86,11 @@ impl Customer {
 
     /// A page of customers in `scope`, by id (customers without a processor record are left out).
     pub async fn list(conn: &mut AsyncPgConnection, scope: CustomerScope, page: Page) -> QueryResult<Vec<Customer>> {
-        let mut query = scoped(scope).select(Customer::as_select()).order(customers::id.asc()).limit(page.limit);
+        let mut query = scoped(scope).select(Customer::as_select()).order(customers::id.asc());
         if let Some(after) = page.after {
             query = query.filter(customers::id.gt(after));
         }
-        query.load(conn).await
+        super::limited(query, page.limit).load(conn).await
     }
 
     /// How many customers `scope` holds.

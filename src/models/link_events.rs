@@ -72,14 +72,13 @@ impl LinkEvent {
             .filter(link_events::seq.gt(after))
             .select(LinkEvent::as_select())
             .order(link_events::seq.asc())
-            .limit(limit)
             .into_boxed();
         match scope {
             LinkEventScope::All => {}
             LinkEventScope::App(id) => query = query.filter(link_events::app_id.eq(id)),
             LinkEventScope::Operator(id) => query = query.filter(link_events::operator_id.eq(id)),
         }
-        query.load(conn).await
+        super::limited(query, limit).load(conn).await
     }
 
     /// The latest change's `seq` (0 when there is none): where a new subscriber starts.

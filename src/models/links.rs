@@ -141,11 +141,11 @@ impl Link {
 
     /// A page of the links matching `filter`, by id.
     pub async fn list(conn: &mut AsyncPgConnection, filter: LinkFilter, page: Page) -> QueryResult<Vec<Link>> {
-        let mut query = filtered(filter).select(Link::as_select()).order(links::id.asc()).limit(page.limit);
+        let mut query = filtered(filter).select(Link::as_select()).order(links::id.asc());
         if let Some(after) = page.after {
             query = query.filter(links::id.gt(after));
         }
-        query.load(conn).await
+        super::limited(query, page.limit).load(conn).await
     }
 
     /// Like `list`, with each link's app and operator rows, in one statement.
@@ -159,13 +159,12 @@ impl Link {
             .inner_join(operators::table)
             .select((Link::as_select(), App::as_select(), Operator::as_select()))
             .order(links::id.asc())
-            .limit(page.limit)
             .into_boxed();
         let mut query = filter_links!(joined, filter);
         if let Some(after) = page.after {
             query = query.filter(links::id.gt(after));
         }
-        query.load(conn).await
+        super::limited(query, page.limit).load(conn).await
     }
 
     /// How many links match `filter`.

@@ -33,6 +33,47 @@ pub struct Page {
     pub limit: i64,
 }
 
+/// `query LIMIT n`, with `n` written into the statement's text rather than bound.
+/// Postgres plans a prepared statement with a bound `LIMIT` anew on every run (its
+/// generic plan assumes a tenth of the rows, so it never wins); with the number in the
+/// text, the statement (one per page size, cached by its text) is planned once per
+/// connection. `query` must end where a `LIMIT` may follow (after its `ORDER BY`, with
+/// no `LIMIT` or locking clause of its own).
+#[derive(Debug, Clone)]
+pub struct Limited<Q> {
+    query: Q,
+    limit: i64,
+}
+
+/// `query` limited to `limit` rows (see [`Limited`]).
+pub fn limited<Q>(query: Q, limit: i64) -> Limited<Q> {
+    Limited { query, limit }
+}
+
+// The text depends on `limit`: statements must be cached by their text, never by type.
+impl<Q> diesel::query_builder::QueryId for Limited<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for Limited<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>> diesel::query_builder::QueryFragment<diesel::pg::Pg>
+    for Limited<Q>
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        self.query.walk_ast(out.reborrow())?;
+        out.push_sql(" LIMIT ");
+        out.push_sql(&self.limit.to_string());
+        Ok(())
+    }
+}
+
 /// Defines a status enum stored as `text` (the values match the CHECK constraints in
 /// the migrations), with conversions both ways.
 macro_rules! text_enum {

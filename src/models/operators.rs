@@ -64,12 +64,11 @@ impl Operator {
 
     /// A page of all operators, by id.
     pub async fn list(conn: &mut AsyncPgConnection, page: Page) -> QueryResult<Vec<Operator>> {
-        let mut query =
-            operators::table.select(Operator::as_select()).order(operators::id.asc()).limit(page.limit).into_boxed();
+        let mut query = operators::table.select(Operator::as_select()).order(operators::id.asc()).into_boxed();
         if let Some(after) = page.after {
             query = query.filter(operators::id.gt(after));
         }
-        query.load(conn).await
+        super::limited(query, page.limit).load(conn).await
     }
 
     /// How many operators there are.

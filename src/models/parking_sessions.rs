@@ -287,12 +287,11 @@ impl ParkingSession {
         filter: SessionFilter,
         page: Page,
     ) -> QueryResult<Vec<ParkingSession>> {
-        let mut query =
-            filtered(filter).select(ParkingSession::as_select()).order(parking_sessions::id.asc()).limit(page.limit);
+        let mut query = filtered(filter).select(ParkingSession::as_select()).order(parking_sessions::id.asc());
         if let Some(after) = page.after {
             query = query.filter(parking_sessions::id.gt(after));
         }
-        query.load(conn).await
+        super::limited(query, page.limit).load(conn).await
     }
 
     /// How many sessions match `filter`.

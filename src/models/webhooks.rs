@@ -154,7 +154,7 @@ impl Endpoint {
         if let Some(after) = page.after {
             query = query.filter(webhook_endpoints::id.gt(after));
         }
-        query.limit(page.limit).load(conn).await
+        super::limited(query, page.limit).load(conn).await
     }
 
     /// Applies `changes` and stamps `updated_at`.
@@ -430,7 +430,7 @@ impl Attempt {
         if let Some(after) = page.after {
             query = query.filter(webhook_attempts::id.gt(after));
         }
-        query.limit(page.limit).load(conn).await
+        super::limited(query, page.limit).load(conn).await
     }
 
     /// Deletes the attempts made before `before` (retention). Returns how many.
