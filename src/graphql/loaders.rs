@@ -75,8 +75,15 @@ macro_rules! by_id_loader {
 
             async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, $row>, LoadError> {
                 let mut conn = self.0.db().await?;
-                let rows = <$row>::find_many(&mut conn, keys).await.map_err(crate::error::ApiError::from)?;
-                Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+                // One key (a single object's edge) is looked up by `id = $1`: Postgres
+                // plans `id = ANY($1)` anew on every run (its generic plan assumes ten
+                // elements), the single lookup once per connection.
+                let rows = match keys {
+                    [key] => <$row>::find(&mut conn, *key).await.map(|row| row.into_iter().collect()),
+                    _ => <$row>::find_many(&mut conn, keys).await,
+                }
+                .map_err(crate::error::ApiError::from)?;
+                Ok(rows.into_iter().map(|row| (row.id, row)).collect::<HashMap<Uuid, $row>>())
             }
         }
     };
