@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::Page;
-use crate::db::schema::{customers, parking_sessions};
+use super::{App, Page};
+use crate::db::schema::{apps, customers, parking_sessions};
 use crate::domain::cards::CardFacts;
 
 /// A `customers` row: an app's end user and the card on file.
@@ -77,6 +77,17 @@ impl Customer {
     /// The customer with this id, if any.
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Customer>> {
         customers::table.find(id).select(Customer::as_select()).first(conn).await.optional()
+    }
+
+    /// The customer with this id and its app, in one statement, if the customer exists.
+    pub async fn find_with_app(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<(Customer, App)>> {
+        customers::table
+            .inner_join(apps::table)
+            .filter(customers::id.eq(id))
+            .select((Customer::as_select(), App::as_select()))
+            .first(conn)
+            .await
+            .optional()
     }
 
     /// The customers with these ids (for the loaders), in no particular order.

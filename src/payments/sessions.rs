@@ -53,10 +53,17 @@ fn same_request(session: &ParkingSession, input: &StartSession<'_>, zone: &str, 
         && session.hold_currency.as_deref() == input.hold.as_ref().map(|h| h.currency.as_str())
 }
 
-/// A key's first request: the app's customer and its active link to the operator, then,
-/// in one transaction, the session with its PENDING charge token and its event (and a
-/// hold's pending ledger row). The rows are handed on, so the token is issued without
-/// reading them back.
+/// The rows a key's first request read, which issuing its token needs.
+struct Fresh {
+    customer: Customer,
+    link: Link,
+    platform: models::App,
+}
+
+/// A key's first request: the app's customer (read with the app) and its active link to
+/// the operator, then, in one transaction, the session with its PENDING charge token and
+/// its event (and a hold's pending ledger row). The rows are handed on, so the token is
+/// issued without reading them back.
 async fn insert_fresh(
     conn: &mut diesel_async::AsyncPgConnection,
     app_id: uuid::Uuid,
@@ -64,10 +71,10 @@ async fn insert_fresh(
     zone: &str,
     plate: &str,
     key: &str,
-) -> ApiResult<(ParkingSession, ChargeToken, Customer, Link)> {
-    let customer = Customer::find(conn, input.customer_id)
+) -> ApiResult<(ParkingSession, ChargeToken, Fresh)> {
+    let (customer, platform) = Customer::find_with_app(conn, input.customer_id)
         .await?
-        .filter(|c| c.app_id == app_id && c.processor_customer_id.is_some())
+        .filter(|(c, _)| c.app_id == app_id && c.processor_customer_id.is_some())
         .ok_or(ApiError::NotFound("customer"))?;
     let link = match Link::find_pair(conn, app_id, input.operator_id).await? {
         Some(link) if link.status == LinkStatus::Active => link,
@@ -113,7 +120,7 @@ async fn insert_fresh(
             Ok::<_, ApiError>((session, token))
         })
         .await?;
-    Ok((session, token, customer, link))
+    Ok((session, token, Fresh { customer, link, platform }))
 }
 
 /// `startParkingSession`. The session and its PENDING charge token are written in one
@@ -134,7 +141,7 @@ pub async fn start(broker: &Broker, principal: &Principal, input: StartSession<'
     // is looked up only when that fails: a retry (its insert meets the key's unique
     // index), or a refusal, which a retry of a session that did start must not see.
     let (session, replayed, fresh) = match insert_fresh(&mut conn, app_id, &input, zone, plate, key).await {
-        Ok((session, token, customer, link)) => (session, false, Some((token, customer, link))),
+        Ok((session, token, rows)) => (session, false, Some((token, rows))),
         Err(refused) => match ParkingSession::find_by_key(&mut conn, app_id, key).await? {
             Some(session) => (session, true, None),
             None => return Err(refused),
@@ -167,8 +174,7 @@ pub async fn start(broker: &Broker, principal: &Principal, input: StartSession<'
     // Issue the token: the first attempt, or (a retry after an interrupted one) finish it
     // if it is still pending.
     let mut issued = None;
-    if let Some((token, customer, link)) = fresh {
-        let platform = models::App::find(&mut conn, app_id).await?.ok_or(ApiError::NotFound("app"))?;
+    if let Some((token, Fresh { customer, link, platform })) = fresh {
         drop(conn);
         let token = tokens::issue_with(
             broker,

@@ -373,11 +373,11 @@ async fn starting_a_session_reads_each_row_once() {
     let cost = t.statements() - before;
     assert_eq!(started["session"]["chargeToken"]["status"], "ISSUED", "{started}");
     println!("SQL statements per startParkingSession: {in_request} by the response, {cost} in all");
-    // The request's own: the customer and link (2), the session's transaction (BEGIN,
-    // session, token, event, COMMIT: 5), the app (1), the sandbox's checks and token (2),
-    // and the one statement that issues the token (1): 11. The idempotency key is read
+    // The request's own: the customer with its app, and the link (2), the session's
+    // transaction (BEGIN, session, token, event, COMMIT: 5), the sandbox's checks and
+    // token (2), and the one statement that issues the token (1): 10. The idempotency key is read
     // only when the insert fails, and the payload's token is the one just issued. The
     // notifier and the webhook worker answer the session's events beside it.
-    assert!(in_request <= 17, "startParkingSession took {in_request} statements");
-    assert!(cost <= 21, "startParkingSession took {cost} statements in all");
+    assert!(in_request <= 16, "startParkingSession took {in_request} statements");
+    assert!(cost <= 20, "startParkingSession took {cost} statements in all");
 }
