@@ -124,11 +124,6 @@ impl ChargeToken {
         charge_tokens::table.find(id).select(ChargeToken::as_select()).first(conn).await.optional()
     }
 
-    /// The token with this id, locked for the rest of the transaction.
-    pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ChargeToken>> {
-        charge_tokens::table.find(id).select(ChargeToken::as_select()).for_update().first(conn).await.optional()
-    }
-
     /// The tokens with these ids (for the loaders), in no particular order.
     pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<ChargeToken>> {
         charge_tokens::table.filter(charge_tokens::id.eq_any(ids)).select(ChargeToken::as_select()).load(conn).await
