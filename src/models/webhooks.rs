@@ -263,7 +263,9 @@ impl<QS> SelectableExpression<QS> for PendingText {}
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PendingText {
     fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
-        out.push_sql("'PENDING'");
+        out.push_sql("'");
+        out.push_sql(DeliveryStatus::Pending.as_str());
+        out.push_sql("'");
         Ok(())
     }
 }
@@ -272,7 +274,6 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PendingText {
 /// the partial index, so that a wake-up with nothing to send skips [`claim_due`], which is
 /// planned on every run.
 pub async fn any_due(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
-    debug_assert_eq!(DeliveryStatus::Pending.as_str(), "PENDING");
     diesel::select(diesel::dsl::exists(
         webhook_deliveries::table
             .filter(webhook_deliveries::status.eq(PendingText))
